@@ -1,0 +1,41 @@
+"""FGSM (Goodfellow et al. 2015): one signed-gradient step of size eps, optionally from a random start."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from tune_robust.attacks._base import Attack, check_eps, input_grad, register_attack
+
+
+@register_attack("fgsm")
+@dataclass(frozen=True)
+class FGSM(Attack):
+    eps: float = 8 / 255
+    # Step size; None means eps (the classic FGSM). Fast AT uses a random start and 1.25 * eps.
+    step: float | None = None
+    random_start: bool = False
+
+    def __post_init__(self) -> None:
+        check_eps(self.eps)
+        if self.step is not None:
+            check_eps(self.step, "step")
+
+    @property
+    def gradient_steps(self) -> int:
+        return 1
+
+    def describe(self) -> str:
+        return f"fgsm-linf-eps{self.eps:.4g}"
+
+    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        step = self.eps if self.step is None else self.step
+        x0 = x.detach()
+        start = x0
+        if self.random_start:
+            start = (x0 + torch.empty_like(x0).uniform_(-self.eps, self.eps)).clamp_(0, 1)
+        grad, _ = input_grad(model, start, y)
+        adv = start + step * grad.sign()
+        return torch.min(torch.max(adv, x0 - self.eps), x0 + self.eps).clamp_(0, 1).detach()

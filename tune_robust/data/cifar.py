@@ -1,0 +1,76 @@
+"""CIFAR-10 and CIFAR-100 from the official python pickle files."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+
+from tune_robust.data._base import DatasetInfo, ImageDataset, find_dir, register_dataset
+from tune_robust.errors import DataError
+
+
+def _read_batch(path: Path, label_key: str) -> tuple[np.ndarray, np.ndarray]:
+    if not path.exists():
+        raise DataError(f"missing CIFAR file {path}")
+    with open(path, "rb") as f:
+        entry = pickle.load(f, encoding="latin1")
+    data = np.asarray(entry["data"], dtype=np.uint8)
+    if data.ndim != 2 or data.shape[1] != 3072:
+        raise DataError(f"{path}: expected N x 3072 uint8 rows, got {data.shape}")
+    return data.reshape(-1, 3, 32, 32), np.asarray(entry[label_key], dtype=np.int64)
+
+
+def _load(
+    name: str, data_dir: Path | None, download: bool, folder: str, train: list[str], test: str, label_key: str
+) -> ImageDataset:
+    expected = f"<data-dir>/{folder}/{{{','.join(train)},{test}}}"
+    if download and data_dir is not None:
+        from tune_robust.data._download import download_dataset
+
+        download_dataset(name, data_dir)
+    d = find_dir(data_dir, name, [folder, ""], (test,), expected)
+    parts = [_read_batch(d / b, label_key) for b in train]
+    test_x, test_y = _read_batch(d / test, label_key)
+    return ImageDataset(
+        name=name,
+        train_x=np.concatenate([p[0] for p in parts]),
+        train_y=np.concatenate([p[1] for p in parts]),
+        test_x=test_x,
+        test_y=test_y,
+        num_classes=100 if name == "cifar100" else 10,
+    )
+
+
+def load_cifar10(data_dir: Path | None, download: bool = False) -> ImageDataset:
+    batches = [f"data_batch_{i}" for i in range(1, 6)]
+    return _load("cifar10", data_dir, download, "cifar-10-batches-py", batches, "test_batch", "labels")
+
+
+def load_cifar100(data_dir: Path | None, download: bool = False) -> ImageDataset:
+    return _load("cifar100", data_dir, download, "cifar-100-python", ["train"], "test", "fine_labels")
+
+
+register_dataset(
+    DatasetInfo(
+        name="cifar10",
+        loader=load_cifar10,
+        shape=(3, 32, 32),
+        num_classes=10,
+        augment="crop_flip",
+        default_eps=8 / 255,
+        expected_files="<data-dir>/cifar-10-batches-py/{data_batch_1..5,test_batch}",
+    )
+)
+register_dataset(
+    DatasetInfo(
+        name="cifar100",
+        loader=load_cifar100,
+        shape=(3, 32, 32),
+        num_classes=100,
+        augment="crop_flip",
+        default_eps=8 / 255,
+        expected_files="<data-dir>/cifar-100-python/{train,test}",
+    )
+)

@@ -1,0 +1,239 @@
+"""The one epoch loop every training method shares, with full-state checkpoints.
+
+``Trainer`` owns data, model, optimiser, LR schedule and RNG state for one trial. ``run_epoch`` trains
+one epoch, evaluates on the held-out validation split (clean + the evaluation attack) and tracks the best
+epoch by robust accuracy. ``save``/``load`` round-trip everything needed to continue a trial exactly.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from tune_robust.attacks import NoAttack, create_attack
+from tune_robust.config import TrialConfig
+from tune_robust.data import TrialData, batches, prepare_data
+from tune_robust.evaluation import evaluate
+from tune_robust.models import count_params, create_model
+from tune_robust.training._base import METHODS
+from tune_robust.training.schedule import lr_multiplier
+
+STATE_FILE = "state.pt"
+MODEL_FILE = "model.pt"
+CONFIG_FILE = "config.json"
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def load_model_file(path: str | Path, device: torch.device | str = "cpu") -> nn.Module:
+    """Rebuild a model saved by ``Trainer.save`` (``model.pt``: best weights plus what built them)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / MODEL_FILE
+    blob = torch.load(path, map_location=device, weights_only=True)
+    model = create_model(
+        blob["arch"], num_classes=blob["num_classes"], in_channels=blob["in_channels"], **blob["kwargs"]
+    )
+    model.load_state_dict(blob["state_dict"])
+    return model.to(device).eval()
+
+
+class Trainer:
+    def __init__(self, cfg: TrialConfig, data: TrialData | None = None) -> None:
+        self.cfg = cfg
+        t = cfg.train
+        self.device = resolve_device(t.device)
+        torch.manual_seed(t.seed)
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(t.seed)
+        d = cfg.data
+        self.data = data or prepare_data(
+            d.dataset,
+            self.device,
+            data_dir=d.data_dir,
+            download=d.download,
+            val_fraction=d.val_fraction,
+            split_seed=d.split_seed,
+            train_limit=d.train_limit,
+            test_limit=d.test_limit,
+            augment=d.augment,
+        )
+        in_channels = int(self.data.train.x.shape[1])
+        self.model = create_model(
+            cfg.model.name, num_classes=self.data.num_classes, in_channels=in_channels, **cfg.model.kwargs
+        ).to(self.device)
+        if "init" in cfg.upstream:  # multi-stage sweeps start from an upstream stage's weights
+            src = load_model_file(cfg.upstream["init"], self.device)
+            self.model.load_state_dict(src.state_dict())
+        self.params = count_params(self.model)
+        self.step_fn = METHODS.get(t.method)
+        self.train_attack = create_attack(cfg.attack.name, **cfg.attack.kwargs)
+        self.eval_attacks = {"clean": NoAttack()}
+        if cfg.eval_attack.name != "none":
+            self.eval_attacks["robust"] = create_attack(cfg.eval_attack.name, **cfg.eval_attack.kwargs)
+        decay, no_decay = [], []
+        for p in self.model.parameters():
+            (no_decay if p.ndim <= 1 else decay).append(p)
+        # Weight decay on conv/linear weights only (not BN affine or biases), as common AT code does.
+        self.optimizer = torch.optim.SGD(
+            [{"params": decay, "weight_decay": t.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=t.lr,
+            momentum=t.momentum,
+            nesterov=t.nesterov and t.momentum > 0,
+        )
+        n_train = len(self.data.train)
+        self.steps_per_epoch = max(1, n_train // t.batch_size) if n_train >= t.batch_size else 1
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer,
+            lr_multiplier(t.schedule, t.epochs, self.steps_per_epoch, t.milestones, t.lr_gamma, t.warmup_epochs),
+        )
+        self.epoch = 0
+        self.best: dict[str, Any] = {"epoch": -1, "robust_acc": -1.0, "clean_acc": -1.0}
+        self.best_state: dict[str, torch.Tensor] | None = None
+
+    # ------------------------------------------------------------------ training
+
+    def train_epoch(self) -> dict[str, float]:
+        t = self.cfg.train
+        self.model.train()
+        start = time.perf_counter()
+        loss_sum, correct, seen = 0.0, 0, 0
+        drop_last = len(self.data.train) >= t.batch_size
+        for x, y in batches(
+            self.data.train,
+            t.batch_size,
+            shuffle=True,
+            generator=self.generator,
+            augment=self.data.augment,
+            drop_last=drop_last,
+        ):
+            loss, logits = self.step_fn(self.model, x, y, self.train_attack)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"non-finite training loss ({loss.item()}) at epoch {self.epoch + 1}; "
+                    f"lower train.lr (now {t.lr}) or add train.grad_clip"
+                )
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if t.grad_clip > 0:
+                nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
+            self.optimizer.step()
+            self.scheduler.step()
+            loss_sum += float(loss) * len(y)
+            correct += int((logits.argmax(1) == y).sum())
+            seen += len(y)
+        return {
+            "train_loss": loss_sum / max(1, seen),
+            "train_acc": correct / max(1, seen),
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "train_seconds": time.perf_counter() - start,
+            "train_examples": seen,
+        }
+
+    def run_epoch(self) -> dict[str, Any]:
+        """Train one epoch, evaluate on the validation split, update the best checkpoint."""
+        metrics: dict[str, Any] = self.train_epoch()
+        self.epoch += 1
+        metrics["epoch"] = self.epoch
+        t = self.cfg.train
+        if self.epoch % t.eval_every == 0 or self.epoch == t.epochs:
+            start = time.perf_counter()
+            split = self.data.val if len(self.data.val) else self.data.test
+            res = evaluate(self.model, split, self.eval_attacks, limit=t.eval_limit)
+            metrics["val_split"] = "val" if len(self.data.val) else "test"
+            metrics["val_clean_acc"] = res["clean_acc"]
+            metrics["val_robust_acc"] = res.get("robust_acc", res["clean_acc"])
+            metrics["eval_seconds"] = time.perf_counter() - start
+            score = metrics["val_robust_acc"]
+            if not math.isnan(score) and score > self.best["robust_acc"]:
+                self.best = {"epoch": self.epoch, "robust_acc": score, "clean_acc": metrics["val_clean_acc"]}
+                self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        metrics["best_epoch"] = self.best["epoch"]
+        metrics["best_val_robust_acc"] = self.best["robust_acc"]
+        return metrics
+
+    @property
+    def finished(self) -> bool:
+        return self.epoch >= self.cfg.train.epochs
+
+    def final_metrics(self) -> dict[str, Any]:
+        """Test-set accuracy of the last and the best (by validation robust accuracy) weights."""
+        out: dict[str, Any] = {}
+        final = evaluate(self.model, self.data.test, self.eval_attacks)
+        out["final_clean_acc"] = final["clean_acc"]
+        out["final_robust_acc"] = final.get("robust_acc", final["clean_acc"])
+        best_model = self.best_model()
+        best = evaluate(best_model, self.data.test, self.eval_attacks)
+        out["best_clean_acc"] = best["clean_acc"]
+        out["best_robust_acc"] = best.get("robust_acc", best["clean_acc"])
+        out["test_examples"] = len(self.data.test)
+        return out
+
+    def best_model(self) -> nn.Module:
+        if self.best_state is None:
+            return self.model
+        model = copy.deepcopy(self.model)
+        model.load_state_dict(self.best_state)
+        return model
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def state_dict(self) -> dict[str, Any]:
+        rng: dict[str, Any] = {"torch": torch.get_rng_state(), "generator": self.generator.get_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        return {
+            "epoch": self.epoch,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": rng,
+            "best": self.best,
+            "best_state": self.best_state,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.epoch = int(state["epoch"])
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"]["torch"].cpu())
+        self.generator.set_state(state["rng"]["generator"].cpu())
+        if "cuda" in state["rng"] and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["rng"]["cuda"].cpu(), self.device)
+        self.best = dict(state["best"])
+        self.best_state = state["best_state"]
+
+    def save(self, directory: str | Path) -> None:
+        """Write the full training state, the best model (with what built it) and the trial config."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        torch.save(self.state_dict(), directory / STATE_FILE)
+        model = self.best_model()
+        torch.save(
+            {
+                "arch": self.cfg.model.name,
+                "kwargs": self.cfg.model.kwargs,
+                "num_classes": self.data.num_classes,
+                "in_channels": int(self.data.train.x.shape[1]),
+                "state_dict": model.state_dict(),
+                "epoch": self.best["epoch"],
+            },
+            directory / MODEL_FILE,
+        )
+        (directory / CONFIG_FILE).write_text(json.dumps(self.cfg.to_dict(), indent=1, default=str))
+
+    def load(self, directory: str | Path) -> None:
+        state = torch.load(Path(directory) / STATE_FILE, map_location=self.device, weights_only=False)
+        self.load_state_dict(state)

@@ -1,0 +1,37 @@
+"""Learning-rate schedules as multipliers of the base LR, evaluated per iteration."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+
+def lr_multiplier(
+    schedule: str,
+    epochs: int,
+    steps_per_epoch: int,
+    milestones: tuple[float, ...] = (),
+    gamma: float = 0.1,
+    warmup_epochs: int = 0,
+) -> Callable[[int], float]:
+    """Return ``f(iteration) -> multiplier``.
+
+    ``step``: multiply by ``gamma`` at each milestone (values in (0, 1) are fractions of training, values
+    >= 1 are epochs; Huang et al. decay at 75% and 90%). ``cosine``: cosine decay to 0 after warm-up.
+    ``constant``: 1. A linear warm-up over ``warmup_epochs`` applies to all three.
+    """
+    total = epochs * steps_per_epoch
+    warm = warmup_epochs * steps_per_epoch
+    bounds = sorted(int(round(m * epochs if m < 1 else m) * steps_per_epoch) for m in milestones)
+
+    def f(it: int) -> float:
+        if it < warm:
+            return (it + 1) / warm
+        if schedule == "step":
+            return gamma ** sum(it >= b for b in bounds)
+        if schedule == "cosine":
+            progress = (it - warm) / max(1, total - warm)
+            return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+        return 1.0
+
+    return f
