@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import re
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -265,12 +266,14 @@ class TrialConfig:
         unknown = set(cfg) - set(SECTIONS)
         if unknown:
             raise ConfigError(f"unknown config section(s) {sorted(unknown)}; sections: {', '.join(SECTIONS)}")
+        data = _dataclass_from(DataConfig, cfg.get("data", {}), "data")
+        dataset = data.dataset
         return cls(
-            data=_dataclass_from(DataConfig, cfg.get("data", {}), "data"),
+            data=data,
             model=_model_spec(cfg.get("model", {})),
             train=_dataclass_from(TrainConfig, cfg.get("train", {}), "train"),
-            attack=_attack_spec(cfg.get("attack", {"name": "none"}), "attack"),
-            eval_attack=_attack_spec(cfg.get("eval_attack", {"name": "none"}), "eval_attack"),
+            attack=_attack_spec(cfg.get("attack", {"name": "none"}), dataset),
+            eval_attack=_attack_spec(cfg.get("eval_attack", {"name": "none"}), dataset),
             upstream={str(k): str(v) for k, v in dict(cfg.get("upstream", {})).items()},
         )
 
@@ -303,11 +306,38 @@ def _model_spec(values: Mapping[str, Any]) -> ComponentSpec:
     return ComponentSpec(arch, kwargs)
 
 
-def _attack_spec(values: Mapping[str, Any], section: str) -> ComponentSpec:
+_EPS_EXPR = re.compile(r"eps((?:[*/][0-9.]+)*)")
+
+
+def resolve_eps(value: Any, eps: float, key: str) -> Any:
+    """Turn ``"eps/10"``-style strings into numbers relative to the resolved ``eps``."""
+    if not isinstance(value, str):
+        return value
+    m = _EPS_EXPR.fullmatch(value.replace(" ", ""))
+    if not m:
+        return value
+    out = eps
+    for op, num in re.findall(r"([*/])([0-9.]+)", m.group(1)):
+        try:
+            out = out * float(num) if op == "*" else out / float(num)
+        except (ValueError, ZeroDivisionError):
+            raise ConfigError(f"{key}: cannot evaluate {value!r}") from None
+    return out
+
+
+def _attack_spec(values: Mapping[str, Any], dataset: str) -> ComponentSpec:
+    """Validate an attack section. ``eps: "auto"`` is the dataset's conventional budget (8/255 for
+    CIFAR/SVHN, 0.3 for MNIST); other float fields may be written relative to it (``"eps/10"``)."""
     from tune_robust.attacks import create_attack
+    from tune_robust.data import DATASETS
 
     values = dict(values)
     name = str(values.pop("name", "none"))
+    if values.get("eps") == "auto":
+        values["eps"] = DATASETS.get(dataset).default_eps
+    if "eps" in values:
+        eps = coerce(values["eps"], float, f"attack {name!r} option 'eps'")
+        values = {k: resolve_eps(v, eps, f"attack {name!r} option {k!r}") for k, v in values.items()}
     attack = create_attack(name, **values)  # validates names, types and ranges (e.g. eps >= 0)
     return ComponentSpec(name, attack.config())
 
@@ -356,4 +386,8 @@ def apply_override(cfg: dict[str, Any], key: str, raw: Any) -> None:
     if key not in keys:
         raise ConfigError(f"unknown --set key {key!r}; valid keys: {', '.join(sorted(keys))}")
     section, name = key.split(".", 1)
+    relative = isinstance(raw, str) and (raw == "auto" or _EPS_EXPR.fullmatch(raw.replace(" ", "")))
+    if section in ("attack", "eval_attack") and relative:
+        cfg.setdefault(section, {})[name] = raw  # resolved against eps when the config is validated
+        return
     cfg.setdefault(section, {})[name] = coerce(raw, keys[key], f"--set {key}")

@@ -130,7 +130,7 @@ class Trainer:
                 nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
             self.optimizer.step()
             self.scheduler.step()
-            loss_sum += float(loss) * len(y)
+            loss_sum += float(loss.detach()) * len(y)
             correct += int((logits.argmax(1) == y).sum())
             seen += len(y)
         return {
@@ -173,8 +173,10 @@ class Trainer:
         final = evaluate(self.model, self.data.test, self.eval_attacks)
         out["final_clean_acc"] = final["clean_acc"]
         out["final_robust_acc"] = final.get("robust_acc", final["clean_acc"])
-        best_model = self.best_model()
-        best = evaluate(best_model, self.data.test, self.eval_attacks)
+        if self.best_state is None or self.best["epoch"] == self.epoch:
+            best = final  # the last epoch is the best one: same weights, same numbers
+        else:
+            best = evaluate(self.best_model(), self.data.test, self.eval_attacks)
         out["best_clean_acc"] = best["clean_acc"]
         out["best_robust_acc"] = best.get("robust_acc", best["clean_acc"])
         out["test_examples"] = len(self.data.test)

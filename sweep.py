@@ -1,0 +1,105 @@
+"""Run a registered sweep: ``python sweep.py wrn_depth_grid`` (see ``--help`` and ``--list``).
+
+The only place with argparse; everything else takes explicit arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="sweep.py",
+        description="Run a tune_robust sweep on Ray Tune; results land in <results-dir>/<sweep>/*.parquet.",
+    )
+    p.add_argument("name", nargs="?", help="registered sweep name (see --list)")
+    p.add_argument("--list", action="store_true", help="list registered sweeps and exit")
+    p.add_argument("--dry-run", action="store_true", help="print the trial configs and their count, run nothing")
+    p.add_argument("--fidelity", default="smoke", help="smoke (embedded data, minutes) or paper (default: smoke)")
+    p.add_argument("--dataset", help="override the fidelity's dataset (digits, mnist, cifar10, cifar100, svhn, ...)")
+    p.add_argument("--data-dir", help="folder holding the dataset's official files")
+    p.add_argument("--download", action="store_true", help="download missing official files (needs internet)")
+    p.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one config value, e.g. train.epochs=3, attack.eps=8/255, model.depths=9,7,1 "
+        "(repeatable; a searched key is pinned to the value)",
+    )
+    p.add_argument("--max-trials", type=int, help="run only the first N configs of the grid")
+    p.add_argument("--cpus-per-trial", type=float, help="CPUs per trial (default: the sweep's, usually 1)")
+    p.add_argument("--gpus-per-trial", type=float, help="GPUs per trial, fractions allowed (e.g. 0.25)")
+    p.add_argument("--address", help="join a running Ray cluster (e.g. auto or ray://host:10001)")
+    p.add_argument("--results-dir", default="results", help="where <sweep>/trials.parquet goes (default: results)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted sweep in --results-dir")
+    p.add_argument("--max-failures", type=int, default=0, help="retries per failing trial before ERROR")
+    p.add_argument("-q", "--quiet", action="store_true", help="less Ray Tune progress output")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from tune_robust.errors import ConfigError
+
+    try:
+        if args.list:
+            from tune_robust.sweeps import list_sweeps
+
+            for spec in list_sweeps():
+                print(f"{spec.name:24s} {spec.description}")
+                for fid, note in spec.notes.items():
+                    print(f"{'':24s}   {fid}: {note}")
+            return 0
+        if not args.name:
+            raise ConfigError("name a sweep to run (python sweep.py NAME); --list shows them")
+        from tune_robust.runner import RunOptions, describe, execute, plan
+
+        options = RunOptions(
+            fidelity=args.fidelity,
+            dataset=args.dataset,
+            data_dir=args.data_dir,
+            download=args.download,
+            sets=tuple(args.sets),
+            max_trials=args.max_trials,
+            cpus_per_trial=args.cpus_per_trial,
+            gpus_per_trial=args.gpus_per_trial,
+            address=args.address,
+            results_dir=args.results_dir,
+            resume=args.resume,
+            max_failures=args.max_failures,
+            dry_run=args.dry_run,
+            verbose=0 if args.quiet else 1,
+        )
+        p = plan(args.name, options)
+        if args.dry_run:
+            print(describe(p))
+            print(f"{len(p.configs)} trials")
+            return 0
+        summary = execute(p, command=shlex.join(["python", "sweep.py", *(argv or sys.argv[1:])]))
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    import pandas as pd
+
+    with pd.option_context("display.width", 160, "display.max_columns", 20):
+        print()
+        print(f"{summary['n_finished']} trials finished, {summary['n_error']} failed")
+        if len(summary["table"]):
+            print(f"top configs by {p.spec.rank_by} (test set):")
+            print(summary["table"].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    print(f"trials: {summary['trials_path']}")
+    print(f"epochs: {summary['epochs_path']}")
+    if summary["dashboard"]:
+        print(f"Ray dashboard (while the cluster runs): http://{summary['dashboard']}")
+    else:
+        print("Ray dashboard: install the [dashboard] extra (ray[default]) to get one")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

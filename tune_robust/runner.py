@@ -1,0 +1,356 @@
+"""Turn a sweep spec plus run options into a Ray Tune run (new or resumed) and a results summary.
+
+Everything a user can get wrong is checked here before Ray starts (unknown keys, bad values, missing
+data, GPUs that do not exist, a results dir that already holds this sweep), raising ConfigError.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tune_robust.config import TrialConfig, apply_override, flatten
+from tune_robust.errors import ConfigError
+from tune_robust.sweeps import SweepSpec, get_sweep, set_dotted
+
+SWEEP_FILE = "sweep.json"
+TUNE_DIR = "tune"
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Options of one ``sweep.py`` invocation (see ``sweep.py --help`` for each)."""
+
+    fidelity: str = "smoke"
+    dataset: str | None = None
+    data_dir: str | None = None
+    download: bool = False
+    sets: tuple[str, ...] = ()
+    max_trials: int | None = None
+    cpus_per_trial: float | None = None
+    gpus_per_trial: float | None = None
+    address: str | None = None
+    results_dir: str = "results"
+    resume: bool = False
+    max_failures: int = 0
+    dry_run: bool = False
+    verbose: int = 1
+    extra_ray_init: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Plan:
+    """A validated sweep: the base trial config, the grid points and every full trial config."""
+
+    spec: SweepSpec
+    options: RunOptions
+    base: dict[str, Any]
+    points: list[dict[str, Any]]
+    configs: list[dict[str, Any]]
+    cpus: float
+    gpus: float
+
+    @property
+    def sweep_dir(self) -> Path:
+        return Path(self.options.results_dir).expanduser().resolve() / self.spec.name
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What must match for ``--resume`` to continue the same sweep."""
+        return {
+            "sweep": self.spec.name,
+            "fidelity": self.options.fidelity,
+            "configs": json.loads(json.dumps(self.configs, default=str)),
+            "cpus_per_trial": self.cpus,
+            "gpus_per_trial": self.gpus,
+        }
+
+
+def _merge(base: dict[str, Any], point: dict[str, Any]) -> dict[str, Any]:
+    cfg = copy.deepcopy(base)
+    for k, v in point.items():
+        set_dotted(cfg, k, v)
+    return cfg
+
+
+def plan(name: str, options: RunOptions) -> Plan:
+    """Validate everything about a sweep without starting Ray."""
+    spec = get_sweep(name)
+    if options.fidelity not in spec.fidelities:
+        raise ConfigError(
+            f"sweep {name!r} has no fidelity {options.fidelity!r}; choose from {', '.join(spec.fidelities)}"
+        )
+    if options.max_trials is not None and options.max_trials < 1:
+        raise ConfigError(f"--max-trials must be >= 1, got {options.max_trials}")
+    if options.max_failures < 0:
+        raise ConfigError(f"--max-failures must be >= 0, got {options.max_failures}")
+    cpus = spec.cpus_per_trial if options.cpus_per_trial is None else options.cpus_per_trial
+    gpus = spec.gpus_per_trial if options.gpus_per_trial is None else options.gpus_per_trial
+    if cpus <= 0:
+        raise ConfigError(f"--cpus-per-trial must be > 0, got {cpus}")
+    if gpus < 0 or (gpus > 1 and gpus != int(gpus)):
+        raise ConfigError(f"--gpus-per-trial must be a fraction in [0, 1] or a whole number, got {gpus}")
+
+    base = copy.deepcopy(dict(spec.fidelities[options.fidelity]))
+    base = {k: dict(v) for k, v in base.items()}
+    if options.dataset:
+        base.setdefault("data", {})["dataset"] = options.dataset
+    if options.data_dir:
+        base.setdefault("data", {})["data_dir"] = str(Path(options.data_dir).expanduser().resolve())
+    pinned: dict[str, Any] = {}
+    for item in options.sets:
+        if "=" not in item:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        key, raw = item.split("=", 1)
+        key = key.strip()
+        probe = copy.deepcopy(base)
+        apply_override(probe, key, raw.strip())
+        base = probe
+        pinned[key] = True
+    points = list(spec.points(pinned))
+    if options.max_trials is not None:
+        points = points[: options.max_trials]
+    configs = [_merge(base, p) for p in points]
+    _validate(configs)
+    return Plan(spec, options, base, points, configs, cpus, gpus)
+
+
+def _validate(configs: Sequence[dict[str, Any]]) -> None:
+    import torch
+
+    from tune_robust.data import DATASETS, load_dataset
+    from tune_robust.models import create_model
+
+    seen_models: set[str] = set()
+    seen_data: set[tuple[str, str | None]] = set()
+    for cfg in configs:
+        tc = TrialConfig.from_dict(cfg)
+        key = json.dumps([tc.model.name, tc.model.kwargs], default=str, sort_keys=True)
+        if key not in seen_models:  # build once on the meta device: catches bad depths/widths cheaply
+            seen_models.add(key)
+            info = DATASETS.get(tc.data.dataset)
+            with torch.device("meta"):
+                create_model(tc.model.name, info.num_classes, info.shape[0], **tc.model.kwargs)
+        dkey = (tc.data.dataset, tc.data.data_dir)
+        if dkey not in seen_data:  # a missing or malformed dataset fails here, not in every trial
+            seen_data.add(dkey)
+            load_dataset(tc.data.dataset, tc.data.data_dir, tc.data.download)
+    for cfg in configs:  # the driver downloaded what was needed; trials only read
+        cfg.get("data", {}).pop("download", None)
+
+
+def describe(p: Plan) -> str:
+    varying = sorted(p.points[0]) if p.points else []
+    lines = [f"sweep {p.spec.name} ({p.options.fidelity}): {len(p.configs)} trials"]
+    lines.append("base config:")
+    for k, v in flatten(p.base).items():
+        lines.append(f"  {k} = {v}")
+    lines.append("trials: " + ", ".join(varying))
+    for i, pt in enumerate(p.points):
+        lines.append(f"  {i:4d}  " + "  ".join(f"{k}={pt[k]}" for k in varying))
+    return "\n".join(lines)
+
+
+def check_results_dir(p: Plan) -> bool:
+    """Return True when resuming. Refuse to touch a sweep's finished results without --resume."""
+    d = p.sweep_dir
+    state = d / SWEEP_FILE
+    exists = state.exists() or (d / "trials.parquet").exists() or (d / TUNE_DIR).exists()
+    if exists and not p.options.resume:
+        raise ConfigError(
+            f"{d} already holds results of sweep {p.spec.name!r}; pass --resume to continue it, or "
+            f"choose another --results-dir (finished results are never overwritten)"
+        )
+    if p.options.resume and exists:
+        if state.exists():
+            stored = json.loads(state.read_text())
+            if stored.get("fingerprint") != p.fingerprint():
+                raise ConfigError(
+                    f"--resume: {d} holds sweep {p.spec.name!r} run with other options "
+                    f"(fidelity/--set/--dataset/--max-trials/resources); resume with the same options "
+                    f"as the first run: {stored.get('command', '')}"
+                )
+        return True
+    return False
+
+
+def _write_state(p: Plan, command: str) -> None:
+    p.sweep_dir.mkdir(parents=True, exist_ok=True)
+    tmp = p.sweep_dir / f".{SWEEP_FILE}.tmp"
+    tmp.write_text(
+        json.dumps(
+            {"fingerprint": p.fingerprint(), "options": asdict(p.options), "command": command},
+            indent=1,
+            default=str,
+        )
+    )
+    os.replace(tmp, p.sweep_dir / SWEEP_FILE)
+
+
+def resolve_upstream(p: Plan) -> None:
+    """Fill ``config["upstream"]`` from finished upstream sweeps in the same results dir."""
+    import pandas as pd
+
+    for up in p.spec.upstream:
+        table = Path(p.options.results_dir).expanduser().resolve() / up.sweep / "trials.parquet"
+        if not table.exists():
+            raise ConfigError(
+                f"sweep {p.spec.name!r} starts from the best checkpoint of sweep {up.sweep!r}, "
+                f"which has no results in {table.parent}; run `python sweep.py {up.sweep}` first "
+                f"(with the same --results-dir)"
+            )
+        df = pd.read_parquet(table)
+        df = df[(df["status"] == "TERMINATED") & df["checkpoint_path"].notna()]
+        if df.empty or up.metric not in df:
+            raise ConfigError(f"sweep {up.sweep!r} has no finished trial with a checkpoint and {up.metric!r}")
+        best = df.sort_values(up.metric, ascending=False).iloc[0]
+        for cfg in p.configs:
+            cfg.setdefault("upstream", {})[up.name] = str(best["checkpoint_path"])
+
+
+def _init_ray(p: Plan) -> Any:
+    import ray
+
+    kwargs: dict[str, Any] = {"log_to_driver": p.options.verbose > 1, **p.options.extra_ray_init}
+    if p.options.address:
+        ctx = ray.init(address=p.options.address, **kwargs)
+    else:
+        # "local" always starts a fresh instance instead of joining one a killed driver left behind.
+        ctx = ray.init(address="local", **kwargs)
+    return ctx
+
+
+def check_cluster(p: Plan) -> None:
+    """GPUs must exist if asked for, and on a multi-node cluster the results dir must be shared."""
+    import ray
+
+    total_gpus = ray.cluster_resources().get("GPU", 0)
+    if p.gpus > 0 and total_gpus == 0:
+        raise ConfigError(
+            f"--gpus-per-trial {p.gpus} asked for, but the Ray cluster has no GPUs; "
+            f"use --gpus-per-trial 0 or join a GPU cluster with --address"
+        )
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    if len(nodes) <= 1:
+        return
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    marker = p.sweep_dir / ".shared-storage-check"
+    marker.write_text("tune_robust")
+
+    @ray.remote(num_cpus=0)
+    def sees(path: str) -> bool:
+        return os.path.exists(path)
+
+    checks = {
+        n["NodeManagerAddress"]: sees.options(
+            scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)
+        ).remote(str(marker))
+        for n in nodes
+    }
+    missing = [ip for ip, ref in checks.items() if not ray.get(ref, timeout=120)]
+    marker.unlink(missing_ok=True)
+    if missing:
+        raise ConfigError(
+            f"--results-dir {p.sweep_dir.parent} is not visible from node(s) {', '.join(missing)}; "
+            f"a multi-node sweep needs the results dir on storage every node mounts at the same path "
+            f"(NFS or similar), so checkpoints and resumes work"
+        )
+
+
+def _no_gpu_locally(p: Plan) -> None:
+    if p.gpus > 0 and not p.options.address:
+        import torch
+
+        if torch.cuda.device_count() == 0:
+            raise ConfigError(
+                f"--gpus-per-trial {p.gpus} asked for, but this machine has no CUDA GPU; "
+                f"use --gpus-per-trial 0, or --address to join a cluster that has GPUs"
+            )
+
+
+def execute(p: Plan, command: str = "") -> dict[str, Any]:
+    """Run (or resume) a validated plan; returns paths and the summary table."""
+    import ray
+    from ray import tune
+    from tune_robust.results.callback import ParquetCallback
+    from tune_robust.search import PointsSearcher
+    from trainables import get_trainable
+
+    _no_gpu_locally(p)
+    resuming = check_results_dir(p)
+    resolve_upstream(p)
+    tune_path = p.sweep_dir / TUNE_DIR
+    if resuming and not tune.Tuner.can_restore(str(tune_path)):
+        raise ConfigError(
+            f"--resume: {tune_path} holds no Ray Tune experiment state to continue; move {p.sweep_dir} "
+            f"away to start over"
+        )
+    ctx = _init_ray(p)
+    try:
+        p.sweep_dir.mkdir(parents=True, exist_ok=True)
+        check_cluster(p)
+        if not resuming:
+            _write_state(p, command)
+        trainable = tune.with_resources(get_trainable(p.spec.trainable), {"cpu": p.cpus, "gpu": p.gpus})
+        if resuming:
+            tuner = tune.Tuner.restore(
+                str(tune_path), trainable, resume_unfinished=True, resume_errored=False, restart_errored=False
+            )
+        else:
+            callback = ParquetCallback(p.sweep_dir, p.spec.name, p.options.fidelity)
+            tuner = tune.Tuner(
+                trainable,
+                param_space={},
+                tune_config=tune.TuneConfig(
+                    metric=p.spec.metric,
+                    mode=p.spec.mode,
+                    search_alg=PointsSearcher(p.configs),
+                    num_samples=len(p.configs),
+                    reuse_actors=True,
+                ),
+                run_config=tune.RunConfig(
+                    name=TUNE_DIR,
+                    storage_path=str(p.sweep_dir),
+                    failure_config=tune.FailureConfig(max_failures=p.options.max_failures),
+                    checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                    callbacks=[callback],
+                    verbose=p.options.verbose,
+                ),
+            )
+        tuner.fit()
+        dashboard = getattr(ctx, "dashboard_url", None)
+    finally:
+        ray.shutdown()
+    return summarize(p, dashboard)
+
+
+def summarize(p: Plan, dashboard: str | None = None, top: int = 10) -> dict[str, Any]:
+    import pandas as pd
+
+    trials_path = p.sweep_dir / "trials.parquet"
+    epochs_path = p.sweep_dir / "epochs.parquet"
+    df = pd.read_parquet(trials_path) if trials_path.exists() else pd.DataFrame()
+    out: dict[str, Any] = {"trials_path": trials_path, "epochs_path": epochs_path, "dashboard": dashboard}
+    out["n_finished"] = int((df["status"] == "TERMINATED").sum()) if len(df) else 0
+    out["n_error"] = int((df["status"] == "ERROR").sum()) if len(df) else 0
+    if len(df) and p.spec.rank_by in df:
+        keys = [f"{k}" for k in (p.points[0] if p.points else {})]
+        cols = [c for c in keys if c in df] + ["params", "best_clean_acc", p.spec.rank_by]
+        cols = list(dict.fromkeys(cols))
+        ok = df[df["status"] == "TERMINATED"]
+        ascending = p.spec.mode == "min"
+        out["table"] = ok.sort_values(p.spec.rank_by, ascending=ascending)[cols].head(top)
+    else:
+        out["table"] = pd.DataFrame()
+    return out
+
+
+def remove_sweep(results_dir: str, name: str) -> None:
+    """Delete a sweep's results (used by tests; never called implicitly)."""
+    shutil.rmtree(Path(results_dir) / name, ignore_errors=True)

@@ -1,0 +1,102 @@
+"""Declarative sweep specs, registered by name from ``search_spaces/`` (one file per family).
+
+A spec names a trainable, a base trial config per fidelity (``smoke`` runs on the embedded default in
+minutes; ``paper`` is the seed paper's setting), the searched values (flat dotted keys -> ``Grid``),
+the metric, per-trial resources, and optional upstream stages whose artifacts its trials receive.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from tune_robust.errors import ConfigError
+from tune_robust.registry import Registry
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Values of one searched key; several Grids form their Cartesian product (in declaration order)."""
+
+    values: tuple[Any, ...]
+
+    def __init__(self, values: Sequence[Any]) -> None:
+        if not values:
+            raise ValueError("a Grid needs at least one value")
+        object.__setattr__(self, "values", tuple(values))
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """An artifact a trial needs from another stage, passed as ``config["upstream"][name]`` (a path).
+
+    ``sweep``: take the checkpoint of that sweep's best finished trial (by ``metric``) from the same
+    results dir; the runner refuses with a clear message if that sweep has not been run.
+    """
+
+    name: str
+    sweep: str
+    metric: str = "best_robust_acc"
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    name: str
+    description: str
+    # Name in the trainables registry.
+    trainable: str
+    # Base nested trial config per fidelity (see tune_robust.config for the sections).
+    fidelities: Mapping[str, Mapping[str, Any]]
+    # Flat dotted key -> Grid of values to search.
+    space: Mapping[str, Grid] = field(default_factory=dict)
+    # What Ray Tune optimises (reported every epoch) and the Parquet column the summary ranks by.
+    metric: str = "val_robust_acc"
+    mode: str = "max"
+    rank_by: str = "best_robust_acc"
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    upstream: tuple[Upstream, ...] = ()
+    # Notes printed with --list and stored with results (e.g. what the smoke fidelity trades away).
+    notes: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if "smoke" not in self.fidelities:
+            raise ValueError(f"sweep {self.name!r} needs a 'smoke' fidelity (the default)")
+        if self.mode not in ("max", "min"):
+            raise ValueError(f"sweep {self.name!r}: mode must be 'max' or 'min'")
+
+    def points(self, pinned: Mapping[str, Any] = ()) -> Iterator[dict[str, Any]]:
+        """Yield the grid points as flat dicts; keys in ``pinned`` (from --set) are not searched."""
+        keys = [k for k in self.space if k not in pinned]
+        for combo in itertools.product(*(self.space[k].values for k in keys)):
+            yield dict(zip(keys, combo, strict=True))
+
+
+SWEEPS: Registry[Callable[[], SweepSpec]] = Registry("sweep")
+
+
+def register_sweep(fn: Callable[[], SweepSpec]) -> Callable[[], SweepSpec]:
+    """Register a function returning a SweepSpec; the function name is the sweep name."""
+    return SWEEPS.register(fn.__name__)(fn)
+
+
+def get_sweep(name: str) -> SweepSpec:
+    import search_spaces  # noqa: F401  (registers every family's sweeps)
+
+    spec = SWEEPS.get(name)()
+    if spec.name != name:
+        raise ConfigError(f"sweep registered as {name!r} calls itself {spec.name!r}")
+    return spec
+
+
+def list_sweeps() -> list[SweepSpec]:
+    import search_spaces  # noqa: F401
+
+    return [SWEEPS.get(n)() for n in SWEEPS.names()]
+
+
+def set_dotted(cfg: dict[str, Any], key: str, value: Any) -> None:
+    section, name = key.split(".", 1)
+    cfg.setdefault(section, {})[name] = value
