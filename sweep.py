@@ -17,9 +17,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("name", nargs="?", help="registered sweep name (see --list)")
     p.add_argument("--list", action="store_true", help="list registered sweeps and exit")
-    p.add_argument("--dry-run", action="store_true", help="print the trial configs and their count, run nothing")
-    p.add_argument("--fidelity", default="smoke", help="smoke (embedded data, minutes) or paper (default: smoke)")
-    p.add_argument("--dataset", help="override the fidelity's dataset (digits, mnist, cifar10, cifar100, svhn, ...)")
+    p.add_argument(
+        "--dry-run", action="store_true", help="print the trial configs and their count, run nothing"
+    )
+    p.add_argument(
+        "--fidelity", default="smoke", help="smoke (embedded data, minutes) or paper (default: smoke)"
+    )
+    p.add_argument(
+        "--dataset", help="override the fidelity's dataset (digits, mnist, cifar10, cifar100, svhn, ...)"
+    )
     p.add_argument("--data-dir", help="folder holding the dataset's official files")
     p.add_argument("--download", action="store_true", help="download missing official files (needs internet)")
     p.add_argument(
@@ -35,7 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cpus-per-trial", type=float, help="CPUs per trial (default: the sweep's, usually 1)")
     p.add_argument("--gpus-per-trial", type=float, help="GPUs per trial, fractions allowed (e.g. 0.25)")
     p.add_argument("--address", help="join a running Ray cluster (e.g. auto or ray://host:10001)")
-    p.add_argument("--results-dir", default="results", help="where <sweep>/trials.parquet goes (default: results)")
+    p.add_argument(
+        "--results-dir", default="results", help="where <sweep>/trials.parquet goes (default: results)"
+    )
     p.add_argument("--resume", action="store_true", help="continue an interrupted sweep in --results-dir")
     p.add_argument("--max-failures", type=int, default=0, help="retries per failing trial before ERROR")
     p.add_argument("-q", "--quiet", action="store_true", help="less Ray Tune progress output")

@@ -21,4 +21,4 @@ def get_trainable(name: str) -> Callable[[dict[str, Any]], None]:
     if name not in TRAINABLES:
         raise ConfigError(f"unknown trainable {name!r}; known trainables: {', '.join(sorted(TRAINABLES))}")
     module, fn = TRAINABLES[name].split(":")
-    return getattr(importlib.import_module(module), fn)  # type: ignore[no-any-return]
+    return getattr(importlib.import_module(module), fn)

@@ -7,6 +7,7 @@ import tempfile
 import time
 from typing import Any
 
+import ray
 import torch
 from ray import tune
 
@@ -42,12 +43,14 @@ def adversarial_training(config: dict[str, Any]) -> None:
         "macs": macs,
         "device": str(trainer.device),
         "hostname": socket.gethostname(),
+        "node_id": ray.get_runtime_context().get_node_id() if ray.is_initialized() else None,
         "eval_attack": eval_attack.describe(),
         "train_attack": trainer.train_attack.describe(),
         "resumed_from_epoch": trainer.epoch,
     }
     if trainer.finished:  # restored from the final checkpoint: only the final numbers are missing
-        tune.report({**static, "epoch": trainer.epoch, **trainer.final_metrics(), "done": True})
+        final = trainer.final_metrics()
+        tune.report({**static, **trainer.last_metrics, **final, "trial_seconds": time.time() - started})
         return
     while not trainer.finished:
         metrics = trainer.run_epoch()

@@ -62,9 +62,9 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
     bad = ConfigError(f"{key} expects {_type_name(tp)}, got {value!r}")
     if origin in (Union, types.UnionType):
         args = get_args(tp)
-        if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "")):
-            if type(None) in args:
-                return None
+        is_none = value is None or (isinstance(value, str) and value.lower() in ("none", "null", ""))
+        if is_none and type(None) in args:
+            return None
         for arg in args:
             if arg is type(None):
                 continue

@@ -216,6 +216,12 @@ def resolve_upstream(p: Plan) -> None:
 def _init_ray(p: Plan) -> Any:
     import ray
 
+    # A checkpoint every epoch with num_to_keep=1 forces an experiment snapshot each time: that is what
+    # makes --resume exact, and for our small state files it is cheap, so Ray's warning is noise.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # Results go to Parquet through our callback; Ray's per-trial CSV/JSON/TensorBoard loggers only add
+    # files and time per report (set the variable to 0 to get them back).
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     kwargs: dict[str, Any] = {"log_to_driver": p.options.verbose > 1, **p.options.extra_ray_init}
     if p.options.address:
         ctx = ray.init(address=p.options.address, **kwargs)
@@ -278,9 +284,10 @@ def execute(p: Plan, command: str = "") -> dict[str, Any]:
     """Run (or resume) a validated plan; returns paths and the summary table."""
     import ray
     from ray import tune
+
+    from trainables import get_trainable
     from tune_robust.results.callback import ParquetCallback
     from tune_robust.search import PointsSearcher
-    from trainables import get_trainable
 
     _no_gpu_locally(p)
     resuming = check_results_dir(p)

@@ -67,9 +67,9 @@ class SweepSpec:
         if self.mode not in ("max", "min"):
             raise ValueError(f"sweep {self.name!r}: mode must be 'max' or 'min'")
 
-    def points(self, pinned: Mapping[str, Any] = ()) -> Iterator[dict[str, Any]]:
+    def points(self, pinned: Mapping[str, Any] | None = None) -> Iterator[dict[str, Any]]:
         """Yield the grid points as flat dicts; keys in ``pinned`` (from --set) are not searched."""
-        keys = [k for k in self.space if k not in pinned]
+        keys = [k for k in self.space if k not in (pinned or {})]
         for combo in itertools.product(*(self.space[k].values for k in keys)):
             yield dict(zip(keys, combo, strict=True))
 

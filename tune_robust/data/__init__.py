@@ -67,7 +67,7 @@ class TrialData:
 
 def _split_indices(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     perm = np.random.default_rng(seed).permutation(n)
-    n_val = int(round(n * fraction))
+    n_val = round(n * fraction)
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
 

@@ -37,8 +37,18 @@ SOURCES: dict[str, list[tuple[str, str, str, bool]]] = {
         )
     ],
     "svhn": [
-        ("http://ufldl.stanford.edu/housenumbers/train_32x32.mat", "e26dedcc434d2e4c54c9b2d4a06d8373", "", False),
-        ("http://ufldl.stanford.edu/housenumbers/test_32x32.mat", "eb5a983be6a315427106f1b164d9cef3", "", False),
+        (
+            "http://ufldl.stanford.edu/housenumbers/train_32x32.mat",
+            "e26dedcc434d2e4c54c9b2d4a06d8373",
+            "",
+            False,
+        ),
+        (
+            "http://ufldl.stanford.edu/housenumbers/test_32x32.mat",
+            "eb5a983be6a315427106f1b164d9cef3",
+            "",
+            False,
+        ),
     ],
     "tiny_imagenet": [
         ("http://cs231n.stanford.edu/tiny-imagenet-200.zip", "90528d7ca1a48142e341f4ef8d21d0de", "", True)
@@ -68,7 +78,9 @@ def download_dataset(name: str, data_dir: Path) -> None:
                 with urllib.request.urlopen(url, timeout=60) as r, open(tmp, "wb") as f:
                     shutil.copyfileobj(r, f)
             except OSError as e:
-                raise DataError(f"--download of {url} failed ({e}); put the files in {data_dir} by hand") from e
+                raise DataError(
+                    f"--download of {url} failed ({e}); put the files in {data_dir} by hand"
+                ) from e
             got = md5sum(tmp)
             if got != md5:
                 tmp.unlink()

@@ -24,7 +24,7 @@ def create_model(name: str, num_classes: int = 10, in_channels: int = 3, **kwarg
     from tune_robust.config import coerce_kwargs
 
     builder = MODELS.get(name)
-    kwargs = coerce_kwargs(builder, kwargs, where=f"model {name!r}")
+    kwargs = coerce_kwargs(builder, kwargs, where=f"model {name!r}", skip=("num_classes", "in_channels"))
     return builder(num_classes=num_classes, in_channels=in_channels, **kwargs)
 
 

@@ -61,7 +61,9 @@ class WideResNet(nn.Module):
         self.stem = nn.Conv2d(in_channels, 16, 3, 1, 1, bias=False)
         ch = 16
         stages = []
-        for depth, width, base, stride in zip(self.depths, self.widths, _BASE_CHANNELS, _STRIDES, strict=True):
+        for depth, width, base, stride in zip(
+            self.depths, self.widths, _BASE_CHANNELS, _STRIDES, strict=True
+        ):
             out = max(1, round(base * width))
             blocks = []
             for i in range(depth):

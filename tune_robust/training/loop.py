@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from tune_robust.attacks import NoAttack, create_attack
+from tune_robust.attacks import Attack, NoAttack, create_attack
 from tune_robust.config import TrialConfig
 from tune_robust.data import TrialData, batches, prepare_data
 from tune_robust.evaluation import evaluate
@@ -79,10 +79,11 @@ class Trainer:
         self.params = count_params(self.model)
         self.step_fn = METHODS.get(t.method)
         self.train_attack = create_attack(cfg.attack.name, **cfg.attack.kwargs)
-        self.eval_attacks = {"clean": NoAttack()}
+        self.eval_attacks: dict[str, Attack] = {"clean": NoAttack()}
         if cfg.eval_attack.name != "none":
             self.eval_attacks["robust"] = create_attack(cfg.eval_attack.name, **cfg.eval_attack.kwargs)
-        decay, no_decay = [], []
+        decay: list[nn.Parameter] = []
+        no_decay: list[nn.Parameter] = []
         for p in self.model.parameters():
             (no_decay if p.ndim <= 1 else decay).append(p)
         # Weight decay on conv/linear weights only (not BN affine or biases), as common AT code does.
@@ -96,11 +97,16 @@ class Trainer:
         self.steps_per_epoch = max(1, n_train // t.batch_size) if n_train >= t.batch_size else 1
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer,
-            lr_multiplier(t.schedule, t.epochs, self.steps_per_epoch, t.milestones, t.lr_gamma, t.warmup_epochs),
+            lr_multiplier(
+                t.schedule, t.epochs, self.steps_per_epoch, t.milestones, t.lr_gamma, t.warmup_epochs
+            ),
         )
         self.epoch = 0
         self.best: dict[str, Any] = {"epoch": -1, "robust_acc": -1.0, "clean_acc": -1.0}
         self.best_state: dict[str, torch.Tensor] | None = None
+        # The last epoch's metrics, kept in checkpoints so a trial restored after its final epoch can
+        # report them again together with the test numbers.
+        self.last_metrics: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ training
 
@@ -153,7 +159,7 @@ class Trainer:
             res = evaluate(self.model, split, self.eval_attacks, limit=t.eval_limit)
             metrics["val_split"] = "val" if len(self.data.val) else "test"
             metrics["val_clean_acc"] = res["clean_acc"]
-            metrics["val_robust_acc"] = res.get("robust_acc", res["clean_acc"])
+            metrics["val_robust_acc"] = res["worst_acc"]
             metrics["eval_seconds"] = time.perf_counter() - start
             score = metrics["val_robust_acc"]
             if not math.isnan(score) and score > self.best["robust_acc"]:
@@ -161,6 +167,7 @@ class Trainer:
                 self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         metrics["best_epoch"] = self.best["epoch"]
         metrics["best_val_robust_acc"] = self.best["robust_acc"]
+        self.last_metrics = dict(metrics)
         return metrics
 
     @property
@@ -168,17 +175,21 @@ class Trainer:
         return self.epoch >= self.cfg.train.epochs
 
     def final_metrics(self) -> dict[str, Any]:
-        """Test-set accuracy of the last and the best (by validation robust accuracy) weights."""
+        """Test-set accuracy of the last and the best (by validation robust accuracy) weights.
+
+        Robust accuracy counts an example only if it is classified correctly both clean and under the
+        attack (the per-example worst case, as AutoAttack and RobustBench count), so robust <= clean.
+        """
         out: dict[str, Any] = {}
         final = evaluate(self.model, self.data.test, self.eval_attacks)
         out["final_clean_acc"] = final["clean_acc"]
-        out["final_robust_acc"] = final.get("robust_acc", final["clean_acc"])
+        out["final_robust_acc"] = final["worst_acc"]
         if self.best_state is None or self.best["epoch"] == self.epoch:
             best = final  # the last epoch is the best one: same weights, same numbers
         else:
             best = evaluate(self.best_model(), self.data.test, self.eval_attacks)
         out["best_clean_acc"] = best["clean_acc"]
-        out["best_robust_acc"] = best.get("robust_acc", best["clean_acc"])
+        out["best_robust_acc"] = best["worst_acc"]
         out["test_examples"] = len(self.data.test)
         return out
 
@@ -203,6 +214,7 @@ class Trainer:
             "rng": rng,
             "best": self.best,
             "best_state": self.best_state,
+            "last_metrics": self.last_metrics,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -216,6 +228,7 @@ class Trainer:
             torch.cuda.set_rng_state(state["rng"]["cuda"].cpu(), self.device)
         self.best = dict(state["best"])
         self.best_state = state["best_state"]
+        self.last_metrics = dict(state.get("last_metrics", {}))
 
     def save(self, directory: str | Path) -> None:
         """Write the full training state, the best model (with what built it) and the trial config."""

@@ -1,0 +1,46 @@
+# Two commands for a newcomer:  `make run` (set up + run the main sweep)  and  `make test`.
+# Both are idempotent: set-up runs again only when pyproject.toml changes.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: setup run test test-slow lint bench clean
+
+setup: $(STAMP)
+
+# torch first: where an NVIDIA GPU answers, the CUDA build from PyPI; otherwise the CPU build: the
+# local 2.13.0 CPU wheel these machines carry, else PyTorch's CPU index (no gigabytes of CUDA wheels).
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	@if nvidia-smi -L >/dev/null 2>&1; then \
+		echo "GPU found: installing CUDA torch"; $(PY) -m pip install -q "torch>=2.4"; \
+	elif $(PY) -m pip install -q --no-index torch==2.13.0 2>/dev/null; then \
+		echo "installed local CPU torch 2.13.0"; \
+	else \
+		$(PY) -m pip install -q torch --index-url https://download.pytorch.org/whl/cpu; \
+	fi
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+run: setup
+	$(PY) sweep.py wrn_depth_grid
+
+lint: setup
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+
+test: lint
+	$(PY) -m pytest -q
+
+test-slow: setup
+	$(PY) -m pytest -q -m slow
+
+bench: setup
+	$(PY) bench/pgd_at_throughput.py
+	$(PY) bench/sweep_overhead.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,85 @@
+"""Kill the driver with SIGKILL mid-sweep, then --resume: nothing lost, nothing twice, work continued."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _sweep(results: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        str(ROOT / "sweep.py"),
+        "wrn_depth_grid",
+        "--max-trials",
+        "4",
+        "--set",
+        "train.epochs=6",
+        "--results-dir",
+        str(results),
+        "-q",
+        *extra,
+    ]
+
+
+def _read(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(path)
+    except (FileNotFoundError, OSError, ValueError):
+        return pd.DataFrame()
+
+
+def test_resume_after_kill_9(tmp_path):
+    d = tmp_path / "wrn_depth_grid"
+    proc = subprocess.Popen(
+        _sweep(tmp_path),
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        # Wait until one trial has finished and another is part-way (has epochs but no trial row).
+        deadline = time.time() + 240
+        while time.time() < deadline:
+            trials, epochs = _read(d / "trials.parquet"), _read(d / "epochs.parquet")
+            if len(trials) >= 1 and len(epochs):
+                running = epochs[~epochs["trial_id"].isin(trials["trial_id"])]
+                if len(running) and running["epoch"].max() >= 2:
+                    break
+            time.sleep(0.2)
+        else:
+            raise AssertionError("the sweep never reached a mid-point to interrupt")
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        # The driver is gone; end whatever it had started (Ray's local processes) as a crash would.
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    finished_before = set(_read(d / "trials.parquet")["trial_id"])
+    assert 1 <= len(finished_before) < 4
+
+    resumed = subprocess.run(
+        _sweep(tmp_path, "--resume"), cwd=ROOT, capture_output=True, text=True, timeout=400
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    trials = pd.read_parquet(d / "trials.parquet")
+    epochs = pd.read_parquet(d / "epochs.parquet")
+    assert len(trials) == 4 and trials["trial_id"].is_unique
+    assert (trials["status"] == "TERMINATED").all()
+    assert finished_before <= set(trials["trial_id"])
+    assert sorted(trials["model.depths"]) == ["1-1-1", "1-1-3", "1-1-5", "1-1-7"]
+    assert not epochs.duplicated(["trial_id", "epoch"]).any()
+    assert len(epochs) == 4 * 6
+    # At least one interrupted trial continued from its epoch checkpoint instead of starting over.
+    assert (trials["resumed_from_epoch"] > 0).any()

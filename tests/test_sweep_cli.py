@@ -1,0 +1,96 @@
+"""sweep.py end to end: bad input, a small real sweep, Parquet validity, refusal to overwrite, failures."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from sweep import main
+from tune_robust.results import SCHEMA_VERSION
+
+
+def run_cli(capsys, *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["nope"], "unknown sweep 'nope'; known sweeps: wrn_depth_grid"),
+        (["wrn_depth_grid", "--set", "train.epoch=3"], "unknown --set key 'train.epoch'; valid keys:"),
+        (["wrn_depth_grid", "--set", "train.epochs=three"], "--set train.epochs expects int, got 'three'"),
+        (["wrn_depth_grid", "--set", "attack.eps=-0.1"], "attack eps must be >= 0"),
+        (["wrn_depth_grid", "--set", "model.depths=1,2"], "expects 3 comma-separated int values"),
+        (["wrn_depth_grid", "--dataset", "cifar10", "--data-dir", "/nonexistent"], "cifar-10-batches-py"),
+        (["wrn_depth_grid", "--fidelity", "huge"], "no fidelity 'huge'"),
+        (["wrn_depth_grid", "--gpus-per-trial", "0.25"], "this machine has no CUDA GPU"),
+        (["wrn_depth_grid", "--max-trials", "0"], "--max-trials must be >= 1"),
+    ],
+)
+def test_bad_input_is_one_clear_line_and_exit_2(capsys, tmp_path, args, message):
+    code, out, err = run_cli(capsys, *args, "--results-dir", str(tmp_path))
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("error: ")
+    assert message in err
+    assert not (tmp_path / "wrn_depth_grid").exists()  # nothing started, nothing written
+
+
+def test_dry_run_lists_all_125_depth_configs(capsys):
+    code, out, _ = run_cli(capsys, "wrn_depth_grid", "--dry-run")
+    assert code == 0 and out.strip().endswith("125 trials")
+    assert "model.depths=(9, 7, 1)" in out and "model.depths=(1, 1, 1)" in out
+
+
+def test_max_trials_3_end_to_end_then_refuse_to_overwrite(capsys, tmp_path):
+    code, out, err = run_cli(
+        capsys, "wrn_depth_grid", "--max-trials", "3", "--results-dir", str(tmp_path), "-q"
+    )
+    assert code == 0, err
+    d = tmp_path / "wrn_depth_grid"
+    trials = pd.read_parquet(d / "trials.parquet")
+    epochs = pd.read_parquet(d / "epochs.parquet")
+    assert len(trials) == 3 and trials["trial_id"].is_unique
+    assert (trials["status"] == "TERMINATED").all() and trials["error"].isna().all()
+    assert (trials["schema_version"] == SCHEMA_VERSION).all()
+    assert sorted(trials["model.depths"]) == ["1-1-1", "1-1-3", "1-1-5"]
+    assert (trials["epochs_run"] == 5).all() and (trials["params"] > 0).all() and (trials["macs"] > 0).all()
+    for col in ("final_clean_acc", "final_robust_acc", "best_clean_acc", "best_robust_acc"):
+        assert trials[col].between(0, 1).all()
+    assert (trials["best_robust_acc"] <= trials["best_clean_acc"]).all()
+    assert trials["eval_attack"].str.startswith("pgd10-linf-eps0.1").all()
+    assert trials["best_clean_acc"].max() > 0.9  # smoke results still mean something
+    assert trials["best_robust_acc"].max() > 0.3
+    assert all(__import__("os").path.exists(p) for p in trials["checkpoint_path"])
+    assert len(epochs) == 15 and not epochs.duplicated(["trial_id", "epoch"]).any()
+    assert "top configs by best_robust_acc" in out and "trials.parquet" in out
+
+    before = (d / "trials.parquet").read_bytes()
+    code, _, err = run_cli(capsys, "wrn_depth_grid", "--max-trials", "3", "--results-dir", str(tmp_path))
+    assert code == 2 and "pass --resume" in err
+    assert (d / "trials.parquet").read_bytes() == before
+
+
+def test_failing_trials_are_retried_then_recorded(capsys, tmp_path):
+    code, out, err = run_cli(
+        capsys,
+        "wrn_depth_grid",
+        "--max-trials",
+        "2",
+        "--set",
+        "train.lr=1e12",
+        "--set",
+        "train.epochs=2",
+        "--max-failures",
+        "1",
+        "--results-dir",
+        str(tmp_path),
+        "-q",
+    )
+    assert code == 0, err
+    trials = pd.read_parquet(tmp_path / "wrn_depth_grid" / "trials.parquet")
+    assert len(trials) == 2 and (trials["status"] == "ERROR").all()
+    assert trials["error"].str.contains("non-finite training loss").all()
+    assert (trials["failures"] == 2).all()  # the first try plus one retry
+    assert "0 trials finished, 2 failed" in out
