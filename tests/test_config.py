@@ -28,7 +28,7 @@ def test_overrides_are_validated():
     apply_override(cfg, "model.depths", "9,7,1")
     apply_override(cfg, "attack.step", "eps/4")
     assert cfg["model"]["depths"] == (9, 7, 1) and cfg["attack"]["step"] == "eps/4"
-    with pytest.raises(ConfigError, match="valid keys: .*train.epochs"):
+    with pytest.raises(ConfigError, match=r"valid keys: .*train\.epochs"):
         apply_override(cfg, "train.epoch", "3")
     with pytest.raises(ConfigError, match="expects int"):
         apply_override(cfg, "train.epochs", "three")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -62,10 +63,8 @@ def test_resume_after_kill_9(tmp_path):
         proc.wait()
     finally:
         # The driver is gone; end whatever it had started (Ray's local processes) as a crash would.
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     finished_before = set(_read(d / "trials.parquet")["trial_id"])
     assert 1 <= len(finished_before) < 4
 

@@ -30,7 +30,7 @@ def run_cli(capsys, *args: str) -> tuple[int, str, str]:
     ],
 )
 def test_bad_input_is_one_clear_line_and_exit_2(capsys, tmp_path, args, message):
-    code, out, err = run_cli(capsys, *args, "--results-dir", str(tmp_path))
+    code, _out, err = run_cli(capsys, *args, "--results-dir", str(tmp_path))
     assert code == 2
     assert err.count("\n") == 1 and err.startswith("error: ")
     assert message in err

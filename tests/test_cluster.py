@@ -1,0 +1,40 @@
+"""The cluster path: a 2-node local Ray cluster (one node with a fake GPU) runs sweeps through --address."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from sweep import main
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    from ray.cluster_utils import Cluster
+
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "num_gpus": 0})
+    gpu_node = c.add_node(num_cpus=1, num_gpus=1)  # a fake GPU: Ray schedules it, torch never sees it
+    c.wait_for_nodes()
+    yield c, gpu_node
+    c.shutdown()
+
+
+def test_trials_spread_over_both_nodes_and_fractional_gpus(cluster, tmp_path, capsys):
+    c, gpu_node = cluster
+    common = ["--results-dir", str(tmp_path), "--address", c.address, "-q", "--set", "train.epochs=2"]
+    assert main(["wrn_depth_grid", "--max-trials", "4", *common]) == 0, capsys.readouterr().err
+    trials = pd.read_parquet(tmp_path / "wrn_depth_grid" / "trials.parquet")
+    assert len(trials) == 4 and (trials["status"] == "TERMINATED").all()
+    assert trials["node_id"].nunique() == 2  # 1 CPU per node and 1 CPU per trial: both nodes worked
+    assert (trials["cpus"] == 1).all() and (trials["gpus"] == 0).all()
+
+    # Fractional GPUs: only the fake-GPU node qualifies; two 0.5-GPU trials share its one GPU.
+    frac = tmp_path / "frac"
+    args = ["--max-trials", "2", "--gpus-per-trial", "0.5", "--cpus-per-trial", "0.5"]
+    code = main(["wrn_depth_grid", *args, *common[2:], "--results-dir", str(frac)])
+    assert code == 0, capsys.readouterr().err
+    trials = pd.read_parquet(frac / "wrn_depth_grid" / "trials.parquet")
+    assert len(trials) == 2 and (trials["status"] == "TERMINATED").all()
+    assert (trials["gpus"] == 0.5).all()
+    assert set(trials["node_id"]) == {gpu_node.node_id}
+    assert (trials["device"] == "cpu").all()  # the GPU is fake, so torch ran on the CPU
