@@ -13,7 +13,6 @@ setup: $(STAMP)
 # local 2.13.0 CPU wheel these machines carry, else PyTorch's CPU index (no gigabytes of CUDA wheels).
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
 	@if nvidia-smi -L >/dev/null 2>&1; then \
 		echo "GPU found: installing CUDA torch"; $(PY) -m pip install -q "torch>=2.4"; \
 	elif $(PY) -m pip install -q --no-index torch==2.13.0 2>/dev/null; then \

@@ -49,6 +49,7 @@ def textbook_pgd(model, x, y, eps, alpha, iters):
     for _ in range(iters):
         loss = F.cross_entropy(model(x + delta), y)
         loss.backward()
+        assert delta.grad is not None
         delta.data = (delta + alpha * delta.grad.detach().sign()).clamp(-eps, eps)
         delta.data = (x + delta.data).clamp(0, 1) - x
         delta.grad.zero_()
@@ -100,7 +101,8 @@ def main() -> None:
     full = load_dataset("cifar10", args.data_dir)
     ds = CropFlipDataset(full.train_x[: args.images], full.train_y[: args.images])
     print(
-        f"WRN d2-2-2 w1-1-1, CIFAR-10 {args.images} images, batch {bs}, PGD-{args.steps}, {args.threads} threads"
+        f"WRN d2-2-2 w1-1-1, CIFAR-10 {args.images} images, batch {bs}, "
+        f"PGD-{args.steps}, {args.threads} threads"
     )
     ours = min(
         ours_epoch(args.data_dir, args.images, kwargs, bs, eps, alpha, args.steps)

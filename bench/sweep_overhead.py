@@ -55,10 +55,12 @@ def main() -> None:
     print(f"{args.trials} smoke trials (WRN d3-3-3 w0.5, digits, 5 epochs PGD-3 AT), 2 cores")
     print(f"runner, 1 CPU per trial (2 concurrent): {ray_time:7.1f} s (incl. Ray start-up)")
     print(
-        f"serial, one process, 2 torch threads:   {serial2:7.1f} s  -> runner/serial = {ray_time / serial2:.2f}"
+        f"serial, one process, 2 torch threads:   {serial2:7.1f} s"
+        f"  -> runner/serial = {ray_time / serial2:.2f}"
     )
     print(
-        f"serial, one process, 1 torch thread:    {serial1:7.1f} s  -> runner/serial = {ray_time / serial1:.2f}"
+        f"serial, one process, 1 torch thread:    {serial1:7.1f} s"
+        f"  -> runner/serial = {ray_time / serial1:.2f}"
     )
 
 

@@ -1,0 +1,53 @@
+"""Multi-stage sweeps: a spec naming an upstream sweep gets that sweep's best checkpoint, or a clear refusal."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import torch
+
+from sweep import main
+from search_spaces.wrn import SMOKE_DIGITS
+from tune_robust.sweeps import SWEEPS, SweepSpec, Upstream
+from tune_robust.training.loop import load_model_file
+
+
+@pytest.fixture(scope="module", autouse=True)
+def finetune_sweep():
+    base = {k: dict(v) for k, v in SMOKE_DIGITS.items()}
+    base["model"]["depths"] = (1, 1, 1)
+    base["train"] = {**base["train"], "epochs": 1, "lr": 1e-9, "warmup_epochs": 0}
+
+    def test_finetune_stage() -> SweepSpec:
+        return SweepSpec(
+            name="test_finetune_stage",
+            description="test only: continue the best wrn_depth_grid trial",
+            trainable="adversarial_training",
+            fidelities={"smoke": base},
+            upstream=(Upstream("init", sweep="wrn_depth_grid"),),
+        )
+
+    if "test_finetune_stage" not in SWEEPS:
+        SWEEPS.register("test_finetune_stage")(test_finetune_stage)
+
+
+def test_missing_upstream_is_refused_before_ray(tmp_path, capsys):
+    code = main(["test_finetune_stage", "--results-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and "run `python sweep.py wrn_depth_grid` first" in err
+
+
+def test_stage_starts_from_upstream_best_checkpoint(tmp_path, capsys):
+    common = ["--results-dir", str(tmp_path), "-q"]
+    assert main(["wrn_depth_grid", "--max-trials", "1", "--set", "train.epochs=2", *common]) == 0
+    upstream = pd.read_parquet(tmp_path / "wrn_depth_grid" / "trials.parquet").iloc[0]
+    assert main(["test_finetune_stage", *common]) == 0, capsys.readouterr().err
+    stage = pd.read_parquet(tmp_path / "test_finetune_stage" / "trials.parquet").iloc[0]
+    assert stage["status"] == "TERMINATED"
+    assert stage["upstream.init"] == upstream["checkpoint_path"]
+    # With lr 1e-9 one epoch barely moves the weights: the stage really started from the upstream model.
+    a = load_model_file(upstream["checkpoint_path"]).state_dict()
+    b = load_model_file(stage["checkpoint_path"]).state_dict()
+    conv = "stem.weight"
+    assert torch.allclose(a[conv], b[conv], atol=1e-5)
+    assert abs(stage["best_clean_acc"] - upstream["best_clean_acc"]) < 0.05
