@@ -1,4 +1,4 @@
-"""Multi-stage sweeps: a spec naming an upstream sweep gets that sweep's best checkpoint, or a clear refusal."""
+"""Multi-stage sweeps: an upstream sweep hands its best checkpoint to the next stage, or is refused."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 import torch
 
-from sweep import main
 from search_spaces.wrn import SMOKE_DIGITS
+from sweep import main
 from tune_robust.sweeps import SWEEPS, SweepSpec, Upstream
 from tune_robust.training.loop import load_model_file
 
