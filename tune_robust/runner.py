@@ -219,8 +219,8 @@ def _init_ray(p: Plan) -> Any:
     # A checkpoint every epoch with num_to_keep=1 forces an experiment snapshot each time: that is what
     # makes --resume exact, and for our small state files it is cheap, so Ray's warning is noise.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    # Results go to Parquet through our callback; Ray's per-trial CSV/JSON/TensorBoard loggers only add
-    # files and time per report (set the variable to 0 to get them back).
+    # Results go to Parquet through our callback. Ray's JSON/CSV loggers stay (its ResultGrid reads
+    # them); the TensorBoard one is dropped: it cannot log tuple configs and only adds files.
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     kwargs: dict[str, Any] = {"log_to_driver": p.options.verbose > 1, **p.options.extra_ray_init}
     if p.options.address:
@@ -284,6 +284,7 @@ def execute(p: Plan, command: str = "") -> dict[str, Any]:
     """Run (or resume) a validated plan; returns paths and the summary table."""
     import ray
     from ray import tune
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
     from trainables import get_trainable
     from tune_robust.results.callback import ParquetCallback
@@ -326,7 +327,7 @@ def execute(p: Plan, command: str = "") -> dict[str, Any]:
                     storage_path=str(p.sweep_dir),
                     failure_config=tune.FailureConfig(max_failures=p.options.max_failures),
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                    callbacks=[callback],
+                    callbacks=[callback, JsonLoggerCallback(), CSVLoggerCallback()],
                     verbose=p.options.verbose,
                 ),
             )

@@ -72,7 +72,9 @@ class Trainer:
         in_channels = int(self.data.train.x.shape[1])
         self.model = create_model(
             cfg.model.name, num_classes=self.data.num_classes, in_channels=in_channels, **cfg.model.kwargs
-        ).to(self.device, memory_format=torch.channels_last)
+        ).to(self.device)
+        # NHWC weights to match the NHWC batches (torch's stubs omit this documented keyword).
+        self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         if "init" in cfg.upstream:  # multi-stage sweeps start from an upstream stage's weights
             src = load_model_file(cfg.upstream["init"], self.device)
             self.model.load_state_dict(src.state_dict())
