@@ -8,6 +8,7 @@ epoch by robust accuracy. ``save``/``load`` round-trip everything needed to cont
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import time
@@ -57,18 +58,7 @@ class Trainer:
         torch.manual_seed(t.seed)
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(t.seed)
-        d = cfg.data
-        self.data = data or prepare_data(
-            d.dataset,
-            self.device,
-            data_dir=d.data_dir,
-            download=d.download,
-            val_fraction=d.val_fraction,
-            split_seed=d.split_seed,
-            train_limit=d.train_limit,
-            test_limit=d.test_limit,
-            augment=d.augment,
-        )
+        self.data = data or prepare_data(device=self.device, **dataclasses.asdict(cfg.data))
         in_channels = int(self.data.train.x.shape[1])
         self.model = create_model(
             cfg.model.name, num_classes=self.data.num_classes, in_channels=in_channels, **cfg.model.kwargs
