@@ -1,0 +1,30 @@
+"""The one results writer: ``<results>/<sweep>/trials.parquet`` and ``epochs.parquet``.
+
+Schema (version 1; bump ``SCHEMA_VERSION`` when a column changes meaning or disappears):
+
+trials.parquet, one row per finished or failed trial, keyed by ``trial_id``:
+    schema_version, sweep, fidelity, trial_id, status ("TERMINATED" | "ERROR"), error (message or null),
+    <section>.<key> flattened resolved config (sequences as "9-7-1" strings, as the papers write them),
+    params, macs (per image), final_/best_ clean_acc and robust_acc (test set; "best" = the weights of the
+    epoch with the best validation robust accuracy), best_epoch, best_val_robust_acc, eval_attack and
+    train_attack (e.g. "pgd20-linf-eps0.03137-step0.003137"), epochs_run, test_examples,
+    wall_seconds, cpus, gpus, device, hostname, node_id (Ray node), resumed_from_epoch (epochs done before
+    the last restart), failures (retries used), checkpoint_path, finished_at (UTC ISO time).
+
+epochs.parquet, one row per trial and epoch, keyed by (trial_id, epoch):
+    schema_version, sweep, trial_id, epoch, train_loss, train_acc, lr, train_seconds, train_examples,
+    val_split, val_clean_acc, val_robust_acc, eval_seconds, best_epoch, best_val_robust_acc.
+
+Both files are rewritten atomically (temporary file + rename) after every change, so a reader never sees
+a torn file and an interrupted sweep is analysable; rows are replaced by key, never duplicated.
+"""
+
+from tune_robust.results.writer import (
+    EPOCH_COLUMNS,
+    SCHEMA_VERSION,
+    ResultsWriter,
+    read_table,
+    trial_row,
+)
+
+__all__ = ["EPOCH_COLUMNS", "SCHEMA_VERSION", "ResultsWriter", "read_table", "trial_row"]

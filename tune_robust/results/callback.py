@@ -1,0 +1,75 @@
+"""Ray Tune callback that feeds the results writer from the driver as trials report and finish."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from ray import tune
+
+from tune_robust.results.writer import ResultsWriter, trial_row
+
+_ERROR_LINE = re.compile(r"^\s*([\w.]+(Error|Exception|Interrupt)\b.*)$")
+
+
+def error_message(trace: str | None) -> str:
+    """The last ``SomeError: message`` line of a Ray error trace (the cause a user needs)."""
+    if not trace:
+        return "unknown error (no trace recorded)"
+    lines = [m.group(1) for m in map(_ERROR_LINE.match, trace.splitlines()) if m]
+    return (lines[-1] if lines else trace.strip().splitlines()[-1])[:2000]
+
+
+class ParquetCallback(tune.Callback):
+    """Writes epoch rows on every result and a trial row when a trial ends (finished or failed).
+
+    The callback is pickled with the experiment state (Tuner.restore brings it back), so it holds
+    only paths and names; the writer is created on ``setup`` and re-reads existing files then.
+    """
+
+    def __init__(self, directory: Path, sweep: str, fidelity: str) -> None:
+        self.directory = Path(directory)
+        self.sweep = sweep
+        self.fidelity = fidelity
+        self._writer: ResultsWriter | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_writer"} | {"_writer": None}
+
+    @property
+    def writer(self) -> ResultsWriter:
+        if self._writer is None:
+            self._writer = ResultsWriter(self.directory, self.sweep)
+        return self._writer
+
+    def setup(self, **info: Any) -> None:  # type: ignore[override]
+        self._writer = ResultsWriter(self.directory, self.sweep)
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        self.writer.add_epoch(trial.trial_id, result)
+
+    def _row(self, trial: Any, status: str, error: str | None) -> dict[str, Any]:
+        try:
+            resources = dict(trial.placement_group_factory.required_resources)
+        except Exception:
+            resources = {}
+        ckpt = trial.checkpoint.path if trial.checkpoint is not None else None
+        return trial_row(
+            self.sweep,
+            self.fidelity,
+            trial.trial_id,
+            status,
+            trial.config,
+            trial.last_result or {},
+            error=error,
+            resources=resources,
+            checkpoint_path=ckpt,
+            failures=int(getattr(trial, "num_failures", 0)),
+        )
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.writer.add_trial(self._row(trial, "TERMINATED", None))
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.writer.add_trial(self._row(trial, "ERROR", error_message(trial.get_error())))

@@ -1,0 +1,162 @@
+"""Parquet writer for sweep results (schema documented in the package docstring)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from tune_robust.config import TrialConfig, flatten
+from tune_robust.errors import ConfigError
+
+SCHEMA_VERSION = 1
+TRIALS_FILE = "trials.parquet"
+EPOCHS_FILE = "epochs.parquet"
+
+TRIAL_METRICS = (
+    "params",
+    "macs",
+    "final_clean_acc",
+    "final_robust_acc",
+    "best_clean_acc",
+    "best_robust_acc",
+    "best_epoch",
+    "best_val_robust_acc",
+    "eval_attack",
+    "train_attack",
+    "test_examples",
+    "device",
+    "hostname",
+    "node_id",
+    "resumed_from_epoch",
+)
+EPOCH_COLUMNS = (
+    "train_loss",
+    "train_acc",
+    "lr",
+    "train_seconds",
+    "train_examples",
+    "val_split",
+    "val_clean_acc",
+    "val_robust_acc",
+    "eval_seconds",
+    "best_epoch",
+    "best_val_robust_acc",
+)
+
+
+def _cell(v: Any) -> Any:
+    if isinstance(v, (list, tuple)):
+        return "-".join(f"{x:g}" if isinstance(x, float) else str(x) for x in v)
+    if isinstance(v, Mapping):
+        return str(dict(v))
+    return v
+
+
+def config_columns(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Flattened, resolved trial config (falls back to the raw config if it no longer validates)."""
+    try:
+        resolved = TrialConfig.from_dict(config).to_dict()
+    except (ConfigError, TypeError):
+        resolved = dict(config)
+    return {k: _cell(v) for k, v in flatten(resolved).items()}
+
+
+def trial_row(
+    sweep: str,
+    fidelity: str,
+    trial_id: str,
+    status: str,
+    config: Mapping[str, Any],
+    last: Mapping[str, Any],
+    *,
+    error: str | None = None,
+    resources: Mapping[str, float] | None = None,
+    checkpoint_path: str | None = None,
+    failures: int = 0,
+) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "sweep": sweep,
+        "fidelity": fidelity,
+        "trial_id": trial_id,
+        "status": status,
+        "error": error,
+    }
+    row.update(config_columns(config))
+    for k in TRIAL_METRICS:
+        row[k] = last.get(k)
+    row["epochs_run"] = last.get("epoch")
+    row["wall_seconds"] = last.get("trial_seconds")
+    res = resources or {}
+    row["cpus"] = float(res.get("CPU", res.get("cpu", 0.0)))
+    row["gpus"] = float(res.get("GPU", res.get("gpu", 0.0)))
+    row["failures"] = failures
+    row["checkpoint_path"] = checkpoint_path
+    row["finished_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    return row
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    return pd.read_parquet(path) if path.exists() else pd.DataFrame()
+
+
+def _atomic_write(df: pd.DataFrame, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    df.to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+
+
+class ResultsWriter:
+    """Holds a sweep's rows in memory (seeded from existing files on resume) and rewrites the files."""
+
+    def __init__(self, directory: Path, sweep: str) -> None:
+        self.directory = directory
+        self.sweep = sweep
+        directory.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        trials = read_table(directory / TRIALS_FILE)
+        epochs = read_table(directory / EPOCHS_FILE)
+        self.trials: dict[str, dict[str, Any]] = {
+            str(r["trial_id"]): r for r in trials.to_dict("records")
+        }
+        self.epochs: dict[tuple[str, int], dict[str, Any]] = {
+            (str(r["trial_id"]), int(r["epoch"])): r for r in epochs.to_dict("records")
+        }
+
+    @property
+    def trials_path(self) -> Path:
+        return self.directory / TRIALS_FILE
+
+    @property
+    def epochs_path(self) -> Path:
+        return self.directory / EPOCHS_FILE
+
+    def add_epoch(self, trial_id: str, result: Mapping[str, Any]) -> None:
+        if "epoch" not in result or "train_loss" not in result:
+            return  # e.g. the final-only report of a trial restored after its last epoch
+        epoch = int(result["epoch"])
+        row: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "sweep": self.sweep, "trial_id": trial_id}
+        row["epoch"] = epoch
+        row.update({k: result.get(k) for k in EPOCH_COLUMNS})
+        with self._lock:
+            self.epochs[(trial_id, epoch)] = row
+            self._write_epochs()
+
+    def add_trial(self, row: dict[str, Any]) -> None:
+        with self._lock:
+            self.trials[str(row["trial_id"])] = row
+            self._write_trials()
+
+    def _write_trials(self) -> None:
+        df = pd.DataFrame(list(self.trials.values()))
+        _atomic_write(df, self.trials_path)
+
+    def _write_epochs(self) -> None:
+        df = pd.DataFrame(list(self.epochs.values())).sort_values(["trial_id", "epoch"])
+        _atomic_write(df, self.epochs_path)
