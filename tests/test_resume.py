@@ -80,5 +80,6 @@ def test_resume_after_kill_9(tmp_path):
     assert sorted(trials["model.depths"]) == ["1-1-1", "1-1-3", "1-1-5", "1-1-7"]
     assert not epochs.duplicated(["trial_id", "epoch"]).any()
     assert len(epochs) == 4 * 6
+    assert set(epochs["trial_id"]) == set(trials["trial_id"])  # no rows of orphaned trials
     # At least one interrupted trial continued from its epoch checkpoint instead of starting over.
     assert (trials["resumed_from_epoch"] > 0).any()

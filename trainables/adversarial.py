@@ -1,10 +1,20 @@
-"""Train one architecture with a registered training method, one ``tune.report`` per epoch."""
+"""Train one architecture with a registered training method, one ``tune.report`` per epoch.
+
+Where the state lives: each trial keeps one state directory on the sweep's storage
+(``<trial dir>/state``: ``state.pt``, ``model.pt``, ``config.json``), replaced file by file atomically
+after every epoch. The checkpoint handed to Ray each epoch is a small marker naming that directory, so
+Ray may keep all of them: a driver killed at any moment (its experiment snapshot can lag the trials by
+a checkpoint or two) never leaves a resume pointing at a deleted checkpoint, and a restored trial
+always continues from its newest epoch.
+"""
 
 from __future__ import annotations
 
+import json
 import socket
 import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import ray
@@ -14,7 +24,9 @@ from ray import tune
 from tune_robust.attacks import create_attack
 from tune_robust.config import TrialConfig
 from tune_robust.models import profile_model
-from tune_robust.training.loop import Trainer
+from tune_robust.training.loop import Trainer, has_state
+
+MARKER_FILE = "tune_robust_checkpoint.json"
 
 
 def trial_threads() -> int:
@@ -26,15 +38,19 @@ def trial_threads() -> int:
     return max(1, int(cpus))
 
 
+def trial_state_dir() -> Path:
+    """``<trial dir on the sweep's storage>/state`` (the runner requires storage all nodes share)."""
+    return Path(tune.get_context().get_storage().trial_fs_path) / "state"
+
+
 def adversarial_training(config: dict[str, Any]) -> None:
     started = time.time()
     cfg = TrialConfig.from_dict(config)
     torch.set_num_threads(trial_threads())
     trainer = Trainer(cfg)
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as d:
-            trainer.load(d)
+    state_dir = trial_state_dir()
+    if tune.get_checkpoint() is not None or has_state(state_dir):
+        trainer.load(state_dir)
     shape = tuple(int(s) for s in trainer.data.train.x.shape[1:])
     params, macs = profile_model(cfg.model.name, shape, trainer.data.num_classes, **cfg.model.kwargs)  # type: ignore[arg-type]
     eval_attack = create_attack(cfg.eval_attack.name, **cfg.eval_attack.kwargs)
@@ -47,16 +63,21 @@ def adversarial_training(config: dict[str, Any]) -> None:
         "eval_attack": eval_attack.describe(),
         "train_attack": trainer.train_attack.describe(),
         "resumed_from_epoch": trainer.epoch,
+        "state_dir": str(state_dir),
     }
-    if trainer.finished:  # restored from the final checkpoint: only the final numbers are missing
-        final = trainer.final_metrics()
+    if trainer.finished:  # restored after the final epoch: only the test numbers may be missing
+        final = {**trainer.final_metrics(), "epoch_history": trainer.history}
         tune.report({**static, **trainer.last_metrics, **final, "trial_seconds": time.time() - started})
         return
     while not trainer.finished:
         metrics = trainer.run_epoch()
         if trainer.finished:
             metrics.update(trainer.final_metrics())
+            metrics["epoch_history"] = trainer.history
         metrics["trial_seconds"] = time.time() - started
+        trainer.save(state_dir)
         with tempfile.TemporaryDirectory() as d:
-            trainer.save(d)
+            (Path(d) / MARKER_FILE).write_text(
+                json.dumps({"epoch": trainer.epoch, "state_dir": str(state_dir)})
+            )
             tune.report({**static, **metrics}, checkpoint=tune.Checkpoint.from_directory(d))

@@ -216,9 +216,6 @@ def resolve_upstream(p: Plan) -> None:
 def _init_ray(p: Plan) -> Any:
     import ray
 
-    # A checkpoint every epoch with num_to_keep=1 forces an experiment snapshot each time: that is what
-    # makes --resume exact, and for our small state files it is cheap, so Ray's warning is noise.
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     # Results go to Parquet through our callback. Ray's JSON/CSV loggers stay (its ResultGrid reads
     # them); the TensorBoard one is dropped: it cannot log tuple configs and only adds files.
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
@@ -326,7 +323,9 @@ def execute(p: Plan, command: str = "") -> dict[str, Any]:
                     name=TUNE_DIR,
                     storage_path=str(p.sweep_dir),
                     failure_config=tune.FailureConfig(max_failures=p.options.max_failures),
-                    checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                    # Checkpoints are small markers (the state lives in one directory per trial), so
+                    # all are kept and a resume never meets a deleted one.
+                    checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
                     callbacks=[callback, JsonLoggerCallback(), CSVLoggerCallback()],
                     verbose=p.options.verbose,
                 ),

@@ -9,7 +9,8 @@ trials.parquet, one row per finished or failed trial, keyed by ``trial_id``:
     epoch with the best validation robust accuracy), best_epoch, best_val_robust_acc, eval_attack and
     train_attack (e.g. "pgd20-linf-eps0.03137-step0.003137"), epochs_run, test_examples,
     wall_seconds, cpus, gpus, device, hostname, node_id (Ray node), resumed_from_epoch (epochs done before
-    the last restart), failures (retries used), checkpoint_path, finished_at (UTC ISO time).
+    the last restart), failures (retries used), checkpoint_path (the trial's state directory: state.pt, model.pt with the
+    best weights, config.json), finished_at (UTC ISO time).
 
 epochs.parquet, one row per trial and epoch, keyed by (trial_id, epoch):
     schema_version, sweep, trial_id, epoch, train_loss, train_acc, lr, train_seconds, train_examples,

@@ -54,7 +54,8 @@ class ParquetCallback(tune.Callback):
             resources = dict(trial.placement_group_factory.required_resources)
         except Exception:
             resources = {}
-        ckpt = trial.checkpoint.path if trial.checkpoint is not None else None
+        # The trial's state directory (best model, full state, config); see trainables/adversarial.py.
+        ckpt = (trial.last_result or {}).get("state_dir")
         return trial_row(
             self.sweep,
             self.fidelity,
@@ -69,7 +70,25 @@ class ParquetCallback(tune.Callback):
         )
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        # Epoch rows whose report a killed driver never recorded come back from the trial's history.
+        for past in (trial.last_result or {}).get("epoch_history", []):
+            self.writer.add_epoch(trial.trial_id, past, only_if_missing=True)
         self.writer.add_trial(self._row(trial, "TERMINATED", None))
 
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        # A trial started just before a driver was killed may be missing from Ray's last experiment
+        # snapshot; the resumed run then runs its config again under a new id. Drop the orphan's rows.
+        self.writer.drop_epochs_except({t.trial_id for t in trials})
+
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.writer.add_trial(self._row(trial, "ERROR", error_message(trial.get_error())))
+        self.writer.add_trial(self._row(trial, "ERROR", error_message(_error_trace(trial))))
+
+
+def _error_trace(trial: Any) -> str | None:
+    """Ray writes the trace to the trial's local staging dir first and copies it to storage later, so
+    read the local file; fall back to storage."""
+    local = trial.error_file
+    if local and Path(local).exists():
+        return Path(local).read_text()
+    trace = trial.get_error()
+    return str(trace) if trace else None

@@ -137,16 +137,28 @@ class ResultsWriter:
     def epochs_path(self) -> Path:
         return self.directory / EPOCHS_FILE
 
-    def add_epoch(self, trial_id: str, result: Mapping[str, Any]) -> None:
+    def add_epoch(self, trial_id: str, result: Mapping[str, Any], only_if_missing: bool = False) -> None:
         if "epoch" not in result or "train_loss" not in result:
             return  # e.g. the final-only report of a trial restored after its last epoch
         epoch = int(result["epoch"])
+        if only_if_missing and (trial_id, epoch) in self.epochs:
+            return
         row: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "sweep": self.sweep, "trial_id": trial_id}
         row["epoch"] = epoch
         row.update({k: result.get(k) for k in EPOCH_COLUMNS})
         with self._lock:
             self.epochs[(trial_id, epoch)] = row
             self._write_epochs()
+
+    def drop_epochs_except(self, trial_ids: set[str]) -> None:
+        """Remove epoch rows of trials that are neither in ``trial_ids`` nor finished."""
+        keep = trial_ids | set(self.trials)
+        with self._lock:
+            orphans = [key for key in self.epochs if key[0] not in keep]
+            for key in orphans:
+                del self.epochs[key]
+            if orphans:
+                self._write_epochs()
 
     def add_trial(self, row: dict[str, Any]) -> None:
         with self._lock:

@@ -11,6 +11,7 @@ import copy
 import dataclasses
 import json
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,16 @@ from tune_robust.training.schedule import lr_multiplier
 STATE_FILE = "state.pt"
 MODEL_FILE = "model.pt"
 CONFIG_FILE = "config.json"
+
+
+def _atomic_torch_save(obj: Any, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def has_state(directory: str | Path) -> bool:
+    return (Path(directory) / STATE_FILE).exists()
 
 
 def resolve_device(name: str) -> torch.device:
@@ -99,6 +110,9 @@ class Trainer:
         # The last epoch's metrics, kept in checkpoints so a trial restored after its final epoch can
         # report them again together with the test numbers.
         self.last_metrics: dict[str, Any] = {}
+        # Every epoch's metrics: a trial's final report carries them, so rows whose report was lost when
+        # a driver died can still be recorded.
+        self.history: list[dict[str, Any]] = []
 
     # ------------------------------------------------------------------ training
 
@@ -160,6 +174,7 @@ class Trainer:
         metrics["best_epoch"] = self.best["epoch"]
         metrics["best_val_robust_acc"] = self.best["robust_acc"]
         self.last_metrics = dict(metrics)
+        self.history.append(dict(metrics))
         return metrics
 
     @property
@@ -207,6 +222,7 @@ class Trainer:
             "best": self.best,
             "best_state": self.best_state,
             "last_metrics": self.last_metrics,
+            "history": self.history,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -221,14 +237,19 @@ class Trainer:
         self.best = dict(state["best"])
         self.best_state = state["best_state"]
         self.last_metrics = dict(state.get("last_metrics", {}))
+        self.history = list(state.get("history", []))
 
     def save(self, directory: str | Path) -> None:
-        """Write the full training state, the best model (with what built it) and the trial config."""
+        """Write the full training state, the best model (with what built it) and the trial config.
+
+        Each file is written to a temporary name and renamed, so a crash mid-save leaves the previous
+        complete file in place.
+        """
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        torch.save(self.state_dict(), directory / STATE_FILE)
+        _atomic_torch_save(self.state_dict(), directory / STATE_FILE)
         model = self.best_model()
-        torch.save(
+        _atomic_torch_save(
             {
                 "arch": self.cfg.model.name,
                 "kwargs": self.cfg.model.kwargs,
@@ -239,7 +260,9 @@ class Trainer:
             },
             directory / MODEL_FILE,
         )
-        (directory / CONFIG_FILE).write_text(json.dumps(self.cfg.to_dict(), indent=1, default=str))
+        tmp = directory / f".{CONFIG_FILE}.tmp"
+        tmp.write_text(json.dumps(self.cfg.to_dict(), indent=1, default=str))
+        os.replace(tmp, directory / CONFIG_FILE)
 
     def load(self, directory: str | Path) -> None:
         state = torch.load(Path(directory) / STATE_FILE, map_location=self.device, weights_only=False)
