@@ -153,3 +153,22 @@ def test_every_registered_dataset_has_metadata():
     for name in DATASETS:
         info = DATASETS.get(name)
         assert info.augment in ("none", "crop_flip") and info.default_eps > 0
+
+
+def test_download_verifies_checksums(tmp_path, monkeypatch):
+    from tune_robust.data import _download
+
+    src = tmp_path / "src" / "t10k-images-idx3-ubyte.gz"
+    src.parent.mkdir()
+    src.write_bytes(b"official bytes")
+    good = hashlib.md5(b"official bytes").hexdigest()
+    dest = tmp_path / "data"
+    monkeypatch.setitem(_download.SOURCES, "mnist", [(src.as_uri(), good, "MNIST/raw", False)])
+    _download.download_dataset("mnist", dest)
+    assert (dest / "MNIST/raw/t10k-images-idx3-ubyte.gz").read_bytes() == b"official bytes"
+
+    monkeypatch.setitem(_download.SOURCES, "mnist", [(src.as_uri(), "0" * 32, "MNIST/raw", False)])
+    (dest / "MNIST/raw/t10k-images-idx3-ubyte.gz").unlink()
+    with pytest.raises(DataError, match="checksum mismatch"):
+        _download.download_dataset("mnist", dest)
+    assert not (dest / "MNIST/raw/t10k-images-idx3-ubyte.gz").exists()  # nothing unverified is kept
