@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import shutil
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -356,8 +355,3 @@ def summarize(p: Plan, dashboard: str | None = None, top: int = 10) -> dict[str,
     else:
         out["table"] = pd.DataFrame()
     return out
-
-
-def remove_sweep(results_dir: str, name: str) -> None:
-    """Delete a sweep's results (used by tests; never called implicitly)."""
-    shutil.rmtree(Path(results_dir) / name, ignore_errors=True)
