@@ -215,8 +215,8 @@ def resolve_upstream(p: Plan) -> None:
 def _init_ray(p: Plan) -> Any:
     import ray
 
-    # Results go to Parquet through our callback. Ray's JSON/CSV loggers stay (its ResultGrid reads
-    # them); the TensorBoard one is dropped: it cannot log tuple configs and only adds files.
+    # Results go to Parquet through our callback. Ray's JSON logger stays (its ResultGrid reads it);
+    # the CSV and TensorBoard ones are dropped: they only add files and driver work per report.
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     kwargs: dict[str, Any] = {"log_to_driver": p.options.verbose > 1, **p.options.extra_ray_init}
     if p.options.address:
@@ -280,7 +280,7 @@ def execute(p: Plan, command: str = "") -> dict[str, Any]:
     """Run (or resume) a validated plan; returns paths and the summary table."""
     import ray
     from ray import tune
-    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+    from ray.tune.logger import JsonLoggerCallback
 
     from trainables import get_trainable
     from tune_robust.results.callback import ParquetCallback
@@ -325,7 +325,7 @@ def execute(p: Plan, command: str = "") -> dict[str, Any]:
                     # Checkpoints are small markers (the state lives in one directory per trial), so
                     # all are kept and a resume never meets a deleted one.
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
-                    callbacks=[callback, JsonLoggerCallback(), CSVLoggerCallback()],
+                    callbacks=[callback, JsonLoggerCallback()],
                     verbose=p.options.verbose,
                 ),
             )

@@ -16,8 +16,9 @@ epochs.parquet, one row per trial and epoch, keyed by (trial_id, epoch):
     schema_version, sweep, trial_id, epoch, train_loss, train_acc, lr, train_seconds, train_examples,
     val_split, val_clean_acc, val_robust_acc, eval_seconds, best_epoch, best_val_robust_acc.
 
-Both files are rewritten atomically (temporary file + rename) after every change, so a reader never sees
-a torn file and an interrupted sweep is analysable; rows are replaced by key, never duplicated.
+Both files are rewritten atomically (temporary file + rename), trials.parquet whenever a trial ends and
+epochs.parquet at most every 2 seconds and whenever a trial ends, so a reader never sees a torn file and
+an interrupted sweep is analysable; rows are replaced by key, never duplicated.
 """
 
 from tune_robust.results.writer import (

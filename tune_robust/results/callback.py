@@ -79,6 +79,7 @@ class ParquetCallback(tune.Callback):
         # A trial started just before a driver was killed may be missing from Ray's last experiment
         # snapshot; the resumed run then runs its config again under a new id. Drop the orphan's rows.
         self.writer.drop_epochs_except({t.trial_id for t in trials})
+        self.writer.flush()
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.writer.add_trial(self._row(trial, "ERROR", error_message(_error_trace(trial))))

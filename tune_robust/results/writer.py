@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -115,9 +116,15 @@ def _atomic_write(df: pd.DataFrame, path: Path) -> None:
 class ResultsWriter:
     """Holds a sweep's rows in memory (seeded from existing files on resume) and rewrites the files."""
 
-    def __init__(self, directory: Path, sweep: str) -> None:
+    def __init__(self, directory: Path, sweep: str, epoch_flush_seconds: float = 2.0) -> None:
         self.directory = directory
         self.sweep = sweep
+        # Epoch rows arrive several times a second in a big sweep; rewriting the file for each one
+        # takes driver CPU from the trials. They are written at most this often, and always when a
+        # trial ends and when the sweep ends (a killed driver's lost rows return via trial histories).
+        self.epoch_flush_seconds = epoch_flush_seconds
+        self._epochs_dirty = False
+        self._last_epoch_write = 0.0
         directory.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         trials = read_table(directory / TRIALS_FILE)
@@ -148,7 +155,14 @@ class ResultsWriter:
         row.update({k: result.get(k) for k in EPOCH_COLUMNS})
         with self._lock:
             self.epochs[(trial_id, epoch)] = row
-            self._write_epochs()
+            self._epochs_dirty = True
+            if time.monotonic() - self._last_epoch_write >= self.epoch_flush_seconds:
+                self._write_epochs()
+
+    def flush(self) -> None:
+        with self._lock:
+            if self._epochs_dirty:
+                self._write_epochs()
 
     def drop_epochs_except(self, trial_ids: set[str]) -> None:
         """Remove epoch rows of trials that are neither in ``trial_ids`` nor finished."""
@@ -164,11 +178,17 @@ class ResultsWriter:
         with self._lock:
             self.trials[str(row["trial_id"])] = row
             self._write_trials()
+            if self._epochs_dirty:
+                self._write_epochs()
 
     def _write_trials(self) -> None:
         df = pd.DataFrame(list(self.trials.values()))
         _atomic_write(df, self.trials_path)
 
     def _write_epochs(self) -> None:
-        df = pd.DataFrame(list(self.epochs.values())).sort_values(["trial_id", "epoch"])
+        df = pd.DataFrame(list(self.epochs.values()))
+        if len(df):
+            df = df.sort_values(["trial_id", "epoch"])
         _atomic_write(df, self.epochs_path)
+        self._epochs_dirty = False
+        self._last_epoch_write = time.monotonic()
