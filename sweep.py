@@ -46,6 +46,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--resume", action="store_true", help="continue an interrupted sweep in --results-dir")
     p.add_argument("--max-failures", type=int, default=0, help="retries per failing trial before ERROR")
+    p.add_argument(
+        "--checkpoint",
+        dest="checkpoints",
+        action="append",
+        default=[],
+        metavar="[LABEL=]PATH",
+        help="evaluate/transfer: a checkpoint (a trial's state dir, its model.pt, or a plain state dict "
+        "of a registered architecture named with --set model.arch=...); repeatable",
+    )
+    p.add_argument(
+        "--from-sweep",
+        dest="from_sweeps",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="evaluate/transfer: the finished trials of <results>/<sweep> (repeatable)",
+    )
+    p.add_argument("--top-k", type=int, default=0, help="with --from-sweep: only the best K trials (0 = all)")
     p.add_argument("-q", "--quiet", action="store_true", help="less Ray Tune progress output")
     return p
 
@@ -82,6 +100,9 @@ def main(argv: list[str] | None = None) -> int:
             max_failures=args.max_failures,
             dry_run=args.dry_run,
             verbose=0 if args.quiet else 1,
+            checkpoints=tuple(args.checkpoints),
+            from_sweeps=tuple(args.from_sweeps),
+            top_k=args.top_k,
         )
         p = plan(args.name, options)
         if args.dry_run:
@@ -98,10 +119,17 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print(f"{summary['n_finished']} trials finished, {summary['n_error']} failed")
         if len(summary["table"]):
-            print(f"top configs by {p.spec.rank_by} (test set):")
+            if p.spec.inputs == "pairs":
+                print("transfer accuracy (rows: source, columns: target):")
+            else:
+                print(f"top configs by {p.spec.rank_by} (test set):")
             print(summary["table"].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+        for w in summary["warnings"]:
+            print(f"WARNING {w}")
     print(f"trials: {summary['trials_path']}")
     print(f"epochs: {summary['epochs_path']}")
+    for f in summary["extra_files"]:
+        print(f"{f.stem}: {f}")
     if summary["dashboard"]:
         print(f"Ray dashboard (while the cluster runs): http://{summary['dashboard']}")
     else:

@@ -14,6 +14,8 @@ from tune_robust.errors import ConfigError
 # name -> "module:function"; a new trainable is one file plus one line here.
 TRAINABLES: dict[str, str] = {
     "adversarial_training": "trainables.adversarial:adversarial_training",
+    "evaluate": "trainables.evaluate:evaluate_checkpoint",
+    "transfer": "trainables.transfer:transfer_row",
 }
 
 

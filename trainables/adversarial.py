@@ -11,36 +11,21 @@ always continues from its newest epoch.
 from __future__ import annotations
 
 import json
-import socket
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import ray
 import torch
 from ray import tune
 
+from trainables._common import placement, trial_state_dir, trial_threads
 from tune_robust.attacks import create_attack
 from tune_robust.config import TrialConfig
 from tune_robust.models import profile_model
 from tune_robust.training.loop import Trainer, has_state
 
 MARKER_FILE = "tune_robust_checkpoint.json"
-
-
-def trial_threads() -> int:
-    """Torch threads = CPUs Ray gave this trial (so concurrent trials do not oversubscribe cores)."""
-    try:
-        cpus = tune.get_context().get_trial_resources().required_resources.get("CPU", 1)
-    except Exception:  # outside a Tune session (direct call in a test)
-        cpus = torch.get_num_threads()
-    return max(1, int(cpus))
-
-
-def trial_state_dir() -> Path:
-    """``<trial dir on the sweep's storage>/state`` (the runner requires storage all nodes share)."""
-    return Path(tune.get_context().get_storage().trial_fs_path) / "state"
 
 
 def adversarial_training(config: dict[str, Any]) -> None:
@@ -57,9 +42,7 @@ def adversarial_training(config: dict[str, Any]) -> None:
     static = {
         "params": params,
         "macs": macs,
-        "device": str(trainer.device),
-        "hostname": socket.gethostname(),
-        "node_id": ray.get_runtime_context().get_node_id() if ray.is_initialized() else None,
+        **placement(trainer.device),
         "eval_attack": eval_attack.describe(),
         "train_attack": trainer.train_attack.describe(),
         "resumed_from_epoch": trainer.epoch,

@@ -6,7 +6,8 @@ A trial config is a nested dict with five sections (this is what Ray Tune sees a
      "model": {"arch": "wrn", <keyword arguments of the registered builder>},
      "train": {...TrainConfig fields...},
      "attack": {"name": "pgd", <attack fields>},       # used by the training method
-     "eval_attack": {"name": "pgd", <attack fields>},  # per-epoch validation and final test
+     "eval_attack": {"name": "pgd", <attack fields>},  # per-epoch validation (best-epoch selection)
+     "eval": {...EvalConfig fields...},                # the final test evaluation suite
      "upstream": {<artifact name>: <path>}}           # filled by the runner for multi-stage sweeps
 
 Flat dotted keys (``train.epochs``, ``model.depths``) address single values for ``--set`` and are the
@@ -27,7 +28,7 @@ from typing import Any, Literal, Union, get_args, get_origin
 
 from tune_robust.errors import ConfigError
 
-SECTIONS = ("data", "model", "train", "attack", "eval_attack", "upstream")
+SECTIONS = ("data", "model", "train", "attack", "eval_attack", "eval", "upstream")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -244,6 +245,82 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class EvalConfig:
+    """The end-of-trial evaluation on the test split (see tune_robust.evaluation.suite)."""
+
+    # Attacks: preset names (tune_robust.attacks.presets: fgsm, pgd20, pgd20_step2, pgd100, mim, cw_inf,
+    # aa, aa_rand, ...), registered attack names (their defaults at the dataset's eps), or
+    # {"name": ..., "label": ..., <options>} dicts. Each gets a test_<label>_acc column.
+    attacks: tuple[Any, ...] = ("fgsm", "pgd20")
+    # Evaluate the first N test examples (0 = all).
+    limit: int = 0
+    batch_size: int = 256
+    # Sanity flags on the first sanity_examples of the evaluated examples.
+    sanity: bool = True
+    sanity_examples: int = 256
+    # Accuracy tolerance of the sanity flags (e.g. PGD-2k may differ from PGD-k by at most this).
+    tolerance: float = 0.02
+    # Perturbation stability per attack and empirical Lipschitz constants (logits and every block).
+    metrics: bool = True
+    # Accuracy-vs-eps table (PGD-20 step eps/4 and FGSM at each eps) and accuracy-vs-iterations table
+    # (PGD at the dataset's eps, step eps/4), on the first curve_examples examples. Empty = off.
+    eps_curve: tuple[float, ...] = ()
+    steps_curve: tuple[int, ...] = ()
+    curve_examples: int = 500
+    # Normalisation a plain (external) checkpoint expects, applied as a layer: mean and std per channel.
+    input_mean: tuple[float, ...] = ()
+    input_std: tuple[float, ...] = ()
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.limit >= 0, "eval.limit must be >= 0 (0 = all)"),
+            (self.batch_size >= 1, "eval.batch_size must be >= 1"),
+            (self.sanity_examples >= 1, "eval.sanity_examples must be >= 1"),
+            (0 <= self.tolerance < 1, "eval.tolerance must be in [0, 1)"),
+            (all(e >= 0 for e in self.eps_curve), "eval.eps_curve values must be >= 0"),
+            (all(k >= 1 for k in self.steps_curve), "eval.steps_curve values must be >= 1"),
+            (self.curve_examples >= 1, "eval.curve_examples must be >= 1"),
+            (
+                len(self.input_mean) == len(self.input_std),
+                "eval.input_mean and eval.input_std differ in length",
+            ),
+            (all(s > 0 for s in self.input_std), "eval.input_std values must be > 0"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ConfigError(msg)
+
+
+def eval_attack_specs(cfg: EvalConfig, dataset: str) -> list[tuple[str, ComponentSpec]]:
+    """(label, validated attack spec) for each entry of ``eval.attacks``; labels are unique."""
+    from tune_robust.attacks import ATTACKS, PRESETS
+
+    out: list[tuple[str, ComponentSpec]] = []
+    for item in cfg.attacks:
+        if isinstance(item, str):
+            if item in PRESETS:
+                label, values = item, dict(PRESETS[item])
+            elif item in ATTACKS:
+                label, values = item, {"name": item, "eps": "auto"}
+            else:
+                raise ConfigError(
+                    f"eval.attacks: unknown attack {item!r}; presets: {', '.join(sorted(PRESETS))}; "
+                    f"attacks: {', '.join(ATTACKS.names())}"
+                )
+        elif isinstance(item, Mapping):
+            values = dict(item)
+            label = str(values.pop("label", values.get("name", "attack")))
+        else:
+            raise ConfigError(f"eval.attacks entries are names or {{'name': ...}} dicts, got {item!r}")
+        if not re.fullmatch(r"[A-Za-z0-9_]+", label):
+            raise ConfigError(f"eval.attacks label {label!r} must be letters, digits and _ (a column name)")
+        if any(label == seen for seen, _ in out):
+            raise ConfigError(f"eval.attacks lists {label!r} twice; give dict entries distinct 'label's")
+        out.append((label, _attack_spec(values, dataset)))
+    return out
+
+
+@dataclass(frozen=True)
 class ComponentSpec:
     """A registered component by name plus its validated keyword arguments."""
 
@@ -258,6 +335,7 @@ class TrialConfig:
     train: TrainConfig
     attack: ComponentSpec
     eval_attack: ComponentSpec
+    eval: EvalConfig = field(default_factory=EvalConfig)
     upstream: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -268,12 +346,15 @@ class TrialConfig:
             raise ConfigError(f"unknown config section(s) {sorted(unknown)}; sections: {', '.join(SECTIONS)}")
         data = _dataclass_from(DataConfig, cfg.get("data", {}), "data")
         dataset = data.dataset
+        evaluation = _dataclass_from(EvalConfig, cfg.get("eval", {}), "eval")
+        eval_attack_specs(evaluation, dataset)  # unknown names and bad options fail here
         return cls(
             data=data,
             model=_model_spec(cfg.get("model", {})),
             train=_dataclass_from(TrainConfig, cfg.get("train", {}), "train"),
             attack=_attack_spec(cfg.get("attack", {"name": "none"}), dataset),
             eval_attack=_attack_spec(cfg.get("eval_attack", {"name": "none"}), dataset),
+            eval=evaluation,
             upstream={str(k): str(v) for k, v in dict(cfg.get("upstream", {})).items()},
         )
 
@@ -284,11 +365,12 @@ class TrialConfig:
             "train": dataclasses.asdict(self.train),
             "attack": {"name": self.attack.name, **self.attack.kwargs},
             "eval_attack": {"name": self.eval_attack.name, **self.eval_attack.kwargs},
+            "eval": dataclasses.asdict(self.eval),
             "upstream": dict(self.upstream),
         }
 
 
-_DC = typing.TypeVar("_DC", DataConfig, TrainConfig)
+_DC = typing.TypeVar("_DC", DataConfig, TrainConfig, EvalConfig)
 
 
 def _dataclass_from(cls: type[_DC], values: Mapping[str, Any], section: str) -> _DC:
@@ -363,7 +445,12 @@ def valid_keys(cfg: Mapping[str, Any]) -> dict[str, Any]:
     from tune_robust.models import MODELS
 
     keys: dict[str, Any] = {}
-    for section, cls in (("data", DataConfig), ("train", TrainConfig)):
+    sections: tuple[tuple[str, Any], ...] = (
+        ("data", DataConfig),
+        ("train", TrainConfig),
+        ("eval", EvalConfig),
+    )
+    for section, cls in sections:
         for name, tp in builder_params(cls).items():
             keys[f"{section}.{name}"] = tp
     arch = str(cfg.get("model", {}).get("arch", "wrn"))

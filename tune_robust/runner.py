@@ -40,6 +40,11 @@ class RunOptions:
     max_failures: int = 0
     dry_run: bool = False
     verbose: int = 1
+    # Checkpoints for the evaluate/transfer sweeps: "PATH" or "LABEL=PATH"; --from-sweep directories
+    # add their finished trials (best top_k by best_robust_acc; 0 = all).
+    checkpoints: tuple[str, ...] = ()
+    from_sweeps: tuple[str, ...] = ()
+    top_k: int = 0
     extra_ray_init: dict[str, Any] = field(default_factory=dict)
 
 
@@ -111,12 +116,50 @@ def plan(name: str, options: RunOptions) -> Plan:
         apply_override(probe, key, raw.strip())
         base = probe
         pinned[key] = True
-    points = list(spec.points(pinned))
+    points = list(spec.points(pinned)) if spec.inputs == "grid" else _checkpoint_points(spec, options, base)
     if options.max_trials is not None:
         points = points[: options.max_trials]
     configs = [_merge(base, p) for p in points]
     _validate(configs)
     return Plan(spec, options, base, points, configs, cpus, gpus)
+
+
+def checkpoint_list(options: RunOptions) -> dict[str, str]:
+    """``{label: absolute path}`` from --checkpoint and --from-sweep, labels unique."""
+    from tune_robust.checkpoints import describe_checkpoint, resolve_path, sweep_checkpoints
+
+    items: list[tuple[str | None, str]] = []
+    for item in options.checkpoints:
+        # Ray's trial directory names contain "=", so an existing path is taken whole.
+        if "=" in item and not Path(item).expanduser().exists():
+            label, path = item.split("=", 1)
+            items.append((label.strip() or None, path))
+        else:
+            items.append((None, item))
+    for d in options.from_sweeps:
+        items.extend((None, p) for p in sweep_checkpoints(d, options.top_k))
+    out: dict[str, str] = {}
+    for given, path in items:
+        resolved = str(resolve_path(path).resolve())
+        name = given or describe_checkpoint(resolved)
+        base, i = name, 2
+        while name in out:
+            name, i = f"{base} #{i}", i + 1
+        out[name] = resolved
+    return out
+
+
+def _checkpoint_points(spec: SweepSpec, options: RunOptions, base: dict[str, Any]) -> list[dict[str, Any]]:
+    found = checkpoint_list(options)
+    if not found:
+        raise ConfigError(
+            f"sweep {spec.name!r} evaluates checkpoints: pass --checkpoint PATH (repeatable; a trial's "
+            f"state dir, its model.pt, or a plain state dict with --set model.arch=...) or --from-sweep DIR"
+        )
+    if spec.inputs == "checkpoints":
+        return [{"upstream.model": path} for path in found.values()]
+    base.setdefault("upstream", {}).update({f"target:{label}": path for label, path in found.items()})
+    return [{"upstream.source": path} for path in found.values()]
 
 
 def _validate(configs: Sequence[dict[str, Any]]) -> None:
@@ -135,12 +178,32 @@ def _validate(configs: Sequence[dict[str, Any]]) -> None:
             info = DATASETS.get(tc.data.dataset)
             with torch.device("meta"):
                 create_model(tc.model.name, info.num_classes, info.shape[0], **tc.model.kwargs)
+        for key, path in tc.upstream.items():
+            _check_checkpoint(key, path, tc.data.dataset)
         dkey = (tc.data.dataset, tc.data.data_dir)
         if dkey not in seen_data:  # a missing or malformed dataset fails here, not in every trial
             seen_data.add(dkey)
             load_dataset(tc.data.dataset, tc.data.data_dir, tc.data.download)
     for cfg in configs:  # the driver downloaded what was needed; trials only read
         cfg.get("data", {}).pop("download", None)
+
+
+def _check_checkpoint(key: str, path: str, dataset: str) -> None:
+    """A checkpoint of ours must match the dataset's classes and channels (plain ones are checked when
+    their trial loads them)."""
+    from tune_robust.checkpoints import checkpoint_info
+    from tune_robust.data import DATASETS
+
+    if key == "init" and not Path(path).exists():
+        return  # an upstream stage of this run: resolved later
+    info = checkpoint_info(path)
+    ds = DATASETS.get(dataset)
+    if info and (info["num_classes"], info["in_channels"]) != (ds.num_classes, ds.shape[0]):
+        raise ConfigError(
+            f"checkpoint {path} was trained for {info['num_classes']} classes / {info['in_channels']} "
+            f"channels, but dataset {dataset!r} has {ds.num_classes} / {ds.shape[0]}; pass the "
+            f"dataset it was trained on (--dataset, --data-dir)"
+        )
 
 
 def describe(p: Plan) -> str:
@@ -345,13 +408,37 @@ def summarize(p: Plan, dashboard: str | None = None, top: int = 10) -> dict[str,
     out: dict[str, Any] = {"trials_path": trials_path, "epochs_path": epochs_path, "dashboard": dashboard}
     out["n_finished"] = int((df["status"] == "TERMINATED").sum()) if len(df) else 0
     out["n_error"] = int((df["status"] == "ERROR").sum()) if len(df) else 0
-    if len(df) and p.spec.rank_by in df:
-        keys = [f"{k}" for k in (p.points[0] if p.points else {})]
-        cols = [c for c in keys if c in df] + ["params", "best_clean_acc", p.spec.rank_by]
-        cols = list(dict.fromkeys(cols))
-        ok = df[df["status"] == "TERMINATED"]
+    out["table"] = pd.DataFrame()
+    out["warnings"] = []
+    out["extra_files"] = []
+    ok = df[df["status"] == "TERMINATED"] if len(df) else df
+    if len(ok) and "sanity_messages" in ok:
+        flagged = ok[ok["sanity_messages"].notna()]
+        for _, r in flagged.iterrows():
+            out["warnings"].append(f"trial {r['trial_id']}: {r['sanity_messages']}")
+    if p.spec.inputs == "pairs":
+        out["table"], out["extra_files"] = _transfer_outputs(p)
+    elif len(ok) and p.spec.rank_by in ok:
+        keys = [k for k in (p.points[0] if p.points else {}) if not k.startswith("upstream.")]
+        metrics = [c for c in ok if c.startswith("test_") and c.endswith("_acc")]
+        cols = [*keys, "checkpoint_label", "params", "best_clean_acc", *metrics, p.spec.rank_by]
+        cols += ["suspect_gradient_masking"]
+        cols = [c for c in dict.fromkeys(cols) if c in ok]
         ascending = p.spec.mode == "min"
         out["table"] = ok.sort_values(p.spec.rank_by, ascending=ascending)[cols].head(top)
-    else:
-        out["table"] = pd.DataFrame()
     return out
+
+
+def _transfer_outputs(p: Plan) -> tuple[Any, list[Path]]:
+    """The source x target accuracy matrix (printed) and its heatmap PNG next to transfer.parquet."""
+    import pandas as pd
+
+    table = p.sweep_dir / "transfer.parquet"
+    if not table.exists():
+        return pd.DataFrame(), []
+    from analysis.plots import transfer_heatmap, transfer_matrix
+
+    df = pd.read_parquet(table)
+    png = p.sweep_dir / "transfer.png"
+    transfer_heatmap(df, png)
+    return transfer_matrix(df).reset_index(), [table, png]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from tune_robust.errors import ConfigError
 from tune_robust.registry import Registry
@@ -60,6 +60,9 @@ class SweepSpec:
     upstream: tuple[Upstream, ...] = ()
     # Notes printed with --list and stored with results (e.g. what the smoke fidelity trades away).
     notes: Mapping[str, str] = field(default_factory=dict)
+    # Where the trials come from: the grid ("grid"), one trial per --checkpoint/--from-sweep checkpoint
+    # ("checkpoints": upstream.model), or one per source with every checkpoint as a target ("pairs").
+    inputs: Literal["grid", "checkpoints", "pairs"] = "grid"
 
     def __post_init__(self) -> None:
         if "smoke" not in self.fidelities:

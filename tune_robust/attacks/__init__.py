@@ -1,4 +1,4 @@
-"""Attack registry; one file per attack.
+"""Attack registry; one file per attack, plus the seed papers' evaluation presets.
 
 Example:
     >>> from tune_robust.attacks import create_attack
@@ -6,7 +6,8 @@ Example:
     'pgd20-linf-eps0.03137-step0.007843'
 """
 
-from tune_robust.attacks import fgsm, pgd  # noqa: F401  (registration)
-from tune_robust.attacks._base import ATTACKS, Attack, NoAttack, create_attack, register_attack
+from tune_robust.attacks import autoattack, cw, fgsm, mim, pgd, transfer  # noqa: F401  (registration)
+from tune_robust.attacks._base import ATTACKS, Attack, NoAttack, attack_loss, create_attack, register_attack
+from tune_robust.attacks.presets import PRESETS
 
-__all__ = ["ATTACKS", "Attack", "NoAttack", "create_attack", "register_attack"]
+__all__ = ["ATTACKS", "PRESETS", "Attack", "NoAttack", "attack_loss", "create_attack", "register_attack"]

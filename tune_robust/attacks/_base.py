@@ -2,20 +2,24 @@
 
 An attack is a frozen dataclass of its settings (validated on construction, so a bad eps fails before
 any trial starts) with one method: ``perturb(model, x, y) -> x_adv``. Attacks never change the model's
-parameters, gradients or mode; callers choose the mode (evaluation always uses eval mode).
+parameters, gradients, buffers or mode; callers choose the mode (evaluation always uses eval mode).
+Inputs and outputs are images in [0, 1]; the model must return logits.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import torch
 from torch import nn
 
 from tune_robust.errors import ConfigError
 from tune_robust.registry import Registry
+
+Loss = Literal["ce", "margin"]
+Norm = Literal["linf", "l2"]
 
 
 class Attack(ABC):
@@ -26,6 +30,12 @@ class Attack(ABC):
     @abstractmethod
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Return adversarial inputs in [0, 1] within the threat model around ``x``."""
+
+    def perturb_with_notes(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor
+    ) -> tuple[torch.Tensor, list[str]]:
+        """``perturb`` plus warnings the attack itself raised (AutoAttack's checks); none by default."""
+        return self.perturb(model, x, y), []
 
     @property
     def gradient_steps(self) -> int:
@@ -65,14 +75,68 @@ def check_eps(eps: float, what: str = "eps") -> None:
         raise ConfigError(f"attack {what} must be >= 0, got {eps}")
 
 
-def input_grad(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Gradient of the summed cross-entropy w.r.t. the input only (parameter .grad untouched)."""
+def check_steps(steps: int, what: str = "steps") -> None:
+    if steps < 1:
+        raise ConfigError(f"attack {what} must be >= 1, got {steps}")
+
+
+def attack_loss(logits: torch.Tensor, y: torch.Tensor, loss: str) -> torch.Tensor:
+    """Per-example loss an attack maximises: cross-entropy, or the CW margin
+    ``max_{j != y} z_j - z_y`` (positive once the example is misclassified)."""
+    logits = logits.float()
+    if loss == "ce":
+        return nn.functional.cross_entropy(logits, y, reduction="none")
+    if loss == "margin":
+        true = logits.gather(1, y[:, None]).squeeze(1)
+        others = logits.scatter(1, y[:, None], -float("inf"))
+        return others.amax(1) - true
+    raise ConfigError(f"unknown attack loss {loss!r}; use 'ce' or 'margin'")
+
+
+def input_grad(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: str = "ce"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gradient of the summed attack loss w.r.t. the input only (parameter .grad untouched)."""
     x = x.detach().requires_grad_(True)
     with torch.enable_grad():
         logits = model(x)
-        loss = nn.functional.cross_entropy(logits, y, reduction="sum")
-        (grad,) = torch.autograd.grad(loss, x)
+        total = attack_loss(logits, y, loss).sum()
+        (grad,) = torch.autograd.grad(total, x)
     return grad, logits.detach()
+
+
+def _per_example_norm(t: torch.Tensor, p: float) -> torch.Tensor:
+    return t.flatten(1).norm(p=p, dim=1).view(-1, *([1] * (t.ndim - 1)))
+
+
+def random_start(x0: torch.Tensor, eps: float, norm: str) -> torch.Tensor:
+    """A uniform point of the eps-ball around ``x0`` (L-inf), or a uniform direction with a uniform
+    radius (L2), clipped to [0, 1]."""
+    if norm == "linf":
+        return (x0 + torch.empty_like(x0).uniform_(-eps, eps)).clamp_(0, 1)
+    d = torch.randn_like(x0)
+    d = d / _per_example_norm(d, 2).clamp_min(1e-12)
+    r = torch.rand(x0.shape[0], *([1] * (x0.ndim - 1)), device=x0.device, dtype=x0.dtype)
+    return (x0 + d * r * eps).clamp_(0, 1)
+
+
+def ascent_step(adv: torch.Tensor, grad: torch.Tensor, step: float, norm: str) -> torch.Tensor:
+    """Steepest ascent step of size ``step`` under the norm (sign for L-inf, unit L2 direction)."""
+    if norm == "linf":
+        return adv + step * grad.sign()
+    return adv + step * grad / _per_example_norm(grad, 2).clamp_min(1e-12)
+
+
+def project(adv: torch.Tensor, x0: torch.Tensor, eps: float, norm: str) -> torch.Tensor:
+    """Project onto the eps-ball around ``x0`` intersected with the [0, 1] box."""
+    if norm == "linf":
+        adv = torch.min(torch.max(adv, x0 - eps), x0 + eps)
+    else:
+        delta = adv - x0
+        scale = (eps / _per_example_norm(delta, 2).clamp_min(1e-12)).clamp(max=1.0)
+        adv = x0 + delta * scale
+    # Clipping to the box only moves coordinates towards x0 (itself in the box): the norm can only shrink.
+    return adv.clamp(0, 1)
 
 
 @register_attack("none")

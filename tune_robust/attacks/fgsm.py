@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from tune_robust.attacks._base import Attack, check_eps, input_grad, register_attack
+from tune_robust.attacks._base import Attack, check_eps, input_grad, project, random_start, register_attack
 
 
 @register_attack("fgsm")
@@ -35,7 +35,7 @@ class FGSM(Attack):
         x0 = x.detach()
         start = x0
         if self.random_start:
-            start = (x0 + torch.empty_like(x0).uniform_(-self.eps, self.eps)).clamp_(0, 1)
+            start = random_start(x0, self.eps, "linf")
         grad, _ = input_grad(model, start, y)
         adv = start + step * grad.sign()
-        return torch.min(torch.max(adv, x0 - self.eps), x0 + self.eps).clamp_(0, 1).detach()
+        return project(adv, x0, self.eps, "linf").detach()

@@ -1,14 +1,53 @@
-"""L-inf PGD (Madry et al. 2018) with random start and restarts keeping the per-example worst case."""
+"""PGD (Madry et al. 2018) under L-inf or L2, with random start, CE or CW-margin loss, and restarts
+keeping the per-example worst case."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from tune_robust.attacks._base import Attack, check_eps, input_grad, register_attack
-from tune_robust.errors import ConfigError
+from tune_robust.attacks._base import (
+    Attack,
+    Loss,
+    Norm,
+    ascent_step,
+    attack_loss,
+    check_eps,
+    check_steps,
+    input_grad,
+    project,
+    random_start,
+    register_attack,
+)
+
+
+def keep_worst(
+    model: nn.Module,
+    x0: torch.Tensor,
+    y: torch.Tensor,
+    candidates: int,
+    run: Callable[[torch.Tensor], torch.Tensor],
+    loss: str,
+) -> torch.Tensor:
+    """Run ``run(x0)`` ``candidates`` times; per example keep the first candidate that is misclassified,
+    otherwise the one with the highest loss."""
+    best = x0.clone()
+    best_loss = torch.full(y.shape, -float("inf"), device=y.device)
+    fooled = torch.zeros_like(y, dtype=torch.bool)
+    for _ in range(candidates):
+        adv = run(x0)
+        with torch.no_grad():
+            logits = model(adv)
+            value = attack_loss(logits, y, loss)
+            now_fooled = logits.argmax(1) != y
+        take = ~fooled & (now_fooled | (value > best_loss))
+        best[take] = adv[take]
+        best_loss = torch.where(take, value, best_loss)
+        fooled |= now_fooled
+    return best
 
 
 @register_attack("pgd")
@@ -20,14 +59,15 @@ class PGD(Attack):
     # Independent random starts; an example counts as broken if any restart breaks it.
     restarts: int = 1
     random_start: bool = True
+    norm: Norm = "linf"
+    # "ce": cross-entropy; "margin": the CW loss max_{j!=y} z_j - z_y (CW-inf when optimised by PGD).
+    loss: Loss = "ce"
 
     def __post_init__(self) -> None:
         check_eps(self.eps)
         check_eps(self.step, "step")
-        if self.steps < 1:
-            raise ConfigError(f"attack steps must be >= 1, got {self.steps}")
-        if self.restarts < 1:
-            raise ConfigError(f"attack restarts must be >= 1, got {self.restarts}")
+        check_steps(self.steps)
+        check_steps(self.restarts, "restarts")
 
     @property
     def gradient_steps(self) -> int:
@@ -35,34 +75,18 @@ class PGD(Attack):
 
     def describe(self) -> str:
         r = f"x{self.restarts}" if self.restarts > 1 else ""
-        return f"pgd{self.steps}{r}-linf-eps{self.eps:.4g}-step{self.step:.4g}"
+        loss = "" if self.loss == "ce" else f"-{self.loss}"
+        return f"{self.name}{self.steps}{r}-{self.norm}-eps{self.eps:.4g}-step{self.step:.4g}{loss}"
 
     def _run(self, model: nn.Module, x0: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        adv = x0
-        if self.random_start:
-            adv = (x0 + torch.empty_like(x0).uniform_(-self.eps, self.eps)).clamp_(0, 1)
-        lo, hi = (x0 - self.eps).clamp_(min=0), (x0 + self.eps).clamp_(max=1)
+        adv = random_start(x0, self.eps, self.norm) if self.random_start else x0
         for _ in range(self.steps):
-            grad, _ = input_grad(model, adv, y)
-            adv = torch.min(torch.max(adv + self.step * grad.sign(), lo), hi).detach()
+            grad, _ = input_grad(model, adv, y, self.loss)
+            adv = project(ascent_step(adv, grad, self.step, self.norm), x0, self.eps, self.norm).detach()
         return adv
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         x0 = x.detach()
         if self.restarts == 1:
             return self._run(model, x0, y)
-        best = x0.clone()
-        best_loss = torch.full_like(y, -float("inf"), dtype=torch.float32)
-        fooled = torch.zeros_like(y, dtype=torch.bool)
-        for _ in range(self.restarts):
-            adv = self._run(model, x0, y)
-            with torch.no_grad():
-                logits = model(adv)
-                loss = nn.functional.cross_entropy(logits.float(), y, reduction="none")
-                now_fooled = logits.argmax(1) != y
-            # Keep a breaking example once found; otherwise keep the highest-loss one.
-            take = ~fooled & (now_fooled | (loss > best_loss))
-            best[take] = adv[take]
-            best_loss = torch.where(take, loss, best_loss)
-            fooled |= now_fooled
-        return best
+        return keep_worst(model, x0, y, self.restarts, lambda s: self._run(model, s, y), self.loss)

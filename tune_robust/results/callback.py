@@ -73,6 +73,9 @@ class ParquetCallback(tune.Callback):
         # Epoch rows whose report a killed driver never recorded come back from the trial's history.
         for past in (trial.last_result or {}).get("epoch_history", []):
             self.writer.add_epoch(trial.trial_id, past, only_if_missing=True)
+        tables = (trial.last_result or {}).get("eval_tables")
+        if tables:
+            self.writer.add_tables(trial.trial_id, tables)
         self.writer.add_trial(self._row(trial, "TERMINATED", None))
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:

@@ -18,6 +18,11 @@ from tune_robust.errors import ConfigError
 SCHEMA_VERSION = 1
 TRIALS_FILE = "trials.parquet"
 EPOCHS_FILE = "epochs.parquet"
+# Extra tables a trial may report (``eval_tables`` in its final result), one file each, keyed by trial.
+TABLES = ("lipschitz", "acc_vs_eps", "acc_vs_steps", "transfer")
+# Final-report keys with these prefixes are evaluation-suite columns of trials.parquet.
+EVAL_PREFIXES = ("test_", "stability_", "lipschitz_", "sanity_")
+EVAL_KEYS = ("suspect_gradient_masking", "eval_attacks", "attack_grad_passes", "eval_suite_seconds", "checkpoint", "checkpoint_label")
 
 TRIAL_METRICS = (
     "params",
@@ -65,7 +70,14 @@ def config_columns(config: Mapping[str, Any]) -> dict[str, Any]:
         resolved = TrialConfig.from_dict(config).to_dict()
     except (ConfigError, TypeError):
         resolved = dict(config)
-    return {k: _cell(v) for k, v in flatten(resolved).items()}
+    flat = flatten(resolved)
+    # A transfer trial names every target checkpoint; those live in transfer.parquet, not as columns.
+    targets = [k for k in flat if k.startswith("upstream.target:")]
+    for k in targets:
+        del flat[k]
+    if targets:
+        flat["upstream.targets"] = len(targets)
+    return {k: _cell(v) for k, v in flat.items()}
 
 
 def trial_row(
@@ -92,6 +104,9 @@ def trial_row(
     row.update(config_columns(config))
     for k in TRIAL_METRICS:
         row[k] = last.get(k)
+    for k, v in last.items():
+        if k.startswith(EVAL_PREFIXES) or k in EVAL_KEYS:
+            row[k] = v
     row["epochs_run"] = last.get("epoch")
     row["wall_seconds"] = last.get("trial_seconds")
     res = resources or {}
@@ -135,6 +150,13 @@ class ResultsWriter:
         self.epochs: dict[tuple[str, int], dict[str, Any]] = {
             (str(r["trial_id"]), int(r["epoch"])): r for r in epochs.to_dict("records")
         }
+        self.tables: dict[str, dict[str, list[dict[str, Any]]]] = {}
+        for name in TABLES:
+            rows = read_table(directory / f"{name}.parquet").to_dict("records")
+            by_trial: dict[str, list[dict[str, Any]]] = {}
+            for r in rows:
+                by_trial.setdefault(str(r["trial_id"]), []).append(r)
+            self.tables[name] = by_trial
 
     @property
     def trials_path(self) -> Path:
@@ -173,6 +195,18 @@ class ResultsWriter:
                 del self.epochs[key]
             if orphans:
                 self._write_epochs()
+
+    def add_tables(self, trial_id: str, tables: Mapping[str, list[Mapping[str, Any]]]) -> None:
+        """Replace this trial's rows in each named table file (``<name>.parquet``)."""
+        with self._lock:
+            for name, rows in tables.items():
+                if name not in TABLES:
+                    raise ValueError(f"unknown results table {name!r}; known: {', '.join(TABLES)}")
+                self.tables[name][trial_id] = [
+                    {"schema_version": SCHEMA_VERSION, "sweep": self.sweep, "trial_id": trial_id, **r} for r in rows
+                ]
+                df = pd.DataFrame([r for rs in self.tables[name].values() for r in rs])
+                _atomic_write(df, self.directory / f"{name}.parquet")
 
     def add_trial(self, row: dict[str, Any]) -> None:
         with self._lock:

@@ -20,15 +20,16 @@ import torch
 from torch import nn
 
 from tune_robust.attacks import Attack, NoAttack, create_attack
+from tune_robust.checkpoints import MODEL_FILE
 from tune_robust.config import TrialConfig
 from tune_robust.data import TrialData, batches, prepare_data
 from tune_robust.evaluation import evaluate
+from tune_robust.evaluation.suite import run_suite
 from tune_robust.models import count_params, create_model
 from tune_robust.training._base import METHODS
 from tune_robust.training.schedule import lr_multiplier
 
 STATE_FILE = "state.pt"
-MODEL_FILE = "model.pt"
 CONFIG_FILE = "config.json"
 
 
@@ -50,15 +51,9 @@ def resolve_device(name: str) -> torch.device:
 
 def load_model_file(path: str | Path, device: torch.device | str = "cpu") -> nn.Module:
     """Rebuild a model saved by ``Trainer.save`` (``model.pt``: best weights plus what built them)."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / MODEL_FILE
-    blob = torch.load(path, map_location=device, weights_only=True)
-    model = create_model(
-        blob["arch"], num_classes=blob["num_classes"], in_channels=blob["in_channels"], **blob["kwargs"]
-    )
-    model.load_state_dict(blob["state_dict"])
-    return model.to(device).eval()
+    from tune_robust.checkpoints import load_checkpoint
+
+    return load_checkpoint(path, device)
 
 
 class Trainer:
@@ -198,6 +193,12 @@ class Trainer:
         out["best_clean_acc"] = best["clean_acc"]
         out["best_robust_acc"] = best["worst_acc"]
         out["test_examples"] = len(self.data.test)
+        # The full suite (all eval.attacks, stability, Lipschitz, sanity flags, curves) on the best model.
+        suite = run_suite(
+            self.best_model(), self.data.test, self.cfg.eval, self.data.num_classes, self.cfg.data.dataset
+        )
+        out.update(suite.metrics)
+        out["eval_tables"] = suite.tables
         return out
 
     def best_model(self) -> nn.Module:

@@ -1,0 +1,57 @@
+"""Checkpoint evaluation sweeps: ``evaluate`` (the attack suite on any checkpoints) and ``transfer``
+(the black-box matrix of RobNet supplement Table 4 / RACL Table 3)."""
+
+from __future__ import annotations
+
+from tune_robust.sweeps import SweepSpec, register_sweep
+
+# A checkpoint from elsewhere gets the seeds' strongest common suite; smoke runs on the embedded digits.
+EVAL_SMOKE = {
+    "data": {"dataset": "digits", "val_fraction": 0.0},
+    "eval": {"attacks": ("fgsm", "pgd20", "mim", "cw_inf")},
+}
+EVAL_PAPER = {
+    "data": {"dataset": "cifar10", "val_fraction": 0.0},
+    "eval": {"attacks": ("fgsm", "pgd20", "pgd100", "mim", "cw_inf", "aa")},
+}
+
+
+@register_sweep
+def evaluate() -> SweepSpec:
+    """One trial per checkpoint: every attack of eval.attacks, stability, Lipschitz, sanity flags."""
+    return SweepSpec(
+        name="evaluate",
+        description="evaluate checkpoints (--checkpoint PATH / --from-sweep DIR) with the attack suite",
+        trainable="evaluate",
+        fidelities={"smoke": EVAL_SMOKE, "paper": EVAL_PAPER},
+        metric="test_worst_acc",
+        rank_by="test_worst_acc",
+        inputs="checkpoints",
+        notes={
+            "smoke": "digits; FGSM, PGD-20, MIM, CW-inf at eps 0.1 + sanity flags",
+            "paper": "cifar10; FGSM, PGD-20, PGD-100, MIM, CW-inf, AutoAttack at 8/255 + sanity flags",
+        },
+    )
+
+
+@register_sweep
+def transfer() -> SweepSpec:
+    """One trial per source checkpoint: craft on the source, evaluate every checkpoint (a matrix row)."""
+    return SweepSpec(
+        name="transfer",
+        description="transfer (black-box) matrix between checkpoints: source x target accuracy + heatmap",
+        trainable="transfer",
+        fidelities={
+            "smoke": {"data": {"dataset": "digits", "val_fraction": 0.0}, "eval": {"attacks": ("pgd20",)}},
+            # RobNet supplement Table 4: PGD-100 at 8/255 on the source (RACL Table 3 uses pgd10).
+            "paper": {"data": {"dataset": "cifar10", "val_fraction": 0.0}, "eval": {"attacks": ("pgd100",)}},
+        },
+        metric="trial_seconds",
+        mode="min",
+        rank_by="trial_seconds",
+        inputs="pairs",
+        notes={
+            "smoke": "digits; PGD-20 eps 0.1 crafted on each source",
+            "paper": "cifar10; PGD-100 eps 8/255 step 2/255 crafted on each source",
+        },
+    )

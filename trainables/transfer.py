@@ -1,0 +1,86 @@
+"""One row of a transfer (black-box) matrix: craft adversarial examples on a source checkpoint with the
+first attack of ``eval.attacks``, evaluate every target checkpoint on them.
+
+Config: ``upstream["source"]`` is the source's path; ``upstream["target:<label>"]`` the targets (the
+source is usually among them: its entry is the white-box accuracy).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+import torch
+from ray import tune
+
+from trainables._common import placement, trial_threads
+from trainables.evaluate import load_for
+from tune_robust.checkpoints import describe_checkpoint
+from tune_robust.config import TrialConfig
+from tune_robust.data import Split, batches, prepare_data
+from tune_robust.evaluation.suite import build_attacks
+from tune_robust.training.loop import resolve_device
+
+TARGET = "target:"
+
+
+def transfer_row(config: dict[str, Any]) -> None:
+    started = time.time()
+    cfg = TrialConfig.from_dict(config)
+    torch.set_num_threads(trial_threads())
+    device = resolve_device(cfg.train.device)
+    torch.manual_seed(cfg.train.seed)
+    data = prepare_data(device=device, **dataclasses.asdict(cfg.data))
+    test = data.test
+    if cfg.eval.limit and cfg.eval.limit < len(test):
+        test = Split(test.x[: cfg.eval.limit], test.y[: cfg.eval.limit])
+    label, attack = next(iter(build_attacks(cfg.eval, cfg.data.dataset).items()))
+    source_path = cfg.upstream["source"]
+    targets = {k[len(TARGET) :]: p for k, p in cfg.upstream.items() if k.startswith(TARGET)}
+    source_label = next((t for t, p in targets.items() if p == source_path), describe_checkpoint(source_path))
+    source = load_for(cfg, "source", data, device)
+    models = {
+        t: load_for(dataclasses.replace(cfg, upstream={"m": p}), "m", data, device)
+        for t, p in targets.items()
+    }
+    adv_ok = dict.fromkeys(models, 0)
+    clean_ok = dict.fromkeys(models, 0)
+    both_ok = dict.fromkeys(models, 0)
+    with torch.autocast(device_type=device.type, enabled=False):
+        for x, y in batches(test, cfg.eval.batch_size):
+            x_adv = attack.perturb(source, x, y)  # source in eval mode (load_checkpoint)
+            with torch.no_grad():
+                for t, m in models.items():
+                    ok_clean = m(x).argmax(1) == y
+                    ok_adv = m(x_adv).argmax(1) == y
+                    clean_ok[t] += int(ok_clean.sum())
+                    adv_ok[t] += int(ok_adv.sum())
+                    both_ok[t] += int((ok_clean & ok_adv).sum())
+    n = max(1, len(test))
+    rows = [
+        {
+            "source": source_label,
+            "target": t,
+            "attack": attack.describe(),
+            # accuracy of the target on the transferred examples (the papers' tables)
+            "accuracy": adv_ok[t] / n,
+            "clean_accuracy": clean_ok[t] / n,
+            "robust_accuracy": both_ok[t] / n,
+            "examples": len(test),
+            "source_path": source_path,
+            "target_path": targets[t],
+        }
+        for t in models
+    ]
+    tune.report(
+        {
+            "eval_tables": {"transfer": rows},
+            "checkpoint": source_path,
+            "checkpoint_label": source_label,
+            "eval_attacks": f"{label}={attack.describe()}",
+            "test_examples": len(test),
+            **placement(device),
+            "trial_seconds": time.time() - started,
+        }
+    )

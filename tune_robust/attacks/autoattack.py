@@ -1,0 +1,83 @@
+"""AutoAttack (Croce & Hein, ICML 2020) through the ``pyautoattack`` package, not a copy of it.
+
+``version="standard"`` runs APGD-CE, APGD-T, FAB-T and Square on the points still robust after each;
+``"rand"`` runs APGD-CE and APGD-DLR with 20 EOT iterations (for randomised defences); ``"plus"`` is
+the stronger, slower set. AutoAttack's own checks (randomised or dynamic defence, probability outputs,
+Square beating the white-box attacks, too few classes) are logged by the library; ``perturb_with_notes``
+returns them so they land in the results as the ``sanity_autoattack`` flag.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+
+from tune_robust.attacks._base import Attack, check_eps, register_attack
+from tune_robust.errors import ConfigError
+
+AA_LOGGER = "auto-attack"
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(level=logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@register_attack("autoattack")
+@dataclass(frozen=True)
+class AutoAttackPA(Attack):
+    eps: float = 8 / 255
+    norm: Literal["linf", "l2"] = "linf"
+    version: Literal["standard", "rand", "plus"] = "standard"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_eps(self.eps)
+
+    @property
+    def gradient_steps(self) -> int:
+        # Upper bound per example for standard: APGD-CE 100 + APGD-T 9 x 100 + FAB-T 9 x 100 iterations
+        # (Square's 5,000 queries are forward passes only); rand: 2 x 100 x 20 EOT.
+        return {"standard": 1900, "rand": 4000, "plus": 5 * 100 + 5 * 100 + 900 + 900}[self.version]
+
+    def describe(self) -> str:
+        return f"aa-{self.version}-{self.norm}-eps{self.eps:.4g}"
+
+    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.perturb_with_notes(model, x, y)[0]
+
+    def perturb_with_notes(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor
+    ) -> tuple[torch.Tensor, list[str]]:
+        try:
+            from pyautoattack import AutoAttack
+        except ImportError as e:  # a declared dependency; only a broken install gets here
+            raise ConfigError(
+                "attack 'autoattack' needs the pyautoattack package: pip install pyautoattack"
+            ) from e
+        device = x.device
+        aa = AutoAttack(
+            model,
+            eps=self.eps,
+            norm="Linf" if self.norm == "linf" else "L2",
+            version=self.version,
+            seed=self.seed,
+            device=device,
+        )
+        logger = logging.getLogger(AA_LOGGER)
+        handler = _Collect()
+        logger.addHandler(handler)
+        try:
+            # pyautoattack returns (x_adv, y_adv); x_adv equals x where no attack succeeded.
+            x_adv, _ = aa.run_standard_evaluation(x.contiguous(), y, batch_size=len(x))
+        finally:
+            logger.removeHandler(handler)
+        return x_adv.detach().to(device), handler.messages

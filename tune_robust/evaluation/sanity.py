@@ -1,0 +1,163 @@
+"""Automatic sanity checks of a robustness evaluation (the failure modes of Athalye et al. 2018 and
+Carlini et al. 2019, "On Evaluating Adversarial Robustness"), run on a fixed evaluation subset.
+
+Each check is a boolean column ``sanity_<name>`` (True = passed, null = not applicable) and a warning
+when it fails. ``suspect_gradient_masking`` is True when any masking indicator fails: iterative weaker
+than single-step, accuracy rising with eps, a huge eps not reaching chance, non-deterministic outputs,
+zero or non-finite input gradients, probability outputs, or AutoAttack's own flags.
+``steps_converged`` (doubling the steps or adding restarts changes accuracy by more than the tolerance)
+says the configured attack is too weak for this model, a property of the evaluation rather than proof
+of masking; ``eps0``, ``adv_le_clean`` and ``bn_unchanged`` catch evaluation bugs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from tune_robust.attacks import Attack, create_attack
+from tune_robust.attacks._base import input_grad
+from tune_robust.attacks.pgd import PGD
+
+MASKING_FLAGS = (
+    "iterative_ge_fgsm",
+    "monotone_eps",
+    "large_eps_chance",
+    "deterministic",
+    "gradients",
+    "logits",
+    "autoattack",
+)
+ALL_FLAGS = ("eps0", "adv_le_clean", "bn_unchanged", "steps_converged", *MASKING_FLAGS)
+# eps multiples of the accuracy-vs-eps monotonicity check
+EPS_FACTORS = (0.25, 0.5, 1.0, 2.0)
+
+
+def buffers_snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: b.detach().clone() for k, b in model.named_buffers()}
+
+
+def buffers_unchanged(model: nn.Module, before: dict[str, torch.Tensor]) -> bool:
+    now = dict(model.named_buffers())
+    return set(now) == set(before) and all(torch.equal(now[k], v) for k, v in before.items())
+
+
+def _acc(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    with torch.no_grad():
+        return float((model(x).argmax(1) == y).float().mean())
+
+
+def sanity_attack(attacks: list[Attack], default_eps: float) -> PGD:
+    """The PGD the checks vary: the suite's first PGD-type attack, else PGD-20 step eps/10."""
+    for a in attacks:
+        if isinstance(a, PGD) and a.norm == "linf":
+            return dataclasses.replace(a, restarts=1)
+    eps = next((float(a.eps) for a in attacks if hasattr(a, "eps")), default_eps)
+    return PGD(eps=eps, step=eps / 10, steps=20)
+
+
+def run_checks(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    num_classes: int,
+    pgd: PGD,
+    tol: float,
+    attack_fn: Callable[[Attack, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+) -> tuple[dict[str, bool | None], list[str]]:
+    """Flags and failure messages; ``model`` must already be in eval mode."""
+    run = attack_fn or (lambda a, xs, ys: a.perturb(model, xs, ys))
+    flags: dict[str, bool | None] = {}
+    msgs: list[str] = []
+
+    def check(name: str, ok: bool, why: str) -> None:
+        flags[name] = bool(ok)
+        if not ok:
+            msgs.append(f"sanity_{name} failed: {why}")
+
+    with torch.no_grad():
+        out1 = model(x).float()
+        out2 = model(x).float()
+    probs = bool(
+        (out1 >= -1e-5).all() and (out1 <= 1 + 1e-5).all() and ((out1.sum(1) - 1).abs() < 1e-4).all()
+    )
+    check(
+        "logits",
+        not probs,
+        "the model outputs probabilities (rows in [0,1] summing to 1); attacks need logits",
+    )
+    diff = float((out1 - out2).abs().max())
+    check(
+        "deterministic",
+        bool(torch.allclose(out1, out2, rtol=1e-4, atol=1e-5)),
+        f"two forward passes of the same inputs differ by up to {diff:.3g} (randomised? use aa_rand/EOT)",
+    )
+    grad, _ = input_grad(model, x, y)
+    finite = bool(torch.isfinite(grad).all())
+    zero = float((grad.flatten(1).abs().sum(1) == 0).float().mean())
+    check(
+        "gradients",
+        finite and zero <= tol,
+        f"input gradients: finite={finite}, {zero:.1%} of examples have an all-zero gradient",
+    )
+    clean = float((out1.argmax(1) == y).float().mean())
+    eps, k = pgd.eps, pgd.steps
+    at_eps0 = _acc(model, run(dataclasses.replace(pgd, eps=0.0), x, y), y)
+    check(
+        "eps0",
+        abs(at_eps0 - clean) < 1e-9,
+        f"PGD at eps=0 gives {at_eps0:.4f}, clean accuracy is {clean:.4f}",
+    )
+    fgsm = _acc(model, run(create_attack("fgsm", eps=eps), x, y), y)
+    pgd_acc = _acc(model, run(pgd, x, y), y)
+    check(
+        "adv_le_clean",
+        max(fgsm, pgd_acc) <= clean + tol,
+        f"accuracy under attack (FGSM {fgsm:.4f}, PGD {pgd_acc:.4f}) exceeds clean accuracy {clean:.4f}",
+    )
+    check(
+        "iterative_ge_fgsm",
+        pgd_acc <= fgsm + tol,
+        f"PGD-{k} accuracy {pgd_acc:.4f} > FGSM accuracy {fgsm:.4f}: the iterative attack is weaker",
+    )
+    curve = [(0.0, clean)]
+    for f in EPS_FACTORS:
+        acc = (
+            pgd_acc
+            if f == 1.0
+            else _acc(model, run(dataclasses.replace(pgd, eps=eps * f, step=pgd.step * f), x, y), y)
+        )
+        curve.append((eps * f, acc))
+    rises = [(a, b) for a, b in itertools.pairwise(curve) if b[1] > a[1] + tol]
+    check(
+        "monotone_eps",
+        not rises,
+        "accuracy rises with eps: "
+        + ", ".join(f"{a[1]:.4f} at eps {a[0]:.4g} -> {b[1]:.4f} at {b[0]:.4g}" for a, b in rises),
+    )
+    doubled = _acc(model, run(dataclasses.replace(pgd, steps=2 * k), x, y), y)
+    restarted = _acc(model, run(dataclasses.replace(pgd, restarts=3), x, y), y)
+    check(
+        "steps_converged",
+        abs(doubled - pgd_acc) <= tol and pgd_acc - restarted <= tol,
+        f"PGD-{k} {pgd_acc:.4f} vs PGD-{2 * k} {doubled:.4f} vs 3 restarts {restarted:.4f} "
+        f"(tolerance {tol}): the evaluation attack has not converged",
+    )
+    huge = PGD(eps=1.0, step=0.1, steps=max(k, 20))
+    at_huge = _acc(model, run(huge, x, y), y)
+    chance = 1.0 / num_classes
+    check(
+        "large_eps_chance",
+        at_huge <= chance + tol,
+        f"PGD at eps=1 (any image reachable) leaves accuracy {at_huge:.4f} > chance {chance:.4f}",
+    )
+    return flags, msgs
+
+
+def masking_suspected(flags: dict[str, Any]) -> bool:
+    return any(flags.get(name) is False for name in MASKING_FLAGS)

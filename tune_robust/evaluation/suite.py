@@ -1,0 +1,189 @@
+"""The evaluation every trial ends with: the configured attacks on the test split, per-example worst
+case, perturbation stability, empirical Lipschitz constants, sanity flags, optional accuracy curves.
+
+``run_suite(model, split, cfg, num_classes, dataset)`` returns flat metrics (the Parquet columns),
+tables (rows for ``<table>.parquet``) and warnings. The model is evaluated in eval mode with autocast
+off (fp32), whatever mode it came in, and its mode is restored afterwards.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from tune_robust.attacks import Attack, create_attack
+from tune_robust.config import EvalConfig, eval_attack_specs
+from tune_robust.data import DATASETS, Split, batches
+from tune_robust.evaluation import sanity
+from tune_robust.evaluation.metrics import LipschitzMeter, stability
+
+log = logging.getLogger("tune_robust")
+
+
+@dataclass
+class SuiteResult:
+    metrics: dict[str, Any] = field(default_factory=dict)
+    # table name -> rows {"table", "attack", "x", "label", "value"}
+    tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+def build_attacks(cfg: EvalConfig, dataset: str) -> dict[str, Attack]:
+    return {label: create_attack(spec.name, **spec.kwargs) for label, spec in eval_attack_specs(cfg, dataset)}
+
+
+def _subset(split: Split, n: int) -> Split:
+    return Split(split.x[:n], split.y[:n]) if n and n < len(split) else split
+
+
+def _lipschitz_attack(attacks: dict[str, Attack]) -> str | None:
+    """The first gradient attack of the suite (PGD-type preferred): its examples give x'."""
+    for kinds in (("pgd", "cw_inf"), ("mim", "fgsm")):
+        for label, a in attacks.items():
+            if a.name in kinds and getattr(a, "norm", "linf") == "linf":
+                return label
+    return None
+
+
+def _curves(
+    model: nn.Module, split: Split, cfg: EvalConfig, eps: float, batch_size: int
+) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+
+    def acc(attack: Attack) -> float:
+        correct = 0
+        for x, y in batches(split, batch_size):
+            with torch.no_grad():
+                ok_clean = model(x).argmax(1) == y
+            x_adv = attack.perturb(model, x, y)
+            with torch.no_grad():
+                correct += int((ok_clean & (model(x_adv.float()).argmax(1) == y)).sum())
+        return correct / max(1, len(split))
+
+    for e in cfg.eps_curve:
+        for attack in (create_attack("pgd", eps=e, step=e / 4, steps=20), create_attack("fgsm", eps=e)):
+            rows.append(
+                {
+                    "table": "acc_vs_eps",
+                    "attack": attack.name,
+                    "x": float(e),
+                    "label": attack.describe(),
+                    "value": acc(attack),
+                }
+            )
+    for k in cfg.steps_curve:
+        attack = create_attack("pgd", eps=eps, step=eps / 4, steps=k)
+        rows.append(
+            {
+                "table": "acc_vs_steps",
+                "attack": "pgd",
+                "x": float(k),
+                "label": attack.describe(),
+                "value": acc(attack),
+            }
+        )
+    return rows
+
+
+def run_suite(
+    model: nn.Module, split: Split, cfg: EvalConfig, num_classes: int, dataset: str, prefix: str = "test"
+) -> SuiteResult:
+    start = time.perf_counter()
+    attacks = build_attacks(cfg, dataset)
+    default_eps = DATASETS.get(dataset).default_eps
+    data = _subset(split, cfg.limit)
+    n = len(data)
+    res = SuiteResult()
+    was_training = model.training
+    model.eval()
+    before = sanity.buffers_snapshot(model)
+    device_type = split.x.device.type
+    notes: dict[str, list[str]] = {label: [] for label in attacks}
+    lip_label = _lipschitz_attack(attacks) if cfg.metrics else None
+    lip = LipschitzMeter(model) if lip_label else None
+    try:
+        with torch.autocast(device_type=device_type, enabled=False):
+            clean = 0
+            worst = 0
+            correct = dict.fromkeys(attacks, 0)
+            stable = dict.fromkeys(attacks, 0)
+            for x, y in batches(data, cfg.batch_size):
+                with torch.no_grad():
+                    pred = model(x).argmax(1)
+                ok = pred == y
+                clean += int(ok.sum())
+                survived = ok.clone()
+                for label, attack in attacks.items():
+                    x_adv, msgs = attack.perturb_with_notes(model, x, y)
+                    notes[label].extend(m for m in msgs if m not in notes[label])
+                    with torch.no_grad():
+                        pred_adv = model(x_adv.float()).argmax(1)
+                    robust = ok & (pred_adv == y)
+                    correct[label] += int(robust.sum())
+                    stable[label] += int(stability(pred, pred_adv).sum())
+                    survived &= robust
+                    if lip is not None and label == lip_label:
+                        lip.update(x, x_adv)
+                worst += int(survived.sum())
+            m = res.metrics
+            frac = (lambda c: c / n) if n else (lambda c: float("nan"))
+            m[f"{prefix}_clean_acc"] = frac(clean)
+            for label in attacks:
+                m[f"{prefix}_{label}_acc"] = frac(correct[label])
+            m[f"{prefix}_worst_acc"] = frac(worst)
+            m[f"{prefix}_eval_examples"] = n
+            m["eval_attacks"] = "; ".join(f"{k}={a.describe()}" for k, a in attacks.items())
+            m["attack_grad_passes"] = n * sum(a.gradient_steps for a in attacks.values())
+            if cfg.metrics:
+                for label in attacks:
+                    m[f"stability_{label}"] = frac(stable[label])
+            if lip is not None:
+                values = lip.result()
+                m["lipschitz_logits"] = values.get("logits", float("nan"))
+                m["lipschitz_attack"] = lip_label
+                blocks = [k for k in values if k != "logits"]
+                res.tables["lipschitz"] = [
+                    {
+                        "table": "lipschitz",
+                        "attack": lip_label,
+                        "x": float(i),
+                        "label": name,
+                        "value": values[name],
+                    }
+                    for i, name in enumerate([*blocks, "logits"])
+                ]
+            if cfg.sanity and n:
+                s = _subset(data, cfg.sanity_examples)
+                pgd = sanity.sanity_attack(list(attacks.values()), default_eps)
+                xs, ys = next(batches(s, len(s)))
+                flags, msgs = sanity.run_checks(model, xs, ys, num_classes, pgd, cfg.tolerance)
+                aa = [label for label, a in attacks.items() if a.name == "autoattack"]
+                flags["autoattack"] = None if not aa else not any(notes[label] for label in aa)
+                for label in aa:
+                    msgs.extend(f"sanity_autoattack failed ({label}): {t}" for t in notes[label])
+                flags["bn_unchanged"] = sanity.buffers_unchanged(model, before)
+                if not flags["bn_unchanged"]:
+                    msgs.append(
+                        "sanity_bn_unchanged failed: BatchNorm statistics/buffers changed during the attacks"
+                    )
+                for name in sanity.ALL_FLAGS:
+                    m[f"sanity_{name}"] = flags.get(name)
+                m["suspect_gradient_masking"] = sanity.masking_suspected(flags)
+                m["sanity_messages"] = " | ".join(msgs) if msgs else None
+                res.warnings.extend(msgs)
+            if cfg.eps_curve or cfg.steps_curve:
+                eps = float(getattr(attacks[lip_label], "eps", default_eps)) if lip_label else default_eps
+                rows = _curves(model, _subset(data, cfg.curve_examples), cfg, eps, cfg.batch_size)
+                for row in rows:
+                    res.tables.setdefault(row["table"], []).append(row)
+    finally:
+        model.train(was_training)
+    res.metrics["eval_suite_seconds"] = time.perf_counter() - start
+    for w in res.warnings:
+        log.warning(w)
+    return res
