@@ -127,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
         for w in summary["warnings"]:
             print(f"WARNING {w}")
     print(f"trials: {summary['trials_path']}")
-    print(f"epochs: {summary['epochs_path']}")
+    if summary["epochs_path"].exists():
+        print(f"epochs: {summary['epochs_path']}")
     for f in summary["extra_files"]:
         print(f"{f.stem}: {f}")
     if summary["dashboard"]:

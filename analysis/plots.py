@@ -25,12 +25,12 @@ def transfer_heatmap(df: pd.DataFrame, path: str | Path | None = None, value: st
 
     m = transfer_matrix(df, value)
     n_rows, n_cols = m.shape
-    fig, ax = plt.subplots(figsize=(1.2 + 1.1 * n_cols, 1.0 + 0.8 * n_rows))
+    fig, ax = plt.subplots(figsize=(max(5.0, 2.5 + 1.0 * n_cols), max(3.5, 2.0 + 0.7 * n_rows)))
     im = ax.imshow(m.to_numpy(), cmap="viridis", vmin=0.0, vmax=1.0)
     ax.set_xticks(range(n_cols), [str(c) for c in m.columns], rotation=40, ha="right", fontsize=8)
     ax.set_yticks(range(n_rows), [str(r) for r in m.index], fontsize=8)
     ax.set_xlabel("target")
-    ax.set_ylabel("source (examples crafted on)")
+    ax.set_ylabel("source")
     for i in range(n_rows):
         for j in range(n_cols):
             v = m.iat[i, j]
@@ -45,7 +45,7 @@ def transfer_heatmap(df: pd.DataFrame, path: str | Path | None = None, value: st
                     fontsize=8,
                 )
     attack = df["attack"].iloc[0] if "attack" in df and len(df) else ""
-    ax.set_title(f"transfer {value} (%) {attack}", fontsize=9)
+    ax.set_title(f"target {value} (%) on examples crafted on the source\n{attack}", fontsize=9)
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
     if path is not None:

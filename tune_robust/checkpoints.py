@@ -88,15 +88,21 @@ def checkpoint_info(path: str | Path) -> dict[str, Any]:
     return {}
 
 
-def describe_checkpoint(path: str | Path) -> str:
-    """A short label: ``wrn depths=9-7-1`` for ours, the file name for plain state dicts."""
+def _fmt(v: Any) -> str:
+    return "-".join(f"{x:g}" for x in v) if isinstance(v, (list, tuple)) else str(v)
+
+
+def describe_checkpoint(path: str | Path, others: Sequence[str | Path] = ()) -> str:
+    """A short label: ``wrn depths=9-7-1`` for ours (only options that differ from ``others``), the
+    file name for plain state dicts."""
     info = checkpoint_info(path)
     if not info:
         return Path(path).stem
-    kw = " ".join(
-        f"{k}={'-'.join(f'{x:g}' for x in v) if isinstance(v, (list, tuple)) else v}"
-        for k, v in sorted(info.get("kwargs", {}).items())
-    )
+    kwargs = dict(info.get("kwargs", {}))
+    infos = [checkpoint_info(o) for o in others]
+    if infos and all(i.get("arch") == info["arch"] for i in infos):
+        kwargs = {k: v for k, v in kwargs.items() if any(i.get("kwargs", {}).get(k) != v for i in infos)}
+    kw = " ".join(f"{k}={_fmt(v)}" for k, v in sorted(kwargs.items()))
     return f"{info['arch']} {kw}".strip()
 
 

@@ -139,9 +139,9 @@ def checkpoint_list(options: RunOptions) -> dict[str, str]:
     for d in options.from_sweeps:
         items.extend((None, p) for p in sweep_checkpoints(d, options.top_k))
     out: dict[str, str] = {}
-    for given, path in items:
-        resolved = str(resolve_path(path).resolve())
-        name = given or describe_checkpoint(resolved)
+    paths = [str(resolve_path(path).resolve()) for _, path in items]
+    for (given, _), resolved in zip(items, paths, strict=True):
+        name = given or describe_checkpoint(resolved, [p for p in paths if p != resolved])
         base, i = name, 2
         while name in out:
             name, i = f"{base} #{i}", i + 1

@@ -64,6 +64,13 @@ class AutoAttackPA(Attack):
                 "attack 'autoattack' needs the pyautoattack package: pip install pyautoattack"
             ) from e
         device = x.device
+        with torch.no_grad():
+            n_classes = int(model(x[:1]).shape[-1])
+        if n_classes < 4 and self.version != "rand":
+            raise ConfigError(
+                f"AutoAttack's {self.version} version needs >= 4 classes (targeted DLR loss); the model "
+                f"has {n_classes}: use aa_rand (APGD-CE/DLR needs 3) or PGD/CW-inf attacks"
+            )
         aa = AutoAttack(
             model,
             eps=self.eps,
@@ -72,6 +79,9 @@ class AutoAttackPA(Attack):
             seed=self.seed,
             device=device,
         )
+        # Standard AA targets the 9 most likely wrong classes; with fewer classes, all of them.
+        aa.apgd_targeted.n_target_classes = min(aa.apgd_targeted.n_target_classes, n_classes - 1)
+        aa.fab.n_target_classes = min(aa.fab.n_target_classes, n_classes - 1)
         logger = logging.getLogger(AA_LOGGER)
         handler = _Collect()
         logger.addHandler(handler)
