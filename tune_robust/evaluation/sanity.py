@@ -148,7 +148,8 @@ def run_checks(
         f"PGD-{k} {pgd_acc:.4f} vs PGD-{2 * k} {doubled:.4f} vs 3 restarts {restarted:.4f} "
         f"(tolerance {tol}): the evaluation attack has not converged",
     )
-    huge = PGD(eps=1.0, step=0.1, steps=max(k, 20))
+    # From x itself (a random start at eps=1 would be a random image and hide zero gradients).
+    huge = PGD(eps=1.0, step=0.1, steps=max(k, 20), random_start=False)
     at_huge = _acc(model, run(huge, x, y), y)
     chance = 1.0 / num_classes
     check(
