@@ -64,6 +64,16 @@ def test_max_trials_3_end_to_end_then_refuse_to_overwrite(capsys, tmp_path):
     assert trials["best_robust_acc"].max() > 0.3
     assert all(__import__("os").path.exists(p) for p in trials["checkpoint_path"])
     assert len(epochs) == 15 and not epochs.duplicated(["trial_id", "epoch"]).any()
+    # The evaluation suite's columns (smoke: FGSM + PGD-20 on the test set) and sanity flags
+    for col in ("test_clean_acc", "test_fgsm_acc", "test_pgd20_acc", "test_worst_acc", "stability_pgd20"):
+        assert trials[col].between(0, 1).all(), col
+    assert (trials["test_worst_acc"] <= trials[["test_fgsm_acc", "test_pgd20_acc"]].min(axis=1)).all()
+    assert (trials["test_clean_acc"] == trials["best_clean_acc"]).all()  # same (best) weights
+    assert (trials["lipschitz_logits"] > 0).all()
+    assert trials["sanity_eps0"].all() and trials["sanity_bn_unchanged"].all()
+    assert trials["suspect_gradient_masking"].notna().all()
+    lip = pd.read_parquet(d / "lipschitz.parquet")
+    assert set(lip["trial_id"]) == set(trials["trial_id"]) and (lip["label"] == "logits").sum() == 3
     assert "top configs by best_robust_acc" in out and "trials.parquet" in out
 
     before = (d / "trials.parquet").read_bytes()

@@ -6,7 +6,7 @@ Example:
     68.12
 """
 
-from tune_robust.models import wrn  # noqa: F401  (registration)
+from tune_robust.models import small_cnn, wrn  # noqa: F401  (registration)
 from tune_robust.models._registry import MODELS, count_params, create_model, profile_model, register_model
 
 __all__ = ["MODELS", "count_params", "create_model", "profile_model", "register_model"]

@@ -12,11 +12,25 @@ trials.parquet, one row per finished or failed trial, keyed by ``trial_id``:
     the last restart), failures (retries used), checkpoint_path (the trial's state directory: state.pt, model.pt with the
     best weights, config.json), finished_at (UTC ISO time).
 
+    Evaluation suite (tune_robust.evaluation.suite, on the best weights): test_clean_acc,
+    test_<label>_acc per eval.attacks entry, test_worst_acc, test_eval_examples, eval_attacks,
+    attack_grad_passes, eval_suite_seconds, stability_<label>, lipschitz_logits, lipschitz_attack,
+    sanity_<flag> (bool; null = not applicable), suspect_gradient_masking, sanity_messages.
+    evaluate/transfer sweeps add checkpoint and checkpoint_label (their config has upstream.model or
+    upstream.source, and upstream.targets = number of targets).
+
 epochs.parquet, one row per trial and epoch, keyed by (trial_id, epoch):
     schema_version, sweep, trial_id, epoch, train_loss, train_acc, lr, train_seconds, train_examples,
     val_split, val_clean_acc, val_robust_acc, eval_seconds, best_epoch, best_val_robust_acc.
 
-Both files are rewritten atomically (temporary file + rename), trials.parquet whenever a trial ends and
+Tables reported by trials, one file each, keyed by trial_id (schema_version, sweep, trial_id, ...):
+    lipschitz.parquet      table, attack, x (block index), label (block name or "logits"), value
+    acc_vs_eps.parquet     table, attack (pgd | fgsm), x (eps), label (attack description), value (acc)
+    acc_vs_steps.parquet   table, attack, x (PGD iterations), label, value
+    transfer.parquet       source, target, attack, accuracy (target on the transferred examples),
+                           clean_accuracy, robust_accuracy, examples, source_path, target_path
+
+All files are rewritten atomically (temporary file + rename), trials.parquet whenever a trial ends and
 epochs.parquet at most every 2 seconds and whenever a trial ends, so a reader never sees a torn file and
 an interrupted sweep is analysable; rows are replaced by key, never duplicated.
 """
