@@ -85,9 +85,16 @@ class AutoAttackPA(Attack):
         logger = logging.getLogger(AA_LOGGER)
         handler = _Collect()
         logger.addHandler(handler)
+        # Some of the library's attacks call backward() on the model's output, which would fill the
+        # parameters' .grad: freeze them for the call (input gradients are unaffected, and faster).
+        frozen = [p for p in model.parameters() if p.requires_grad]
+        for p in frozen:
+            p.requires_grad_(False)
         try:
             # pyautoattack returns (x_adv, y_adv); x_adv equals x where no attack succeeded.
             x_adv, _ = aa.run_standard_evaluation(x.contiguous(), y, batch_size=len(x))
         finally:
             logger.removeHandler(handler)
+            for p in frozen:
+                p.requires_grad_(True)
         return x_adv.detach().to(device), handler.messages

@@ -80,6 +80,12 @@ class PGD(Attack):
 
     def _run(self, model: nn.Module, x0: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         adv = random_start(x0, self.eps, self.norm) if self.random_start else x0
+        if self.norm == "linf":  # the box of the eps-ball and [0, 1] is fixed: compute it once
+            lo, hi = (x0 - self.eps).clamp_(min=0), (x0 + self.eps).clamp_(max=1)
+            for _ in range(self.steps):
+                grad, _ = input_grad(model, adv, y, self.loss)
+                adv = torch.min(torch.max(grad.sign_().mul_(self.step).add_(adv), lo), hi)
+            return adv.detach()
         for _ in range(self.steps):
             grad, _ = input_grad(model, adv, y, self.loss)
             adv = project(ascent_step(adv, grad, self.step, self.norm), x0, self.eps, self.norm).detach()
