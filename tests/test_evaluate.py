@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 import torch
@@ -45,7 +47,8 @@ def test_evaluate_our_checkpoints_matches_training_suite(capsys, sweep_dir):
     for col in ("test_fgsm_acc", "test_pgd20_acc", "test_mim_acc", "test_cw_inf_acc", "test_worst_acc"):
         assert ev[col].between(0, 1).all()
     # The same weights give the same clean accuracy as the training sweep's own evaluation
-    merged = ev.merge(tr, left_on="upstream.model", right_on="checkpoint_path", suffixes=("", "_train"))
+    ev["state_dir"] = ev["upstream.model"].map(lambda p: str(Path(p).parent))  # <state dir>/model.pt
+    merged = ev.merge(tr, left_on="state_dir", right_on="checkpoint_path", suffixes=("", "_train"))
     assert len(merged) == 2
     assert (merged["test_clean_acc"] == merged["test_clean_acc_train"]).all()
     assert (ev["test_worst_acc"] <= ev["test_pgd20_acc"]).all()

@@ -64,7 +64,7 @@ def evaluate_checkpoint(config: dict[str, Any]) -> None:
             **suite.metrics,
             "eval_tables": suite.tables,
             "checkpoint": path,
-            "checkpoint_label": describe_checkpoint(path),
+            "checkpoint_label": cfg.eval.label or describe_checkpoint(path),
             "params": count_params(model),
             "test_examples": len(data.test),
             **placement(device),

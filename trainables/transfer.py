@@ -38,7 +38,9 @@ def transfer_row(config: dict[str, Any]) -> None:
     label, attack = next(iter(build_attacks(cfg.eval, cfg.data.dataset).items()))
     source_path = cfg.upstream["source"]
     targets = {k[len(TARGET) :]: p for k, p in cfg.upstream.items() if k.startswith(TARGET)}
-    source_label = next((t for t, p in targets.items() if p == source_path), describe_checkpoint(source_path))
+    source_label = cfg.eval.label or next(
+        (t for t, p in targets.items() if p == source_path), describe_checkpoint(source_path)
+    )
     source = load_for(cfg, "source", data, device)
     models = {
         t: load_for(dataclasses.replace(cfg, upstream={"m": p}), "m", data, device)

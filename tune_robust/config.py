@@ -270,6 +270,8 @@ class EvalConfig:
     # Normalisation a plain (external) checkpoint expects, applied as a layer: mean and std per channel.
     input_mean: tuple[float, ...] = ()
     input_std: tuple[float, ...] = ()
+    # Name of the evaluated checkpoint in the results (the evaluate/transfer sweeps set it).
+    label: str = ""
 
     def __post_init__(self) -> None:
         checks = [

@@ -157,9 +157,9 @@ def _checkpoint_points(spec: SweepSpec, options: RunOptions, base: dict[str, Any
             f"state dir, its model.pt, or a plain state dict with --set model.arch=...) or --from-sweep DIR"
         )
     if spec.inputs == "checkpoints":
-        return [{"upstream.model": path} for path in found.values()]
+        return [{"upstream.model": path, "eval.label": label} for label, path in found.items()]
     base.setdefault("upstream", {}).update({f"target:{label}": path for label, path in found.items()})
-    return [{"upstream.source": path} for path in found.values()]
+    return [{"upstream.source": path, "eval.label": label} for label, path in found.items()]
 
 
 def _validate(configs: Sequence[dict[str, Any]]) -> None:
@@ -419,7 +419,7 @@ def summarize(p: Plan, dashboard: str | None = None, top: int = 10) -> dict[str,
     if p.spec.inputs == "pairs":
         out["table"], out["extra_files"] = _transfer_outputs(p)
     elif len(ok) and p.spec.rank_by in ok:
-        keys = [k for k in (p.points[0] if p.points else {}) if not k.startswith("upstream.")]
+        keys = [k for k in (p.points[0] if p.points else {}) if not k.startswith(("upstream.", "eval.label"))]
         metrics = [c for c in ok if c.startswith("test_") and c.endswith("_acc")]
         cols = [*keys, "checkpoint_label", "params", "best_clean_acc", *metrics, p.spec.rank_by]
         cols += ["suspect_gradient_masking"]
