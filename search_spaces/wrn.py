@@ -28,6 +28,8 @@ PAPER_CIFAR10 = {
     },
     "attack": {"name": "pgd", "eps": "auto", "step": "eps/4", "steps": 10},
     "eval_attack": {"name": "pgd", "eps": "auto", "step": "eps/10", "steps": 20},
+    # Final test suite on the best weights (Huang Table 2 adds AutoAttack: --set eval.attacks=...,aa).
+    "eval": {"attacks": ("fgsm", "pgd20", "cw_inf")},
 }
 
 # Smoke: the same method at a scale that runs the whole 125-config grid on 2 CPU cores in minutes.
