@@ -51,6 +51,9 @@ SMOKE_DIGITS = {
     },
     "attack": {"name": "pgd", "eps": "auto", "step": "eps/3*1.25", "steps": 3},
     "eval_attack": {"name": "pgd", "eps": "auto", "step": "eps/5", "steps": 10},
+    # Final suite: FGSM + PGD-20 (step eps/10) on all 359 test images; sanity flags on 128 of them
+    # (the flags' ~220 PGD passes would otherwise cost as much as the 5 training epochs).
+    "eval": {"attacks": ("fgsm", "pgd20"), "sanity_examples": 128},
 }
 
 
