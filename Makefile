@@ -10,13 +10,15 @@ STAMP := $(VENV)/.installed
 setup: $(STAMP)
 
 # torch first: where an NVIDIA GPU answers, the CUDA build from PyPI; otherwise the CPU build: the
-# local 2.13.0 CPU wheel these machines carry, else PyTorch's CPU index (no gigabytes of CUDA wheels).
+# local 2.13.0+cpu wheel these machines carry (pinned with its local label, so PyPI's CUDA build of
+# 2.13.0 can never be picked; its dependencies come from the configured index), else PyTorch's CPU
+# index (no gigabytes of CUDA wheels).
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	@if nvidia-smi -L >/dev/null 2>&1; then \
 		echo "GPU found: installing CUDA torch"; $(PY) -m pip install -q "torch>=2.4"; \
-	elif $(PY) -m pip install -q --no-index torch==2.13.0 2>/dev/null; then \
-		echo "installed local CPU torch 2.13.0"; \
+	elif $(PY) -m pip install -q "torch==2.13.0+cpu" 2>/dev/null; then \
+		echo "installed local CPU torch 2.13.0+cpu"; \
 	else \
 		$(PY) -m pip install -q torch --index-url https://download.pytorch.org/whl/cpu; \
 	fi
