@@ -67,7 +67,7 @@ def wrn_depth_grid() -> SweepSpec:
         fidelities={"smoke": SMOKE_DIGITS, "paper": PAPER_CIFAR10},
         space={"model.depths": Grid(list(itertools.product(DEPTHS, repeat=3)))},
         notes={
-            "smoke": "digits, widths 0.5-0.5-0.5, 5 epochs PGD-3 AT eps 0.1, PGD-10 eval",
+            "smoke": "digits, widths 0.5-0.5-0.5, 5 epochs PGD-3 AT eps 0.1, test suite FGSM + PGD-20",
             "paper": "cifar10, widths 10-10-10, 100 epochs PGD-10 AT eps 8/255, PGD-20 eval step eps/10",
         },
     )
