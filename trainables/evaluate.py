@@ -49,13 +49,18 @@ def load_for(cfg: TrialConfig, key: str, data: TrialData, device: torch.device) 
     return model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
 
-def evaluate_checkpoint(config: dict[str, Any]) -> None:
-    started = time.time()
+def checkpoint_trial(config: dict[str, Any]) -> tuple[TrialConfig, torch.device, TrialData]:
+    """What every checkpoint trial starts with: typed config, threads, device, seed, data."""
     cfg = TrialConfig.from_dict(config)
     torch.set_num_threads(trial_threads())
     device = resolve_device(cfg.train.device)
     torch.manual_seed(cfg.train.seed)
-    data = prepare_data(device=device, **dataclasses.asdict(cfg.data))
+    return cfg, device, prepare_data(device=device, **dataclasses.asdict(cfg.data))
+
+
+def evaluate_checkpoint(config: dict[str, Any]) -> None:
+    started = time.time()
+    cfg, device, data = checkpoint_trial(config)
     model = load_for(cfg, "model", data, device)
     suite = run_suite(model, data.test, cfg.eval, data.num_classes, cfg.data.dataset)
     path = cfg.upstream["model"]

@@ -14,24 +14,18 @@ from typing import Any
 import torch
 from ray import tune
 
-from trainables._common import placement, trial_threads
-from trainables.evaluate import load_for
+from trainables._common import placement
+from trainables.evaluate import checkpoint_trial, load_for
 from tune_robust.checkpoints import describe_checkpoint
-from tune_robust.config import TrialConfig
-from tune_robust.data import Split, batches, prepare_data
+from tune_robust.data import Split, batches
 from tune_robust.evaluation.suite import build_attacks
-from tune_robust.training.loop import resolve_device
 
 TARGET = "target:"
 
 
 def transfer_row(config: dict[str, Any]) -> None:
     started = time.time()
-    cfg = TrialConfig.from_dict(config)
-    torch.set_num_threads(trial_threads())
-    device = resolve_device(cfg.train.device)
-    torch.manual_seed(cfg.train.seed)
-    data = prepare_data(device=device, **dataclasses.asdict(cfg.data))
+    cfg, device, data = checkpoint_trial(config)
     test = data.test
     if cfg.eval.limit and cfg.eval.limit < len(test):
         test = Split(test.x[: cfg.eval.limit], test.y[: cfg.eval.limit])
