@@ -16,7 +16,6 @@ PAPER_CIFAR10 = {
     "data": {"dataset": "cifar10", "val_fraction": 0.02},
     "model": {"arch": "wrn", "widths": (10.0, 10.0, 10.0)},
     "train": {
-        "method": "pgd_at",
         "epochs": 100,
         "batch_size": 128,
         "lr": 0.1,
@@ -26,6 +25,7 @@ PAPER_CIFAR10 = {
         "milestones": (0.75, 0.9),
         "lr_gamma": 0.1,
     },
+    "method": {"name": "pgd_at"},
     "attack": {"name": "pgd", "eps": "auto", "step": "eps/4", "steps": 10},
     "eval_attack": {"name": "pgd", "eps": "auto", "step": "eps/10", "steps": 20},
     # Final test suite on the best weights (Huang Table 2 adds AutoAttack: --set eval.attacks=...,aa).
@@ -40,7 +40,6 @@ SMOKE_DIGITS = {
     "data": {"dataset": "digits", "val_fraction": 0.15},
     "model": {"arch": "wrn", "widths": (0.5, 0.5, 0.5)},
     "train": {
-        "method": "pgd_at",
         "epochs": 5,
         "batch_size": 64,
         "lr": 0.1,
@@ -49,6 +48,7 @@ SMOKE_DIGITS = {
         "schedule": "cosine",
         "warmup_epochs": 1,
     },
+    "method": {"name": "pgd_at"},
     "attack": {"name": "pgd", "eps": "auto", "step": "eps/3*1.25", "steps": 3},
     "eval_attack": {"name": "pgd", "eps": "auto", "step": "eps/5", "steps": 10},
     # Final suite: FGSM + PGD-20 (step eps/10) on all 359 test images; sanity flags on 128 of them

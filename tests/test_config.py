@@ -42,6 +42,8 @@ def test_trial_config_round_trip_and_range_checks():
     with pytest.raises(ConfigError, match="epochs must be >= 1"):
         TrialConfig.from_dict({"train": {"epochs": 0}})
     with pytest.raises(ConfigError, match="known training methods"):
-        TrialConfig.from_dict({"train": {"method": "magic"}})
+        TrialConfig.from_dict({"method": {"name": "magic"}})
+    with pytest.raises(ConfigError, match="moved to its own section"):
+        TrialConfig.from_dict({"train": {"method": "pgd_at"}})
     with pytest.raises(ConfigError, match="unknown config section"):
         TrialConfig.from_dict({"optimizer": {}})

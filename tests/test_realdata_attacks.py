@@ -27,7 +27,8 @@ def test_pgd_beats_fgsm_and_autoattack_beats_pgd_on_real_mnist(mnist_dir):
                 "train_limit": 6000,
             },
             "model": {"arch": "madry_cnn"},
-            "train": {"method": "pgd_at", "epochs": 2, "batch_size": 100, "lr": 0.05, "schedule": "cosine"},
+            "method": {"name": "pgd_at"},
+            "train": {"epochs": 2, "batch_size": 100, "lr": 0.05, "schedule": "cosine"},
             "attack": {"name": "pgd", "eps": EPS, "step": "eps/4", "steps": 7},
             "eval": {"attacks": attacks, "limit": 100, "sanity_examples": 100},
         }

@@ -5,6 +5,7 @@ A trial config is a nested dict with five sections (this is what Ray Tune sees a
     {"data": {...DataConfig fields...},
      "model": {"arch": "wrn", <keyword arguments of the registered builder>},
      "train": {...TrainConfig fields...},
+     "method": {"name": "pgd_at", <method options>},   # training method (tune_robust.training)
      "attack": {"name": "pgd", <attack fields>},       # used by the training method
      "eval_attack": {"name": "pgd", <attack fields>},  # per-epoch validation (best-epoch selection)
      "eval": {...EvalConfig fields...},                # the final test evaluation suite
@@ -28,7 +29,7 @@ from typing import Any, Literal, Union, get_args, get_origin
 
 from tune_robust.errors import ConfigError
 
-SECTIONS = ("data", "model", "train", "attack", "eval_attack", "eval", "upstream")
+SECTIONS = ("data", "model", "train", "method", "attack", "eval_attack", "eval", "upstream")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -197,8 +198,7 @@ class DataConfig:
 class TrainConfig:
     """Optimisation settings of one trial; defaults follow Huang et al. (SAT on CIFAR-10)."""
 
-    # Training method from the training registry ("pgd_at", "standard", ...).
-    method: str = "pgd_at"
+    # Epoch budget (Free runs epochs / replays passes over the data).
     epochs: int = 100
     batch_size: int = 128
     lr: float = 0.1
@@ -207,7 +207,9 @@ class TrainConfig:
     nesterov: bool = False
     # Clip the gradient norm to this value (0 = no clipping).
     grad_clip: float = 0.0
-    schedule: Literal["step", "cosine", "constant"] = "step"
+    # "cyclic": linear from 0 up to lr at cycle_peak of training, then down to 0 (Wong et al.'s Fast AT).
+    schedule: Literal["step", "cosine", "constant", "cyclic"] = "step"
+    cycle_peak: float = 0.4
     # Step-decay points: values in (0, 1) are fractions of training, values >= 1 are epochs.
     milestones: tuple[float, ...] = (0.75, 0.9)
     lr_gamma: float = 0.1
@@ -219,11 +221,10 @@ class TrainConfig:
     eval_limit: int = 0
     # Evaluate every N epochs (the last epoch is always evaluated).
     eval_every: int = 1
+    # Mixed-precision training (autocast) on CUDA only; evaluation and its attacks always run in fp32.
+    amp: Literal["off", "bf16", "fp16"] = "off"
 
     def __post_init__(self) -> None:
-        from tune_robust.training import METHODS
-
-        METHODS.get(self.method)
         checks = [
             (self.epochs >= 1, "train.epochs must be >= 1"),
             (self.batch_size >= 1, "train.batch_size must be >= 1"),
@@ -236,6 +237,8 @@ class TrainConfig:
             (0 <= self.warmup_epochs < self.epochs, "train.warmup_epochs must be in [0, epochs)"),
             (self.eval_every >= 1, "train.eval_every must be >= 1"),
             (self.eval_limit >= 0, "train.eval_limit must be >= 0 (0 = all)"),
+            (0 < self.cycle_peak < 1, "train.cycle_peak must be in (0, 1)"),
+            (self.amp == "off" or self.device != "cpu", "train.amp needs a CUDA device (train.device=cpu)"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -335,6 +338,7 @@ class TrialConfig:
     data: DataConfig
     model: ComponentSpec
     train: TrainConfig
+    method: ComponentSpec
     attack: ComponentSpec
     eval_attack: ComponentSpec
     eval: EvalConfig = field(default_factory=EvalConfig)
@@ -350,11 +354,19 @@ class TrialConfig:
         dataset = data.dataset
         evaluation = _dataclass_from(EvalConfig, cfg.get("eval", {}), "eval")
         eval_attack_specs(evaluation, dataset)  # unknown names and bad options fail here
+        train_values = dict(cfg.get("train", {}))
+        if "method" in train_values:
+            raise ConfigError(
+                "train.method moved to its own section: write method.name (and method options such as "
+                "method.beta) instead of train.method"
+            )
+        attack = _attack_spec(cfg.get("attack", {"name": "none"}), dataset)
         return cls(
             data=data,
             model=_model_spec(cfg.get("model", {})),
-            train=_dataclass_from(TrainConfig, cfg.get("train", {}), "train"),
-            attack=_attack_spec(cfg.get("attack", {"name": "none"}), dataset),
+            train=_dataclass_from(TrainConfig, train_values, "train"),
+            method=_method_spec(cfg.get("method", {}), attack),
+            attack=attack,
             eval_attack=_attack_spec(cfg.get("eval_attack", {"name": "none"}), dataset),
             eval=evaluation,
             upstream={str(k): str(v) for k, v in dict(cfg.get("upstream", {})).items()},
@@ -365,6 +377,7 @@ class TrialConfig:
             "data": dataclasses.asdict(self.data),
             "model": {"arch": self.model.name, **self.model.kwargs},
             "train": dataclasses.asdict(self.train),
+            "method": {"name": self.method.name, **self.method.kwargs},
             "attack": {"name": self.attack.name, **self.attack.kwargs},
             "eval_attack": {"name": self.eval_attack.name, **self.eval_attack.kwargs},
             "eval": dataclasses.asdict(self.eval),
@@ -388,6 +401,19 @@ def _model_spec(values: Mapping[str, Any]) -> ComponentSpec:
     builder = MODELS.get(arch)
     kwargs = coerce_kwargs(builder, values, where=f"model {arch!r}", skip=("num_classes", "in_channels"))
     return ComponentSpec(arch, kwargs)
+
+
+def _method_spec(values: Mapping[str, Any], attack: ComponentSpec) -> ComponentSpec:
+    """Validate the method section and that the training attack can serve the method."""
+    from tune_robust.attacks import create_attack
+    from tune_robust.training import create_method
+
+    values = dict(values)
+    # Without a method section: PGD-AT when an attack is configured, else standard training.
+    name = str(values.pop("name", "pgd_at" if attack.name != "none" else "standard"))
+    method = create_method(name, **values)
+    method.check_attack(create_attack(attack.name, **attack.kwargs))
+    return ComponentSpec(name, method.config())
 
 
 _EPS_EXPR = re.compile(r"eps((?:[*/][0-9.]+)*)")
@@ -445,6 +471,7 @@ def valid_keys(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """Every settable dotted key for a config with these component names -> its annotation."""
     from tune_robust.attacks import ATTACKS
     from tune_robust.models import MODELS
+    from tune_robust.training import METHODS
 
     keys: dict[str, Any] = {}
     sections: tuple[tuple[str, Any], ...] = (
@@ -460,6 +487,11 @@ def valid_keys(cfg: Mapping[str, Any]) -> dict[str, Any]:
     if arch in MODELS:
         for name, tp in builder_params(MODELS.get(arch), skip=("num_classes", "in_channels")).items():
             keys[f"model.{name}"] = tp
+    keys["method.name"] = str
+    method = str(cfg.get("method", {}).get("name", "pgd_at"))
+    if method in METHODS:
+        for name, tp in builder_params(METHODS.get(method)).items():
+            keys[f"method.{name}"] = tp
     for section in ("attack", "eval_attack"):
         keys[f"{section}.name"] = str
         attack_name = str(cfg.get(section, {}).get("name", "none"))

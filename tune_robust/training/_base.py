@@ -1,22 +1,108 @@
-"""Training-method registry: a method turns a batch into the loss the optimiser minimises."""
+"""Training-method registry.
+
+A method is a dataclass of its options (the ``method`` config section, validated on construction) that
+turns one minibatch into parameter updates. Most methods only define ``loss`` (the default
+``train_batch`` takes one optimiser step on it); methods that replay a batch (Free) or stop training
+(Fast's catastrophic-overfitting check) override ``train_batch`` / ``end_epoch`` and keep their own state
+in ``state_dict`` so a resumed trial continues exactly.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
+from typing import Any, ClassVar, TypeVar
 
 import torch
 from torch import nn
 
 from tune_robust.attacks import Attack
+from tune_robust.errors import ConfigError
 from tune_robust.registry import Registry
 
-# (model in train mode, x, y, attack) -> (loss, logits the loss was computed on)
-TrainStep = Callable[[nn.Module, torch.Tensor, torch.Tensor, Attack], tuple[torch.Tensor, torch.Tensor]]
-METHODS: Registry[TrainStep] = Registry("training method")
+# Takes one optimiser step on a loss (zero_grad, backward, clip, step, LR schedule step).
+Update = Callable[[torch.Tensor], None]
 
 
-def register_method(name: str) -> Callable[[TrainStep], TrainStep]:
-    return METHODS.register(name)
+class Method:
+    """Base class: subclasses are ``@dataclass`` and registered with ``@register_method``."""
+
+    name: ClassVar[str] = ""
+    # Whether the method perturbs its inputs (``standard`` does not: its attack section is ignored).
+    adversarial: ClassVar[bool] = True
+
+    def check_attack(self, attack: Attack) -> None:
+        """Raise ConfigError if the configured training attack cannot serve this method."""
+
+    def epochs_to_run(self, epochs: int) -> int:
+        """Passes over the data for a budget of ``epochs`` (Free divides by its replays)."""
+        return epochs
+
+    @property
+    def updates_per_batch(self) -> int:
+        """Optimiser steps per minibatch (the LR schedule counts these)."""
+        return 1
+
+    def loss(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Attack
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(loss to minimise, logits it was computed on); the model is in train mode."""
+        raise NotImplementedError(f"training method {self.name!r} defines no loss")
+
+    def train_batch(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Attack, update: Update
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Train on one minibatch; return (loss, logits) detached, for the epoch's statistics."""
+        loss, logits = self.loss(model, x, y, attack)
+        update(loss)
+        return loss.detach(), logits.detach()
+
+    def end_epoch(
+        self, model: nn.Module, probe: tuple[torch.Tensor, torch.Tensor], attack: Attack
+    ) -> dict[str, Any]:
+        """After each epoch: extra epoch metrics; ``{"stop": reason}`` ends training (the method has
+        then restored the weights it wants kept)."""
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+    def config(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init}  # type: ignore[arg-type]
+
+
+METHODS: Registry[type[Method]] = Registry("training method")
+_M = TypeVar("_M", bound=type[Method])
+
+
+def register_method(name: str) -> Callable[[_M], _M]:
+    def decorator(cls: _M) -> _M:
+        cls.name = name
+        METHODS.register(name)(cls)
+        return cls
+
+    return decorator
+
+
+def create_method(name: str, **kwargs: Any) -> Method:
+    from tune_robust.config import coerce_kwargs
+
+    cls = METHODS.get(name)
+    return cls(**coerce_kwargs(cls, kwargs, where=f"method {name!r}"))
+
+
+def linf_eps(attack: Attack, method: str) -> float:
+    """The L-inf budget of a training attack, or a ConfigError saying what the method needs."""
+    eps = getattr(attack, "eps", None)
+    if eps is None or getattr(attack, "norm", "linf") != "linf":
+        raise ConfigError(
+            f"method {method!r} needs an L-inf training attack with an eps (attack.name=pgd or fgsm), "
+            f"got attack {attack.name!r}"
+        )
+    return float(eps)
 
 
 def craft_in_eval_mode(model: nn.Module, attack: Attack, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -7,6 +7,7 @@ epoch by robust accuracy. ``save``/``load`` round-trip everything needed to cont
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
@@ -23,10 +24,11 @@ from tune_robust.attacks import Attack, NoAttack, create_attack
 from tune_robust.checkpoints import MODEL_FILE
 from tune_robust.config import TrialConfig
 from tune_robust.data import TrialData, batches, prepare_data
+from tune_robust.errors import ConfigError
 from tune_robust.evaluation import evaluate
 from tune_robust.evaluation.suite import run_suite
 from tune_robust.models import count_params, create_model
-from tune_robust.training._base import METHODS
+from tune_robust.training._base import create_method
 from tune_robust.training.schedule import lr_multiplier
 
 STATE_FILE = "state.pt"
@@ -75,7 +77,8 @@ class Trainer:
             src = load_model_file(cfg.upstream["init"], self.device)
             self.model.load_state_dict(src.state_dict())
         self.params = count_params(self.model)
-        self.step_fn = METHODS.get(t.method)
+        self.method = create_method(cfg.method.name, **cfg.method.kwargs)
+        self.epochs_total = self.method.epochs_to_run(t.epochs)
         self.train_attack = create_attack(cfg.attack.name, **cfg.attack.kwargs)
         self.eval_attacks: dict[str, Attack] = {"clean": NoAttack()}
         if cfg.eval_attack.name != "none":
@@ -96,9 +99,24 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer,
             lr_multiplier(
-                t.schedule, t.epochs, self.steps_per_epoch, t.milestones, t.lr_gamma, t.warmup_epochs
+                t.schedule,
+                self.epochs_total,
+                self.steps_per_epoch * self.method.updates_per_batch,
+                t.milestones,
+                t.lr_gamma,
+                t.warmup_epochs,
+                t.cycle_peak,
             ),
         )
+        if t.amp != "off" and self.device.type != "cuda":
+            raise ConfigError(f"train.amp={t.amp} needs a CUDA device; this trial runs on {self.device}")
+        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(t.amp)
+        # Loss scaling for fp16 only; with enabled=False every call passes straight through.
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=t.amp == "fp16")
+        # A fixed, un-augmented training batch for methods that watch their own robustness (Fast).
+        self.probe = next(batches(self.data.train, t.batch_size))
+        # Why training ended before epochs_total (Fast's catastrophic-overfitting stop), else None.
+        self.stopped: str | None = None
         self.epoch = 0
         self.best: dict[str, Any] = {"epoch": -1, "robust_acc": -1.0, "clean_acc": -1.0}
         self.best_state: dict[str, torch.Tensor] | None = None
@@ -125,18 +143,8 @@ class Trainer:
             augment=self.data.augment,
             drop_last=drop_last,
         ):
-            loss, logits = self.step_fn(self.model, x, y, self.train_attack)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"non-finite training loss ({loss.item()}) at epoch {self.epoch + 1}; "
-                    f"lower train.lr (now {t.lr}) or add train.grad_clip"
-                )
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if t.grad_clip > 0:
-                nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
-            self.optimizer.step()
-            self.scheduler.step()
+            with self._autocast():
+                loss, logits = self.method.train_batch(self.model, x, y, self.train_attack, self._update)
             loss_sum += float(loss.detach()) * len(y)
             correct += int((logits.argmax(1) == y).sum())
             seen += len(y)
@@ -148,13 +156,42 @@ class Trainer:
             "train_examples": seen,
         }
 
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+
+    def _update(self, loss: torch.Tensor) -> None:
+        """One optimiser step on ``loss`` (backward outside autocast, fp16 loss scaling, clipping)."""
+        t = self.cfg.train
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"non-finite training loss ({loss.item()}) at epoch {self.epoch + 1}; "
+                f"lower train.lr (now {t.lr}) or add train.grad_clip"
+            )
+        with torch.autocast(device_type=self.device.type, enabled=False):
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            if t.grad_clip > 0:
+                self.scaler.unscale_(self.optimizer)
+                nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        self.scheduler.step()
+
     def run_epoch(self) -> dict[str, Any]:
         """Train one epoch, evaluate on the validation split, update the best checkpoint."""
         metrics: dict[str, Any] = self.train_epoch()
         self.epoch += 1
         metrics["epoch"] = self.epoch
+        extra = self.method.end_epoch(self.model, self.probe, self.train_attack)
+        stop = extra.pop("stop", None)
+        metrics.update(extra)
+        if stop:
+            self.stopped = str(stop)
+            metrics["stopped_early"] = self.stopped
         t = self.cfg.train
-        if self.epoch % t.eval_every == 0 or self.epoch == t.epochs:
+        if self.epoch % t.eval_every == 0 or self.finished:
             start = time.perf_counter()
             split = self.data.val if len(self.data.val) else self.data.test
             res = evaluate(self.model, split, self.eval_attacks, limit=t.eval_limit)
@@ -174,7 +211,7 @@ class Trainer:
 
     @property
     def finished(self) -> bool:
-        return self.epoch >= self.cfg.train.epochs
+        return self.epoch >= self.epochs_total or self.stopped is not None
 
     def final_metrics(self) -> dict[str, Any]:
         """Test-set accuracy of the last and the best (by validation robust accuracy) weights.
@@ -224,6 +261,9 @@ class Trainer:
             "best_state": self.best_state,
             "last_metrics": self.last_metrics,
             "history": self.history,
+            "method": self.method.state_dict(),
+            "stopped": self.stopped,
+            "scaler": self.scaler.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -239,6 +279,10 @@ class Trainer:
         self.best_state = state["best_state"]
         self.last_metrics = dict(state.get("last_metrics", {}))
         self.history = list(state.get("history", []))
+        self.method.load_state_dict(state.get("method", {}))
+        self.stopped = state.get("stopped")
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
 
     def save(self, directory: str | Path) -> None:
         """Write the full training state, the best model (with what built it) and the trial config.

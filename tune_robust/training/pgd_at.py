@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
 from tune_robust.attacks import Attack
-from tune_robust.training._base import craft_in_eval_mode, register_method
+from tune_robust.errors import ConfigError
+from tune_robust.training._base import Method, craft_in_eval_mode, register_method
 
 
 @register_method("pgd_at")
-def pgd_at_step(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Attack
-) -> tuple[torch.Tensor, torch.Tensor]:
-    x_adv = craft_in_eval_mode(model, attack, x, y)
-    logits = model(x_adv)
-    return nn.functional.cross_entropy(logits, y), logits
+@dataclass
+class PGDAT(Method):
+    def check_attack(self, attack: Attack) -> None:
+        if attack.name == "none":
+            raise ConfigError(
+                "method 'pgd_at' needs a training attack (attack.name=pgd); for clean "
+                "training use method.name=standard"
+            )
+
+    def loss(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Attack
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        x_adv = craft_in_eval_mode(model, attack, x, y)
+        logits = model(x_adv)
+        return nn.functional.cross_entropy(logits, y), logits

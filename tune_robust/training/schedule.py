@@ -13,18 +13,23 @@ def lr_multiplier(
     milestones: tuple[float, ...] = (),
     gamma: float = 0.1,
     warmup_epochs: int = 0,
+    cycle_peak: float = 0.4,
 ) -> Callable[[int], float]:
     """Return ``f(iteration) -> multiplier``.
 
     ``step``: multiply by ``gamma`` at each milestone (values in (0, 1) are fractions of training, values
     >= 1 are epochs; Huang et al. decay at 75% and 90%). ``cosine``: cosine decay to 0 after warm-up.
-    ``constant``: 1. A linear warm-up over ``warmup_epochs`` applies to all three.
+    ``constant``: 1. ``cyclic``: one triangle, 0 -> 1 at ``cycle_peak`` of training -> 0 at the end (Wong
+    et al.). A linear warm-up over ``warmup_epochs`` applies to all but ``cyclic``.
     """
     total = epochs * steps_per_epoch
     warm = warmup_epochs * steps_per_epoch
     bounds = sorted(int(round(m * epochs if m < 1 else m) * steps_per_epoch) for m in milestones)
 
     def f(it: int) -> float:
+        if schedule == "cyclic":
+            t = (it + 1) / max(1, total)
+            return t / cycle_peak if t <= cycle_peak else max(0.0, (1.0 - t) / (1.0 - cycle_peak))
         if it < warm:
             return (it + 1) / warm
         if schedule == "step":

@@ -1,0 +1,280 @@
+"""Training methods: registry-driven smoke, losses against hand-computed values, Free/Fast eps-ball."""
+
+import dataclasses
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from tune_robust.attacks import Attack, create_attack
+from tune_robust.config import TrialConfig
+from tune_robust.errors import ConfigError
+from tune_robust.training import METHODS, create_method
+from tune_robust.training import trades as trades_module
+from tune_robust.training.loop import Trainer
+from tune_robust.training.schedule import lr_multiplier
+
+# The training attack each method is normally configured with (Fast: FGSM-RS at 1.25 eps).
+ATTACK_FOR = {
+    "standard": {"name": "none"},
+    "fast": {"name": "fgsm", "eps": "auto", "step": "eps*1.25", "random_start": True},
+}
+PGD = {"name": "pgd", "eps": "auto", "step": "eps/2", "steps": 2}
+
+
+def method_cfg(method: str, options=None, **train) -> TrialConfig:
+    return TrialConfig.from_dict(
+        {
+            "data": {"dataset": "digits", "val_fraction": 0.1, "train_limit": 128, "test_limit": 32},
+            "model": {"arch": "wrn", "depths": (1, 1, 1), "widths": (0.25, 0.25, 0.25)},
+            "train": {"epochs": 1, "batch_size": 32, "lr": 0.05, "eval_limit": 32, **train},
+            "method": {"name": method, **(options or {})},
+            "attack": ATTACK_FOR.get(method, PGD),
+            "eval_attack": {"name": "pgd", "eps": "auto", "step": "eps/4", "steps": 2},
+            "eval": {"attacks": ("fgsm",), "sanity": False, "metrics": False},
+        }
+    )
+
+
+@pytest.mark.parametrize("method", METHODS.names())
+def test_every_method_trains_one_epoch(method):
+    torch.manual_seed(0)
+    tr = Trainer(method_cfg(method))
+    before = {k: v.clone() for k, v in tr.model.state_dict().items()}
+    metrics = tr.run_epoch()
+    assert math.isfinite(metrics["train_loss"])
+    assert tr.finished
+    after = tr.model.state_dict()
+    changed = [k for k, v in after.items() if v.is_floating_point() and not torch.equal(v, before[k])]
+    assert changed, f"{method} did not update the model"
+    # every update of a replaying method is counted by the LR schedule (cosine/step end where they should)
+    assert tr.scheduler.last_epoch == tr.steps_per_epoch * tr.method.updates_per_batch
+
+
+# ---------------------------------------------------------------------------------------------------
+# Losses against hand-computed values on a fixed tiny batch: a linear model with fixed weights and a
+# fixed "adversarial" input, so every term can be worked out with math.exp / math.log.
+
+W = [[1.0, -1.0], [0.5, 2.0], [-1.0, 0.0]]  # 3 classes x 2 features
+B = [0.1, 0.0, -0.2]
+X = [[0.2, 0.4], [0.9, 0.1]]
+X_ADV = [[0.3, 0.3], [0.8, 0.2]]
+Y = [1, 0]
+
+
+def linear() -> nn.Module:
+    m = nn.Linear(2, 3)
+    with torch.no_grad():
+        m.weight.copy_(torch.tensor(W))
+        m.bias.copy_(torch.tensor(B))
+    return m.train()
+
+
+@dataclasses.dataclass(frozen=True)
+class FixedAttack(Attack):
+    """Returns the fixed X_ADV, so a method's loss can be checked apart from its attack."""
+
+    eps: float = 0.1
+
+    def perturb(self, model, x, y):
+        return torch.tensor(X_ADV)
+
+
+def softmax(z):
+    e = [math.exp(v) for v in z]
+    return [v / sum(e) for v in e]
+
+
+def logits(x):
+    return [sum(w * xi for w, xi in zip(row, x, strict=True)) + b for row, b in zip(W, B, strict=True)]
+
+
+def ce(x, y):
+    return -math.log(softmax(logits(x))[y])
+
+
+def kl(p, q):
+    return sum(pi * math.log(pi / qi) for pi, qi in zip(p, q, strict=True))
+
+
+def batch():
+    return torch.tensor(X), torch.tensor(Y)
+
+
+def test_standard_and_pgd_at_losses_match_hand_computed():
+    x, y = batch()
+    loss, _ = create_method("standard").loss(linear(), x, y, FixedAttack())
+    loss = loss.detach()
+    assert float(loss) == pytest.approx(sum(ce(xi, yi) for xi, yi in zip(X, Y, strict=True)) / 2, rel=1e-6)
+    loss, _ = create_method("pgd_at").loss(linear(), x, y, FixedAttack())
+    loss = loss.detach()
+    expected = sum(ce(xi, yi) for xi, yi in zip(X_ADV, Y, strict=True)) / 2
+    assert float(loss) == pytest.approx(expected, rel=1e-6)
+
+
+def test_trades_loss_matches_hand_computed(monkeypatch):
+    monkeypatch.setattr(trades_module, "trades_adversary", lambda *args: torch.tensor(X_ADV))
+    x, y = batch()
+    attack = create_attack("pgd", eps=0.1, step=0.05, steps=2)
+    loss, _ = create_method("trades", beta=6.0).loss(linear(), x, y, attack)
+    loss = loss.detach()
+    natural = sum(ce(xi, yi) for xi, yi in zip(X, Y, strict=True)) / 2
+    # KL(clean || adversarial): clean distribution first.
+    robust = sum(kl(softmax(logits(c)), softmax(logits(a))) for c, a in zip(X, X_ADV, strict=True)) / 2
+    assert float(loss) == pytest.approx(natural + 6.0 * robust, rel=1e-5)
+
+
+def test_mart_loss_matches_hand_computed():
+    x, y = batch()
+    loss, _ = create_method("mart", beta=6.0).loss(linear(), x, y, FixedAttack())
+    total = 0.0
+    for c, a, yi in zip(X, X_ADV, Y, strict=True):
+        q = softmax(logits(a))
+        p = softmax(logits(c))
+        wrong = max((k for k in range(3) if k != yi), key=lambda k: q[k])
+        bce = -math.log(q[yi]) - math.log(1.0001 - q[wrong] + 1e-12)
+        total += bce + 6.0 * kl(p, q) * (1.0000001 - p[yi])
+    assert float(loss) == pytest.approx(total / 2, rel=1e-5)
+
+
+def test_trades_adversary_stays_in_ball_and_raises_kl():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 10))
+    x = torch.rand(8, 1, 4, 4)
+    adv = trades_module.trades_adversary(model, x, eps=0.1, step=0.03, steps=5)
+    assert float((adv - x).abs().max()) <= 0.1 + 1e-6
+    assert float(adv.min()) >= 0 and float(adv.max()) <= 1
+    with torch.no_grad():
+        assert float(trades_module.kl_rows(model(adv), model(x)).sum()) > 1e-4
+
+
+# ---------------------------------------------------------------------------------------------------
+# Free and Fast: every input the model trains on lies in the eps-ball around the clean batch and in [0, 1]
+
+
+class Recorder(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(16, 10))
+        self.inputs: list[torch.Tensor] = []
+
+    def forward(self, x):
+        self.inputs.append(x.detach().clone())
+        return self.net(x)
+
+
+@pytest.mark.parametrize("method", ["free", "fast"])
+def test_free_and_fast_stay_in_eps_ball(method):
+    torch.manual_seed(0)
+    eps = 0.1
+    model = Recorder().train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+
+    def update(loss):
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    if method == "free":
+        m = create_method("free", replays=4)
+        attack = create_attack("pgd", eps=eps)
+    else:
+        m = create_method("fast", early_stop=False)
+        attack = create_attack("fgsm", eps=eps, step=1.25 * eps, random_start=True)
+    m.check_attack(attack)
+    largest = 0.0
+    for _ in range(5):
+        x = torch.rand(6, 1, 4, 4)
+        y = torch.randint(0, 10, (6,))
+        model.inputs.clear()
+        m.train_batch(model, x, y, attack, update)
+        assert model.inputs
+        for inp in model.inputs:
+            dist = float((inp - x).abs().max())
+            assert dist <= eps + 1e-6
+            assert float(inp.min()) >= 0 and float(inp.max()) <= 1
+            largest = max(largest, dist)
+    assert largest > eps / 2  # the perturbation is really there (Free's grows over the replays)
+
+
+def test_free_carries_its_perturbation_across_batches_and_checkpoints():
+    m = create_method("free", replays=2)
+    attack = create_attack("pgd", eps=0.1)
+    model = Recorder()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+
+    def update(loss):
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    x, y = torch.rand(4, 1, 4, 4), torch.tensor([0, 1, 2, 3])
+    m.train_batch(model, x, y, attack, update)
+    carried = m.state_dict()["delta"]
+    assert carried is not None and float(carried.abs().max()) == pytest.approx(0.1)
+    model.inputs.clear()
+    m.train_batch(model, x, y, attack, update)
+    # the next batch starts from the carried perturbation, not from zero
+    assert torch.allclose(model.inputs[0], (x + carried).clamp(0, 1))
+    other = create_method("free", replays=2)
+    other.load_state_dict(m.state_dict())
+    assert torch.equal(other.delta, m.delta)
+
+
+def test_fast_stops_on_catastrophic_overfitting_and_restores_weights():
+    torch.manual_seed(0)
+    m = create_method("fast", probe_steps=3)
+    attack = create_attack("fgsm", eps=0.01, step=0.0125, random_start=True)
+    # A linear model that classifies the probe with a large margin, then is broken (all logits equal
+    # -> predicts class 0; the probe's labels are all 1).
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 2))
+    with torch.no_grad():
+        model[1].weight.copy_(torch.tensor([[-5.0, -5, -5, -5], [5.0, 5, 5, 5]]))
+        model[1].bias.zero_()
+    probe = (torch.full((8, 1, 2, 2), 0.5), torch.ones(8, dtype=torch.long))
+    good = {k: v.clone() for k, v in model.state_dict().items()}
+    first = m.end_epoch(model, probe, attack)
+    assert first["probe_pgd_acc"] == 1.0 and "stop" not in first
+    with torch.no_grad():
+        model[1].weight.zero_()
+    second = m.end_epoch(model, probe, attack)
+    assert second["probe_pgd_acc"] == 0.0
+    assert "catastrophic overfitting" in second["stop"]
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, good[k])
+
+
+def test_trainer_runs_free_for_epochs_over_replays_and_stops_fast_early(monkeypatch):
+    tr = Trainer(method_cfg("free", {"replays": 2}, epochs=4, schedule="cosine"))
+    assert tr.epochs_total == 2
+    while not tr.finished:
+        tr.run_epoch()
+    assert tr.epoch == 2
+
+    tr = Trainer(method_cfg("fast", epochs=3))
+    calls = iter([{"probe_pgd_acc": 0.5}, {"probe_pgd_acc": 0.1, "stop": "catastrophic overfitting: test"}])
+    monkeypatch.setattr(tr.method, "end_epoch", lambda *a: dict(next(calls)))
+    tr.run_epoch()
+    last = tr.run_epoch()
+    assert tr.finished and tr.epoch == 2
+    assert last["stopped_early"].startswith("catastrophic")
+    assert "val_robust_acc" in last  # the stopping epoch is still evaluated
+
+
+def test_cyclic_schedule_and_method_config_errors():
+    f = lr_multiplier("cyclic", epochs=10, steps_per_epoch=10, cycle_peak=0.4)
+    assert f(39) == pytest.approx(1.0)
+    assert f(0) == pytest.approx(1 / 40)
+    assert f(99) == pytest.approx(0.0)
+    assert max(f(i) for i in range(100)) == pytest.approx(1.0)
+    with pytest.raises(ConfigError, match=r"attack\.random_start=true"):
+        TrialConfig.from_dict({"method": {"name": "fast"}, "attack": PGD})
+    with pytest.raises(ConfigError, match="takes eps, step and steps"):
+        TrialConfig.from_dict({"method": {"name": "trades"}, "attack": {"name": "fgsm", "eps": 0.1}})
+    with pytest.raises(ConfigError, match="needs a training attack"):
+        TrialConfig.from_dict({"method": {"name": "pgd_at"}})
+    with pytest.raises(ConfigError, match="unknown option 'gamma'"):
+        TrialConfig.from_dict({"method": {"name": "trades", "gamma": 1}, "attack": PGD})
+    with pytest.raises(ConfigError, match="needs a CUDA device"):
+        TrialConfig.from_dict({"train": {"amp": "bf16", "device": "cpu"}})
