@@ -18,7 +18,7 @@ def run_cli(capsys, *args: str) -> tuple[int, str, str]:
 @pytest.mark.parametrize(
     "args,message",
     [
-        (["nope"], "unknown sweep 'nope'; known sweeps: evaluate, transfer, wrn_depth_grid"),
+        (["nope"], "unknown sweep 'nope'; known sweeps: arch_reconfig, arch_zoo_at, at_methods, evaluate"),
         (["wrn_depth_grid", "--set", "train.epoch=3"], "unknown --set key 'train.epoch'; valid keys:"),
         (["wrn_depth_grid", "--set", "train.epochs=three"], "--set train.epochs expects int, got 'three'"),
         (["wrn_depth_grid", "--set", "attack.eps=-0.1"], "attack eps must be >= 0"),

@@ -201,6 +201,8 @@ class TrainConfig:
     # Epoch budget (Free runs epochs / replays passes over the data).
     epochs: int = 100
     batch_size: int = 128
+    # "adam" (Madry et al.'s and Wong et al.'s MNIST setting) ignores momentum and nesterov.
+    optimizer: Literal["sgd", "adam"] = "sgd"
     lr: float = 0.1
     momentum: float = 0.9
     weight_decay: float = 5e-4

@@ -16,7 +16,7 @@ from typing import Any
 
 from tune_robust.config import TrialConfig, apply_override, flatten
 from tune_robust.errors import ConfigError
-from tune_robust.sweeps import SweepSpec, get_sweep, set_dotted
+from tune_robust.sweeps import SweepSpec, Variants, get_sweep, set_dotted
 
 SWEEP_FILE = "sweep.json"
 TUNE_DIR = "tune"
@@ -107,6 +107,7 @@ def plan(name: str, options: RunOptions) -> Plan:
     if options.data_dir:
         base.setdefault("data", {})["data_dir"] = str(Path(options.data_dir).expanduser().resolve())
     pinned: dict[str, Any] = {}
+    sets: list[tuple[str, str]] = []
     for item in options.sets:
         if "=" not in item:
             raise ConfigError(f"--set expects key=value, got {item!r}")
@@ -116,10 +117,20 @@ def plan(name: str, options: RunOptions) -> Plan:
         apply_override(probe, key, raw.strip())
         base = probe
         pinned[key] = True
-    points = list(spec.points(pinned)) if spec.inputs == "grid" else _checkpoint_points(spec, options, base)
+        sets.append((key, raw.strip()))
+    points = (
+        list(spec.points(pinned, options.fidelity))
+        if spec.inputs == "grid"
+        else _checkpoint_points(spec, options, base)
+    )
     if options.max_trials is not None:
         points = points[: options.max_trials]
     configs = [_merge(base, p) for p in points]
+    if any(isinstance(v, Variants) for v in spec.space_for(options.fidelity).values()):
+        # A variant may replace a whole section: --set values win over it, as they do over a Grid.
+        for cfg in configs:
+            for key, raw in sets:
+                apply_override(cfg, key, raw)
     _validate(configs)
     return Plan(spec, options, base, points, configs, cpus, gpus)
 
@@ -206,15 +217,32 @@ def _check_checkpoint(key: str, path: str, dataset: str) -> None:
         )
 
 
+def flat_point(point: dict[str, Any]) -> dict[str, Any]:
+    """A grid point with whole-section values (from Variants) spread into dotted keys."""
+    out: dict[str, Any] = {}
+    for k, v in point.items():
+        if "." not in k and isinstance(v, dict):
+            out.update({f"{k}.{sub}": value for sub, value in v.items()})
+        else:
+            out[k] = v
+    return out
+
+
+def varying_keys(p: Plan) -> list[str]:
+    """Every dotted key some grid point sets, in first-seen order (Variants may set different keys)."""
+    return list(dict.fromkeys(k for pt in p.points for k in flat_point(pt)))
+
+
 def describe(p: Plan) -> str:
-    varying = sorted(p.points[0]) if p.points else []
+    varying = varying_keys(p)
     lines = [f"sweep {p.spec.name} ({p.options.fidelity}): {len(p.configs)} trials"]
     lines.append("base config:")
     for k, v in flatten(p.base).items():
         lines.append(f"  {k} = {v}")
     lines.append("trials: " + ", ".join(varying))
     for i, pt in enumerate(p.points):
-        lines.append(f"  {i:4d}  " + "  ".join(f"{k}={pt[k]}" for k in varying))
+        flat = flat_point(pt)
+        lines.append(f"  {i:4d}  " + "  ".join(f"{k}={flat[k]}" for k in varying if k in flat))
     return "\n".join(lines)
 
 
@@ -419,7 +447,7 @@ def summarize(p: Plan, dashboard: str | None = None, top: int = 10) -> dict[str,
     if p.spec.inputs == "pairs":
         out["table"], out["extra_files"] = _transfer_outputs(p)
     elif len(ok) and p.spec.rank_by in ok:
-        keys = [k for k in (p.points[0] if p.points else {}) if not k.startswith(("upstream.", "eval.label"))]
+        keys = [k for k in varying_keys(p) if not k.startswith(("upstream.", "eval.label"))]
         metrics = [c for c in ok if c.startswith("test_") and c.endswith("_acc")]
         cols = [*keys, "checkpoint_label", "params", "best_clean_acc", *metrics, p.spec.rank_by]
         cols += ["suspect_gradient_masking"]

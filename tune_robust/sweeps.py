@@ -29,6 +29,20 @@ class Grid:
 
 
 @dataclass(frozen=True)
+class Variants:
+    """One searched dimension whose values are joint settings: each value sets several keys at once
+    (flat dotted keys, or a whole section by its name, e.g. ``"attack": {...}`` for a method that needs
+    another training attack). Use it where the keys of a Grid would not vary independently."""
+
+    values: tuple[dict[str, Any], ...]
+
+    def __init__(self, values: Sequence[Mapping[str, Any]]) -> None:
+        if not values:
+            raise ValueError("Variants needs at least one value")
+        object.__setattr__(self, "values", tuple(dict(v) for v in values))
+
+
+@dataclass(frozen=True)
 class Upstream:
     """An artifact a trial needs from another stage, passed as ``config["upstream"][name]`` (a path).
 
@@ -49,8 +63,10 @@ class SweepSpec:
     trainable: str
     # Base nested trial config per fidelity (see tune_robust.config for the sections).
     fidelities: Mapping[str, Mapping[str, Any]]
-    # Flat dotted key -> Grid of values to search.
-    space: Mapping[str, Grid] = field(default_factory=dict)
+    # Flat dotted key -> Grid of values to search; or a dimension name -> Variants (joint settings).
+    space: Mapping[str, Grid | Variants] = field(default_factory=dict)
+    # A fidelity whose searched values differ (e.g. shrunken architectures for smoke) replaces space.
+    fidelity_space: Mapping[str, Mapping[str, Grid | Variants]] = field(default_factory=dict)
     # What Ray Tune optimises (reported every epoch) and the Parquet column the summary ranks by.
     metric: str = "val_robust_acc"
     mode: str = "max"
@@ -70,11 +86,23 @@ class SweepSpec:
         if self.mode not in ("max", "min"):
             raise ValueError(f"sweep {self.name!r}: mode must be 'max' or 'min'")
 
-    def points(self, pinned: Mapping[str, Any] | None = None) -> Iterator[dict[str, Any]]:
+    def space_for(self, fidelity: str) -> Mapping[str, Grid | Variants]:
+        return self.fidelity_space.get(fidelity, self.space)
+
+    def points(
+        self, pinned: Mapping[str, Any] | None = None, fidelity: str = "smoke"
+    ) -> Iterator[dict[str, Any]]:
         """Yield the grid points as flat dicts; keys in ``pinned`` (from --set) are not searched."""
-        keys = [k for k in self.space if k not in (pinned or {})]
-        for combo in itertools.product(*(self.space[k].values for k in keys)):
-            yield dict(zip(keys, combo, strict=True))
+        space = self.space_for(fidelity)
+        keys = [k for k in space if k not in (pinned or {})]
+        for combo in itertools.product(*(space[k].values for k in keys)):
+            point: dict[str, Any] = {}
+            for key, value in zip(keys, combo, strict=True):
+                if isinstance(space[key], Variants):
+                    point.update(value)
+                else:
+                    point[key] = value
+            yield point
 
 
 SWEEPS: Registry[Callable[[], SweepSpec]] = Registry("sweep")
@@ -101,5 +129,9 @@ def list_sweeps() -> list[SweepSpec]:
 
 
 def set_dotted(cfg: dict[str, Any], key: str, value: Any) -> None:
+    """Set ``section.name`` to value, or replace a whole section when ``key`` has no dot."""
+    if "." not in key:
+        cfg[key] = dict(value)
+        return
     section, name = key.split(".", 1)
     cfg.setdefault(section, {})[name] = value

@@ -6,7 +6,25 @@ Example:
     68.12
 """
 
-from tune_robust.models import small_cnn, wrn  # noqa: F401  (registration)
+from tune_robust.models import (  # noqa: F401  (registration)
+    darts,
+    densenet,
+    mobilenet,
+    resnet,
+    resnext,
+    small_cnn,
+    vgg,
+    wrn,
+)
 from tune_robust.models._registry import MODELS, count_params, create_model, profile_model, register_model
+from tune_robust.models.reconfig import Reconfiguration, reconfigure
 
-__all__ = ["MODELS", "count_params", "create_model", "profile_model", "register_model"]
+__all__ = [
+    "MODELS",
+    "Reconfiguration",
+    "count_params",
+    "create_model",
+    "profile_model",
+    "reconfigure",
+    "register_model",
+]

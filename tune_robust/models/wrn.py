@@ -94,9 +94,13 @@ def wrn(
     in_channels: int = 3,
     depths: tuple[int, int, int] = (5, 5, 5),
     widths: tuple[float, float, float] = (10.0, 10.0, 10.0),
+    width_scale: float = 1.0,
 ) -> WideResNet:
-    """Any WRN: per-stage depths (D1, D2, D3) and width multipliers (W1, W2, W3)."""
-    return WideResNet(depths, widths, num_classes, in_channels)
+    """Any WRN: per-stage depths (D1, D2, D3) and width multipliers (W1, W2, W3). ``width_scale``
+    multiplies all three (smoke fidelities keep the paper's W_i and shrink the network with it)."""
+    if not width_scale > 0:
+        raise ConfigError(f"wrn: width_scale must be > 0, got {width_scale}")
+    return WideResNet(depths, tuple(w * width_scale for w in widths), num_classes, in_channels)
 
 
 @register_model

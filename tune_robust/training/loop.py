@@ -88,12 +88,17 @@ class Trainer:
         for p in self.model.parameters():
             (no_decay if p.ndim <= 1 else decay).append(p)
         # Weight decay on conv/linear weights only (not BN affine or biases), as common AT code does.
-        self.optimizer = torch.optim.SGD(
-            [{"params": decay, "weight_decay": t.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=t.lr,
-            momentum=t.momentum,
-            nesterov=t.nesterov and t.momentum > 0,
-        )
+        groups = [
+            {"params": decay, "weight_decay": t.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ]
+        self.optimizer: torch.optim.Optimizer
+        if t.optimizer == "adam":
+            self.optimizer = torch.optim.Adam(groups, lr=t.lr)
+        else:
+            self.optimizer = torch.optim.SGD(
+                groups, lr=t.lr, momentum=t.momentum, nesterov=t.nesterov and t.momentum > 0
+            )
         n_train = len(self.data.train)
         self.steps_per_epoch = max(1, n_train // t.batch_size) if n_train >= t.batch_size else 1
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(

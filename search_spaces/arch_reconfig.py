@@ -1,0 +1,56 @@
+"""Each family vs its "-R" reconfiguration (Huang et al. Sec. 5 / Table 2) under the same method: VGG-11,
+DenseNet-121, the DARTS genotype network and WRN-34 (the -R widths come from
+tune_robust.models.reconfig, so the rule lives in one place)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from search_spaces.wrn import PAPER_CIFAR10, SMOKE_DIGITS
+from tune_robust.models.reconfig import r_config
+from tune_robust.sweeps import SweepSpec, Variants, register_sweep
+
+
+def pairs(families: list[tuple[str, dict[str, Any], float]]) -> list[dict[str, Any]]:
+    """(arch, kwargs, gamma) -> the family's model section and its -R model section."""
+    out = []
+    for arch, kwargs, gamma in families:
+        family, base, r_kwargs = r_config(arch, kwargs, gamma=gamma)
+        out.append({"model": {"arch": family, **base}})
+        out.append({"model": {"arch": family, **r_kwargs}})
+    return out
+
+
+# Huang et al. compare WRN-34-12 with WRN-34-R (w10-10-4 scaled by gamma = 2, similar size); VGG-11,
+# DN-121 and DARTS with their -R versions at gamma = 1.
+PAPER_FAMILIES: list[tuple[str, dict[str, Any], float]] = [
+    ("vgg11", {}, 1.0),
+    ("densenet121", {}, 1.0),
+    ("darts", {"genotype": "DARTS_V2"}, 1.0),
+    ("wrn", {"depths": (5, 5, 5), "widths": (10.0, 10.0, 10.0)}, 2.0),
+]
+SMOKE_FAMILIES: list[tuple[str, dict[str, Any], float]] = [
+    ("vgg11", {"widths": (0.125, 0.125, 0.125, 0.125, 0.125)}, 1.0),
+    ("densenet121", {"growth": 4}, 1.0),
+    ("darts", {"genotype": "DARTS_V2", "channels": 8, "layers": 5}, 1.0),
+    ("wrn", {"depths": (5, 5, 5), "widths": (10.0, 10.0, 10.0), "width_scale": 0.05}, 2.0),
+]
+
+
+@register_sweep
+def arch_reconfig() -> SweepSpec:
+    """Family vs family-R, same PGD-AT recipe (8 configs)."""
+    paper = {k: v for k, v in PAPER_CIFAR10.items() if k != "model"}
+    smoke = {k: v for k, v in SMOKE_DIGITS.items() if k != "model"}
+    return SweepSpec(
+        name="arch_reconfig",
+        description="VGG-11, DenseNet-121, DARTS, WRN-34 vs their -R versions under PGD-AT (8 configs)",
+        trainable="adversarial_training",
+        fidelities={"smoke": smoke, "paper": paper},
+        space={"model": Variants(pairs(PAPER_FAMILIES))},
+        fidelity_space={"smoke": {"model": Variants(pairs(SMOKE_FAMILIES))}},
+        notes={
+            "smoke": "digits, narrow families (and WRN x 0.05), 5 epochs PGD-3 AT eps 0.1",
+            "paper": "cifar10, 100 epochs PGD-10 AT at 8/255 (Huang's SAT), FGSM / PGD-20 / CW-inf",
+        },
+    )
