@@ -1,13 +1,14 @@
 """The one results writer: ``<results>/<sweep>/trials.parquet`` and ``epochs.parquet``.
 
-Schema (version 1; bump ``SCHEMA_VERSION`` when a column changes meaning or disappears):
+Schema (version 2; bump ``SCHEMA_VERSION`` when a column changes meaning or disappears):
 
 trials.parquet, one row per finished or failed trial, keyed by ``trial_id``:
     schema_version, sweep, fidelity, trial_id, status ("TERMINATED" | "ERROR"), error (message or null),
     <section>.<key> flattened resolved config (sequences as "9-7-1" strings, as the papers write them),
     params, macs (per image), final_/best_ clean_acc and robust_acc (test set; "best" = the weights of the
     epoch with the best validation robust accuracy), best_epoch, best_val_robust_acc, eval_attack and
-    train_attack (e.g. "pgd20-linf-eps0.03137-step0.003137"), epochs_run, test_examples,
+    train_attack (e.g. "pgd20-linf-eps0.03137-step0.003137"), stopped_early (why a method ended training
+    before train.epochs, e.g. Fast AT's catastrophic-overfitting stop; else null), epochs_run, test_examples,
     wall_seconds, cpus, gpus, device, hostname, node_id (Ray node), resumed_from_epoch (epochs done before
     the last restart), failures (retries used), checkpoint_path (the trial's state directory: state.pt, model.pt with the
     best weights, config.json), finished_at (UTC ISO time).
@@ -21,7 +22,11 @@ trials.parquet, one row per finished or failed trial, keyed by ``trial_id``:
 
 epochs.parquet, one row per trial and epoch, keyed by (trial_id, epoch):
     schema_version, sweep, trial_id, epoch, train_loss, train_acc, lr, train_seconds, train_examples,
-    val_split, val_clean_acc, val_robust_acc, eval_seconds, best_epoch, best_val_robust_acc.
+    val_split, val_clean_acc, val_robust_acc, eval_seconds, best_epoch, best_val_robust_acc,
+    probe_pgd_acc (Fast AT: PGD accuracy on its fixed training batch), stopped_early.
+
+Version 2 (issue 4): the training method moved from ``train.method`` to the ``method`` section
+(``method.name`` plus its options, e.g. ``method.beta``); stopped_early and probe_pgd_acc were added.
 
 Tables reported by trials, one file each, keyed by trial_id (schema_version, sweep, trial_id, ...):
     lipschitz.parquet      table, attack, x (block index), label (block name or "logits"), value

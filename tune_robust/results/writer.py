@@ -15,7 +15,7 @@ import pandas as pd
 from tune_robust.config import TrialConfig, flatten
 from tune_robust.errors import ConfigError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 TRIALS_FILE = "trials.parquet"
 EPOCHS_FILE = "epochs.parquet"
 # Extra tables a trial may report (``eval_tables`` in its final result), one file each, keyed by trial.
@@ -35,6 +35,7 @@ TRIAL_METRICS = (
     "best_val_robust_acc",
     "eval_attack",
     "train_attack",
+    "stopped_early",
     "test_examples",
     "device",
     "hostname",
@@ -53,6 +54,8 @@ EPOCH_COLUMNS = (
     "eval_seconds",
     "best_epoch",
     "best_val_robust_acc",
+    "probe_pgd_acc",
+    "stopped_early",
 )
 
 
