@@ -13,7 +13,8 @@ from tune_robust.sweeps import Grid, SweepSpec, Variants, register_sweep
 PAPER_METHODS: list[dict[str, Any]] = [{"method": {"name": m}} for m in ("pgd_at", "trades", "mart")]
 SMOKE_METHODS: list[dict[str, Any]] = [
     *PAPER_METHODS,
-    {"method": {"name": "free", "replays": 4}},
+    # Free reads only eps from its attack (its FGSM steps of size eps happen inside the replays).
+    {"method": {"name": "free", "replays": 4}, "attack": {"name": "fgsm", "eps": "auto"}},
     {
         "method": {"name": "fast"},
         "attack": {"name": "fgsm", "eps": "auto", "step": "eps*1.25", "random_start": True},

@@ -135,7 +135,7 @@ def test_mart_loss_matches_hand_computed():
         wrong = max((k for k in range(3) if k != yi), key=lambda k: q[k])
         bce = -math.log(q[yi]) - math.log(1.0001 - q[wrong] + 1e-12)
         total += bce + 6.0 * kl(p, q) * (1.0000001 - p[yi])
-    assert float(loss) == pytest.approx(total / 2, rel=1e-5)
+    assert float(loss.detach()) == pytest.approx(total / 2, rel=1e-5)
 
 
 def test_trades_adversary_stays_in_ball_and_raises_kl():

@@ -66,7 +66,7 @@ def test_tiny_wrn_forward_and_depth_zero_stage():
 
 
 def test_bad_model_options_are_clear():
-    with pytest.raises(ConfigError, match="valid options: depths, widths"):
+    with pytest.raises(ConfigError, match="valid options: depths, width_scale, widths"):
         create_model("wrn", depth=3)
     with pytest.raises(ConfigError, match="depths must be >= 0"):
         create_model("wrn", depths=(1, -1, 1))
