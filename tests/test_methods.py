@@ -10,6 +10,7 @@ from torch import nn
 from tune_robust.attacks import Attack, create_attack
 from tune_robust.config import TrialConfig
 from tune_robust.errors import ConfigError
+from tune_robust.models import create_model
 from tune_robust.training import METHODS, create_method
 from tune_robust.training import trades as trades_module
 from tune_robust.training.loop import Trainer
@@ -278,3 +279,28 @@ def test_cyclic_schedule_and_method_config_errors():
         TrialConfig.from_dict({"method": {"name": "trades", "gamma": 1}, "attack": PGD})
     with pytest.raises(ConfigError, match="needs a CUDA device"):
         TrialConfig.from_dict({"train": {"amp": "bf16", "device": "cpu"}})
+
+
+def test_darts_auxiliary_head_loss_is_added_to_the_update():
+    tr = Trainer(method_cfg("pgd_at"))
+    # The auxiliary head needs 32x32 inputs; the update only needs a model that sets aux_logits.
+    tr.model = create_model("darts", channels=4, layers=3, auxiliary=True).train()
+    x, y = torch.rand(4, 3, 32, 32), torch.tensor([0, 1, 2, 3])
+    logits = tr.model(x)
+    aux = tr.model.aux_logits
+    assert aux is not None
+    expected = float(nn.functional.cross_entropy(logits, y) + 0.4 * nn.functional.cross_entropy(aux, y))
+    seen = []
+    real_backward = torch.Tensor.backward
+
+    def spy(self, *a, **k):
+        seen.append(float(self.detach()))
+        return real_backward(self, *a, **k)
+
+    torch.Tensor.backward = spy
+    try:
+        tr._update(nn.functional.cross_entropy(logits, y), y=y)
+    finally:
+        torch.Tensor.backward = real_backward
+    assert seen == [pytest.approx(expected, rel=1e-6)]
+    assert tr.model.aux_logits is None

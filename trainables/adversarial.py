@@ -44,7 +44,8 @@ def adversarial_training(config: dict[str, Any]) -> None:
         "macs": macs,
         **placement(trainer.device),
         "eval_attack": eval_attack.describe(),
-        "train_attack": trainer.train_attack.describe(),
+        # "none" for methods that do not perturb (standard), whatever the attack section says.
+        "train_attack": trainer.train_attack.describe() if trainer.method.adversarial else "none",
         "resumed_from_epoch": trainer.epoch,
         "state_dir": str(state_dir),
     }

@@ -223,6 +223,8 @@ class TrainConfig:
     eval_limit: int = 0
     # Evaluate every N epochs (the last epoch is always evaluated).
     eval_every: int = 1
+    # Weight of the auxiliary-head loss of models that have one (DARTS auxiliary=true; 0.4 in DARTS).
+    aux_weight: float = 0.4
     # Mixed-precision training (autocast) on CUDA only; evaluation and its attacks always run in fp32.
     amp: Literal["off", "bf16", "fp16"] = "off"
 
@@ -240,6 +242,7 @@ class TrainConfig:
             (self.eval_every >= 1, "train.eval_every must be >= 1"),
             (self.eval_limit >= 0, "train.eval_limit must be >= 0 (0 = all)"),
             (0 < self.cycle_peak < 1, "train.cycle_peak must be in (0, 1)"),
+            (self.aux_weight >= 0, "train.aux_weight must be >= 0"),
             (self.amp == "off" or self.device != "cpu", "train.amp needs a CUDA device (train.device=cpu)"),
         ]
         for ok, msg in checks:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -149,7 +150,9 @@ class Trainer:
             drop_last=drop_last,
         ):
             with self._autocast():
-                loss, logits = self.method.train_batch(self.model, x, y, self.train_attack, self._update)
+                loss, logits = self.method.train_batch(
+                    self.model, x, y, self.train_attack, functools.partial(self._update, y=y)
+                )
             loss_sum += float(loss.detach()) * len(y)
             correct += int((logits.argmax(1) == y).sum())
             seen += len(y)
@@ -166,9 +169,18 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
 
-    def _update(self, loss: torch.Tensor) -> None:
-        """One optimiser step on ``loss`` (backward outside autocast, fp16 loss scaling, clipping)."""
+    def _update(self, loss: torch.Tensor, y: torch.Tensor | None = None) -> None:
+        """One optimiser step on ``loss`` (backward outside autocast, fp16 loss scaling, clipping).
+
+        A model with an auxiliary head (DARTS ``auxiliary=true``) leaves the auxiliary logits of its last
+        train-mode forward pass in ``aux_logits``; their CE, weighted by ``train.aux_weight``, is added.
+        """
         t = self.cfg.train
+        aux = getattr(self.model, "aux_logits", None)
+        if aux is not None:
+            setattr(self.model, "aux_logits", None)  # noqa: B010  (nn.Module's attribute typing)
+            if y is not None and t.aux_weight > 0:
+                loss = loss + t.aux_weight * nn.functional.cross_entropy(aux.float(), y)
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"non-finite training loss ({loss.item()}) at epoch {self.epoch + 1}; "
