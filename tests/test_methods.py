@@ -112,6 +112,25 @@ def test_standard_and_pgd_at_losses_match_hand_computed():
     loss = loss.detach()
     expected = sum(ce(xi, yi) for xi, yi in zip(X_ADV, Y, strict=True)) / 2
     assert float(loss) == pytest.approx(expected, rel=1e-6)
+    loss, _ = create_method("fast").loss(linear(), x, y, FixedAttack())  # CE on its FGSM example
+    assert float(loss.detach()) == pytest.approx(expected, rel=1e-6)
+
+
+def test_free_first_replay_loss_is_clean_ce_then_perturbed():
+    x, y = batch()
+    model = linear()
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)  # lr 0: the loss changes only through delta
+    losses = []
+
+    def update(loss):
+        losses.append(float(loss.detach()))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    create_method("free", replays=2).train_batch(model, x, y, FixedAttack(eps=0.1), update)
+    assert losses[0] == pytest.approx(sum(ce(xi, yi) for xi, yi in zip(X, Y, strict=True)) / 2, rel=1e-6)
+    assert losses[1] > losses[0]  # the FGSM step on the carried perturbation raised the loss
 
 
 def test_trades_loss_matches_hand_computed(monkeypatch):
