@@ -325,3 +325,17 @@ def test_darts_auxiliary_head_loss_is_added_to_the_update():
         torch.Tensor.backward = real_backward
     assert seen == [pytest.approx(expected, rel=1e-6)]
     assert tr.model.aux_logits is None
+
+
+@pytest.mark.parametrize(
+    "select_by,expected", [("auto", "val_clean_acc"), ("clean", "val_clean_acc"), ("last", None)]
+)
+def test_best_epoch_selection_for_standard_training(select_by, expected):
+    tr = Trainer(method_cfg("standard", epochs=3, select_by=select_by))
+    history = [tr.run_epoch() for _ in range(3)]
+    if expected is None:
+        assert tr.best["epoch"] == 3
+    else:  # the first epoch with the highest validation clean accuracy, not the most "robust" one
+        scores = [h[expected] for h in history]
+        assert tr.best["epoch"] == scores.index(max(scores)) + 1
+    assert Trainer(method_cfg("pgd_at")).select_metric == "val_robust_acc"

@@ -223,6 +223,10 @@ class TrainConfig:
     eval_limit: int = 0
     # Evaluate every N epochs (the last epoch is always evaluated).
     eval_every: int = 1
+    # Which validation number picks the "best" epoch: "auto" = robust accuracy for adversarial methods and
+    # clean accuracy for standard training (the most robust epoch of a standard model is an untrained
+    # one); "last" keeps the final weights.
+    select_by: Literal["auto", "robust", "clean", "last"] = "auto"
     # Weight of the auxiliary-head loss of models that have one (DARTS auxiliary=true; 0.4 in DARTS).
     aux_weight: float = 0.4
     # Mixed-precision training (autocast) on CUDA only; evaluation and its attacks always run in fp32.

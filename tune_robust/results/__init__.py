@@ -6,7 +6,8 @@ trials.parquet, one row per finished or failed trial, keyed by ``trial_id``:
     schema_version, sweep, fidelity, trial_id, status ("TERMINATED" | "ERROR"), error (message or null),
     <section>.<key> flattened resolved config (sequences as "9-7-1" strings, as the papers write them),
     params, macs (per image), final_/best_ clean_acc and robust_acc (test set; "best" = the weights of the
-    epoch with the best validation robust accuracy), best_epoch, best_val_robust_acc, eval_attack and
+    epoch picked by train.select_by: validation robust accuracy for adversarial methods, clean accuracy
+    for standard training), best_epoch, best_val_robust_acc, eval_attack and
     train_attack (e.g. "pgd20-linf-eps0.03137-step0.003137"), stopped_early (why a method ended training
     before train.epochs, e.g. Fast AT's catastrophic-overfitting stop; else null), epochs_run, test_examples,
     wall_seconds, cpus, gpus, device, hostname, node_id (Ray node), resumed_from_epoch (epochs done before

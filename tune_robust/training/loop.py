@@ -124,7 +124,12 @@ class Trainer:
         # Why training ended before epochs_total (Fast's catastrophic-overfitting stop), else None.
         self.stopped: str | None = None
         self.epoch = 0
-        self.best: dict[str, Any] = {"epoch": -1, "robust_acc": -1.0, "clean_acc": -1.0}
+        self.best: dict[str, Any] = {"epoch": -1, "score": -1.0, "robust_acc": -1.0, "clean_acc": -1.0}
+        select = t.select_by
+        if select == "auto":
+            select = "robust" if self.method.adversarial else "clean"
+        # The validation metric that picks the best epoch (None: the last epoch is the best).
+        self.select_metric = {"robust": "val_robust_acc", "clean": "val_clean_acc"}.get(select)
         self.best_state: dict[str, torch.Tensor] | None = None
         # The last epoch's metrics, kept in checkpoints so a trial restored after its final epoch can
         # report them again together with the test numbers.
@@ -216,9 +221,14 @@ class Trainer:
             metrics["val_clean_acc"] = res["clean_acc"]
             metrics["val_robust_acc"] = res["worst_acc"]
             metrics["eval_seconds"] = time.perf_counter() - start
-            score = metrics["val_robust_acc"]
-            if not math.isnan(score) and score > self.best["robust_acc"]:
-                self.best = {"epoch": self.epoch, "robust_acc": score, "clean_acc": metrics["val_clean_acc"]}
+            score = metrics[self.select_metric] if self.select_metric else self.epoch
+            if not math.isnan(score) and score > self.best["score"]:
+                self.best = {
+                    "epoch": self.epoch,
+                    "score": score,
+                    "robust_acc": metrics["val_robust_acc"],
+                    "clean_acc": metrics["val_clean_acc"],
+                }
                 self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         metrics["best_epoch"] = self.best["epoch"]
         metrics["best_val_robust_acc"] = self.best["robust_acc"]
@@ -292,7 +302,7 @@ class Trainer:
         self.generator.set_state(state["rng"]["generator"].cpu())
         if "cuda" in state["rng"] and self.device.type == "cuda":
             torch.cuda.set_rng_state(state["rng"]["cuda"].cpu(), self.device)
-        self.best = dict(state["best"])
+        self.best = {"score": state["best"].get("robust_acc", -1.0), **state["best"]}
         self.best_state = state["best_state"]
         self.last_metrics = dict(state.get("last_metrics", {}))
         self.history = list(state.get("history", []))
