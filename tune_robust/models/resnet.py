@@ -11,6 +11,7 @@ from torch import nn
 
 from tune_robust.models._registry import register_model
 from tune_robust.models._stages import stage_channels
+from tune_robust.models.wrn import PreActBlock
 
 _STRIDES = (1, 2, 2, 2)
 
@@ -59,30 +60,10 @@ class Bottleneck(nn.Module):
         return F.relu(out + (x if self.shortcut is None else self.shortcut(x)))
 
 
-class PreActBasicBlock(nn.Module):
-    expansion = 1
-
-    def __init__(self, in_ch: int, ch: int, stride: int) -> None:
-        super().__init__()
-        self.bn1 = nn.BatchNorm2d(in_ch)
-        self.conv1 = nn.Conv2d(in_ch, ch, 3, stride, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(ch)
-        self.conv2 = nn.Conv2d(ch, ch, 3, 1, 1, bias=False)
-        self.shortcut = None
-        if stride != 1 or in_ch != ch:
-            self.shortcut = nn.Conv2d(in_ch, ch, 1, stride, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pre = F.relu(self.bn1(x))
-        skip = x if self.shortcut is None else self.shortcut(pre)
-        out = self.conv1(pre)
-        return self.conv2(F.relu(self.bn2(out))) + skip
-
-
 class ResNet(nn.Module):
     def __init__(
         self,
-        block: type[BasicBlock] | type[Bottleneck] | type[PreActBasicBlock],
+        block: type[BasicBlock] | type[Bottleneck] | type[PreActBlock],
         depths: tuple[int, ...],
         widths: tuple[float, ...],
         width: int,
@@ -91,7 +72,7 @@ class ResNet(nn.Module):
     ) -> None:
         super().__init__()
         chans = stage_channels("resnet", [width, 2 * width, 4 * width, 8 * width], widths)
-        self.preact = block is PreActBasicBlock
+        self.preact = block is PreActBlock
         self.stem = nn.Conv2d(in_channels, width, 3, 1, 1, bias=False)
         self.stem_bn = None if self.preact else nn.BatchNorm2d(width)
         ch = width
@@ -145,4 +126,4 @@ def preact_resnet18(
     width: int = 64,
 ) -> ResNet:
     """PreAct ResNet-18 (11.17M at width 64); ``width=16`` is a 16x cheaper proxy for CPU checks."""
-    return ResNet(PreActBasicBlock, (2, 2, 2, 2), widths, width, num_classes, in_channels)
+    return ResNet(PreActBlock, (2, 2, 2, 2), widths, width, num_classes, in_channels)

@@ -20,7 +20,9 @@ _STRIDES = (1, 2, 2)
 
 
 class PreActBlock(nn.Module):
-    """BN-ReLU-conv3x3-BN-ReLU-conv3x3 with an identity or 1x1-conv shortcut."""
+    """BN-ReLU-conv3x3-BN-ReLU-conv3x3 with an identity or 1x1-conv shortcut (also PreAct ResNet's block)."""
+
+    expansion = 1
 
     def __init__(self, in_ch: int, out_ch: int, stride: int) -> None:
         super().__init__()
