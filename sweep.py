@@ -64,6 +64,41 @@ def build_parser() -> argparse.ArgumentParser:
         help="evaluate/transfer: the finished trials of <results>/<sweep> (repeatable)",
     )
     p.add_argument("--top-k", type=int, default=0, help="with --from-sweep: only the best K trials (0 = all)")
+    g = p.add_argument_group("search strategy (grid sweeps)")
+    g.add_argument(
+        "--search",
+        default="grid",
+        choices=("grid", "random", "tpe", "nsga2"),
+        help="grid: every config in order (default); random: a seeded random order without "
+        "replacement; tpe / nsga2: Optuna samplers through Ray's OptunaSearch over the grid's values",
+    )
+    g.add_argument(
+        "--scheduler",
+        default="fifo",
+        choices=("fifo", "asha"),
+        help="fifo: every trial trains its full epochs (default); asha: stop weak trials early on the "
+        "sweep's robust-accuracy metric (stopped trials get no test suite)",
+    )
+    g.add_argument(
+        "--num-samples",
+        type=int,
+        help="random/tpe/nsga2: trials to run (default: the grid's size for random, a quarter of it, at "
+        "least 10, for tpe/nsga2)",
+    )
+    g.add_argument("--seed", type=int, default=0, help="seed of the search order / Optuna sampler")
+    g.add_argument(
+        "--objective",
+        dest="objectives",
+        action="append",
+        default=[],
+        metavar="METRIC:max|min",
+        help="tpe/nsga2 objective, repeatable for multi-objective (default: val_robust_acc:max; nsga2 "
+        "adds params:min)",
+    )
+    g.add_argument("--grace-period", type=int, default=1, help="asha: epochs before the first cut (1)")
+    g.add_argument(
+        "--reduction-factor", type=float, default=3.0, help="asha: keep 1/this of trials per rung (3)"
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="less Ray Tune progress output")
     return p
 
@@ -103,11 +138,18 @@ def main(argv: list[str] | None = None) -> int:
             checkpoints=tuple(args.checkpoints),
             from_sweeps=tuple(args.from_sweeps),
             top_k=args.top_k,
+            search=args.search,
+            scheduler=args.scheduler,
+            num_samples=args.num_samples,
+            search_seed=args.seed,
+            objectives=tuple(args.objectives),
+            grace_period=args.grace_period,
+            reduction_factor=args.reduction_factor,
         )
         p = plan(args.name, options)
         if args.dry_run:
             print(describe(p))
-            print(f"{len(p.configs)} trials")
+            print(f"{p.strategy['num_samples']} trials")
             return 0
         summary = execute(p, command=shlex.join(["python", "sweep.py", *(argv or sys.argv[1:])]))
     except ConfigError as e:
@@ -117,7 +159,14 @@ def main(argv: list[str] | None = None) -> int:
 
     with pd.option_context("display.width", 160, "display.max_columns", 20):
         print()
-        print(f"{summary['n_finished']} trials finished, {summary['n_error']} failed")
+        stopped = f" ({summary['n_stopped']} stopped early by the scheduler)" if summary["n_stopped"] else ""
+        print(f"{summary['n_finished']} trials finished{stopped}, {summary['n_error']} failed")
+        if summary["totals"]:
+            t = summary["totals"]
+            print(
+                f"cost: {t['trial_hours']:.3f} trial-hours ({t['cpu_hours']:.3f} CPU-h, {t['gpu_hours']:.3f} "
+                f"GPU-h), {t['epochs']:.0f} epochs, {t['attack_passes']:.3g} attack forward-backward passes"
+            )
         if len(summary["table"]):
             if p.spec.inputs == "pairs":
                 print("transfer accuracy (rows: source, columns: target):")

@@ -49,16 +49,25 @@ def adversarial_training(config: dict[str, Any]) -> None:
         "resumed_from_epoch": trainer.epoch,
         "state_dir": str(state_dir),
     }
+    before = trainer.elapsed  # wall seconds of earlier runs of this trial (before a restart)
+
+    def wall_seconds() -> float:
+        trainer.elapsed = before + time.time() - started
+        return trainer.elapsed
+
     if trainer.finished:  # restored after the final epoch: only the test numbers may be missing
-        final = {**trainer.final_metrics(), "epoch_history": trainer.history}
-        tune.report({**static, **trainer.last_metrics, **final, "trial_seconds": time.time() - started})
+        final = {**trainer.final_metrics(), "epoch_history": trainer.history, "completed": True}
+        tune.report({**static, **trainer.last_metrics, **final, "trial_seconds": wall_seconds()})
         return
     while not trainer.finished:
         metrics = trainer.run_epoch()
+        # "completed": the final suite ran; False on every earlier epoch, so a trial a scheduler (ASHA)
+        # stops is recorded as stopped_by_scheduler.
+        metrics["completed"] = trainer.finished
         if trainer.finished:
             metrics.update(trainer.final_metrics())
             metrics["epoch_history"] = trainer.history
-        metrics["trial_seconds"] = time.time() - started
+        metrics["trial_seconds"] = wall_seconds()
         trainer.save(state_dir)
         with tempfile.TemporaryDirectory() as d:
             (Path(d) / MARKER_FILE).write_text(

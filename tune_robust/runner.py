@@ -45,6 +45,16 @@ class RunOptions:
     checkpoints: tuple[str, ...] = ()
     from_sweeps: tuple[str, ...] = ()
     top_k: int = 0
+    # Search strategy (see tune_robust.search): which configs run and which a scheduler stops early.
+    search: str = "grid"
+    scheduler: str = "fifo"
+    num_samples: int | None = None
+    search_seed: int = 0
+    grace_period: int = 1
+    reduction_factor: float = 3.0
+    # "metric:mode" objectives of tpe/nsga2 (several = multi-objective); default: the sweep's metric
+    # (tpe) or it plus params:min (nsga2).
+    objectives: tuple[str, ...] = ()
     extra_ray_init: dict[str, Any] = field(default_factory=dict)
 
 
@@ -59,6 +69,7 @@ class Plan:
     configs: list[dict[str, Any]]
     cpus: float
     gpus: float
+    strategy: dict[str, Any] = field(default_factory=dict)
 
     @property
     def sweep_dir(self) -> Path:
@@ -72,6 +83,7 @@ class Plan:
             "configs": json.loads(json.dumps(self.configs, default=str)),
             "cpus_per_trial": self.cpus,
             "gpus_per_trial": self.gpus,
+            "strategy": self.strategy,
         }
 
 
@@ -132,7 +144,141 @@ def plan(name: str, options: RunOptions) -> Plan:
             for key, raw in sets:
                 apply_override(cfg, key, raw)
     _validate(configs)
-    return Plan(spec, options, base, points, configs, cpus, gpus)
+    return Plan(spec, options, base, points, configs, cpus, gpus, _strategy(spec, options, configs))
+
+
+SEARCHES = ("grid", "random", "tpe", "nsga2")
+SCHEDULERS = ("fifo", "asha")
+# What every epoch report of the training trainables carries, so a searcher or scheduler can use it.
+OBJECTIVE_METRICS = (
+    "val_robust_acc",
+    "val_clean_acc",
+    "best_val_robust_acc",
+    "train_loss",
+    "train_acc",
+    "params",
+    "macs",
+)
+
+
+def _strategy(spec: SweepSpec, options: RunOptions, configs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Validate --search/--scheduler/--num-samples/--objective; the resolved strategy."""
+    o = options
+    if o.search not in SEARCHES:
+        raise ConfigError(f"--search must be one of {', '.join(SEARCHES)}, got {o.search!r}")
+    if o.scheduler not in SCHEDULERS:
+        raise ConfigError(f"--scheduler must be one of {', '.join(SCHEDULERS)}, got {o.scheduler!r}")
+    n = len(configs)
+    if o.search != "grid" or o.scheduler != "fifo":
+        if spec.inputs != "grid":
+            raise ConfigError(
+                f"sweep {spec.name!r} runs one trial per checkpoint; --search and --scheduler apply "
+                f"to grid sweeps"
+            )
+        if o.max_trials is not None and o.search != "grid":
+            raise ConfigError("--max-trials cuts the grid; with --search random/tpe/nsga2 use --num-samples")
+    strategy: dict[str, Any] = {"search": o.search, "scheduler": o.scheduler, "search_seed": o.search_seed}
+    if o.search == "grid":
+        if o.num_samples is not None:
+            raise ConfigError(
+                "--num-samples applies to --search random/tpe/nsga2; the grid runs each config once "
+                "(use --max-trials to run only the first N)"
+            )
+        num = n
+    elif o.num_samples is not None and o.num_samples < 1:
+        raise ConfigError(f"--num-samples must be >= 1, got {o.num_samples}")
+    elif o.search == "random":
+        num = n if o.num_samples is None else o.num_samples
+        if num > n:
+            raise ConfigError(
+                f"--search random draws configs without replacement; the grid has {n}, --num-samples {num}"
+            )
+    else:
+        num = o.num_samples if o.num_samples is not None else min(n, max(10, -(-n // 4)))
+        if n < 2:
+            raise ConfigError(f"--search {o.search}: the grid has {n} config; nothing to search")
+    strategy["num_samples"] = num
+    if o.objectives and o.search not in ("tpe", "nsga2"):
+        raise ConfigError(f"--objective applies to --search tpe or nsga2, not {o.search}")
+    if o.search in ("tpe", "nsga2"):
+        given = o.objectives or (
+            (f"{spec.metric}:{spec.mode}",) + (("params:min",) if o.search == "nsga2" else ())
+        )
+        objectives = []
+        for item in given:
+            metric, _, mode = item.partition(":")
+            mode = mode or "max"
+            if metric not in OBJECTIVE_METRICS or mode not in ("max", "min"):
+                raise ConfigError(
+                    f"--objective {item!r}: expected METRIC:max|min with METRIC one of "
+                    f"{', '.join(OBJECTIVE_METRICS)}"
+                )
+            objectives.append(f"{metric}:{mode}")
+        if len(set(objectives)) != len(objectives):
+            raise ConfigError(f"--objective lists a metric twice: {', '.join(objectives)}")
+        strategy["objectives"] = objectives
+    if o.scheduler == "asha":
+        from tune_robust.config import TrialConfig
+
+        max_t = max(TrialConfig.from_dict(c).train.epochs for c in configs)
+        if not 1 <= o.grace_period < max_t:
+            raise ConfigError(
+                f"--grace-period must be >= 1 epoch and below train.epochs ({max_t}), got {o.grace_period}"
+            )
+        if o.reduction_factor <= 1:
+            raise ConfigError(f"--reduction-factor must be > 1, got {o.reduction_factor}")
+        strategy.update(max_t=max_t, grace_period=o.grace_period, reduction_factor=o.reduction_factor)
+    return strategy
+
+
+def build_search(p: Plan) -> tuple[Any, Any, list[Any]]:
+    """(search_alg, scheduler, extra callbacks) for ``p.strategy``."""
+    import random
+
+    from ray.tune.schedulers import ASHAScheduler
+
+    from tune_robust.search import ChoiceSearcher, GridEncoding, PointsSearcher, SchedulerState
+
+    s = p.strategy
+    search_alg: Any
+    if s["search"] == "grid":
+        search_alg = PointsSearcher(p.configs)
+    elif s["search"] == "random":
+        order = list(range(len(p.configs)))
+        random.Random(s["search_seed"]).shuffle(order)
+        search_alg = PointsSearcher([p.configs[i] for i in order[: s["num_samples"]]])
+    else:
+        import optuna
+        from ray.tune.search.optuna import OptunaSearch
+
+        pinned = {item.split("=", 1)[0].strip(): True for item in p.options.sets}
+        encoding = GridEncoding.from_space(p.spec.space_for(p.options.fidelity), pinned)
+        metrics = [o.split(":")[0] for o in s["objectives"]]
+        modes = [o.split(":")[1] for o in s["objectives"]]
+        sampler: Any
+        if s["search"] == "tpe":
+            sampler = optuna.samplers.TPESampler(seed=s["search_seed"])
+        else:
+            population = max(4, min(50, s["num_samples"] // 3))
+            sampler = optuna.samplers.NSGAIISampler(seed=s["search_seed"], population_size=population)
+        optuna_search = OptunaSearch(
+            space=encoding.distributions(),
+            metric=metrics if len(metrics) > 1 else metrics[0],
+            mode=modes if len(modes) > 1 else modes[0],
+            sampler=sampler,
+        )
+        search_alg = ChoiceSearcher(optuna_search, encoding, p.configs)
+    scheduler, callbacks = None, []
+    if s["scheduler"] == "asha":
+        # metric/mode come from TuneConfig (the sweep's robust-accuracy metric); time is the epoch.
+        scheduler = ASHAScheduler(
+            time_attr="epoch",
+            max_t=s["max_t"],
+            grace_period=s["grace_period"],
+            reduction_factor=s["reduction_factor"],
+        )
+        callbacks.append(SchedulerState(scheduler))
+    return search_alg, scheduler, callbacks
 
 
 def checkpoint_list(options: RunOptions) -> dict[str, str]:
@@ -235,10 +381,15 @@ def varying_keys(p: Plan) -> list[str]:
 
 def describe(p: Plan) -> str:
     varying = varying_keys(p)
-    lines = [f"sweep {p.spec.name} ({p.options.fidelity}): {len(p.configs)} trials"]
+    n = p.strategy.get("num_samples", len(p.configs))
+    runs = (
+        f"{len(p.configs)} trials" if n == len(p.configs) else f"{n} trials over a grid of {len(p.configs)}"
+    )
+    lines = [f"sweep {p.spec.name} ({p.options.fidelity}): {runs}"]
     lines.append("base config:")
     for k, v in flatten(p.base).items():
         lines.append(f"  {k} = {v}")
+    lines.append("strategy: " + ", ".join(f"{k}={v}" for k, v in p.strategy.items()))
     lines.append("trials: " + ", ".join(varying))
     for i, pt in enumerate(p.points):
         flat = flat_point(pt)
@@ -375,7 +526,6 @@ def execute(p: Plan, command: str = "") -> dict[str, Any]:
 
     from trainables import get_trainable
     from tune_robust.results.callback import ParquetCallback
-    from tune_robust.search import PointsSearcher
 
     _no_gpu_locally(p)
     resuming = check_results_dir(p)
@@ -398,15 +548,18 @@ def execute(p: Plan, command: str = "") -> dict[str, Any]:
                 str(tune_path), trainable, resume_unfinished=True, resume_errored=False, restart_errored=False
             )
         else:
-            callback = ParquetCallback(p.sweep_dir, p.spec.name, p.options.fidelity)
+            columns = {k: p.strategy[k] for k in ("search", "scheduler", "search_seed")}
+            callback = ParquetCallback(p.sweep_dir, p.spec.name, p.options.fidelity, columns)
+            search_alg, scheduler, extra_callbacks = build_search(p)
             tuner = tune.Tuner(
                 trainable,
                 param_space={},
                 tune_config=tune.TuneConfig(
                     metric=p.spec.metric,
                     mode=p.spec.mode,
-                    search_alg=PointsSearcher(p.configs),
-                    num_samples=len(p.configs),
+                    search_alg=search_alg,
+                    scheduler=scheduler,
+                    num_samples=p.strategy["num_samples"],
                     reuse_actors=True,
                 ),
                 run_config=tune.RunConfig(
@@ -416,7 +569,7 @@ def execute(p: Plan, command: str = "") -> dict[str, Any]:
                     # Checkpoints are small markers (the state lives in one directory per trial), so
                     # all are kept and a resume never meets a deleted one.
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
-                    callbacks=[callback, JsonLoggerCallback()],
+                    callbacks=[callback, JsonLoggerCallback(), *extra_callbacks],
                     verbose=p.options.verbose,
                 ),
             )
@@ -440,6 +593,14 @@ def summarize(p: Plan, dashboard: str | None = None, top: int = 10) -> dict[str,
     out["warnings"] = []
     out["extra_files"] = []
     ok = df[df["status"] == "TERMINATED"] if len(df) else df
+    out["n_stopped"] = (
+        int(ok["stopped_by_scheduler"].fillna(False).astype(bool).sum())
+        if "stopped_by_scheduler" in ok
+        else 0
+    )
+    if out["n_stopped"]:  # stopped early by ASHA: validation numbers only, no test suite to rank by
+        ok = ok[~ok["stopped_by_scheduler"].fillna(False).astype(bool)]
+    out["totals"] = cost_totals(df)
     if len(ok) and "sanity_messages" in ok:
         flagged = ok[ok["sanity_messages"].notna()]
         for _, r in flagged.iterrows():
@@ -455,6 +616,29 @@ def summarize(p: Plan, dashboard: str | None = None, top: int = 10) -> dict[str,
         ascending = p.spec.mode == "min"
         out["table"] = ok.sort_values(p.spec.rank_by, ascending=ascending)[cols].head(top)
     return out
+
+
+def cost_totals(trials: Any) -> dict[str, float]:
+    """Sweep totals of the per-trial cost columns (trials.parquet rows, finished or not)."""
+    import pandas as pd
+
+    if not len(trials):
+        return {}
+
+    def col(name: str) -> pd.Series:
+        if name not in trials:
+            return pd.Series(0.0, index=trials.index)
+        return pd.to_numeric(trials[name], errors="coerce").fillna(0.0)
+
+    wall = col("wall_seconds")
+    return {
+        "trials": float(len(trials)),
+        "trial_hours": float(wall.sum()) / 3600,
+        "cpu_hours": float((wall * col("cpus")).sum()) / 3600,
+        "gpu_hours": float((wall * col("gpus")).sum()) / 3600,
+        "epochs": float(col("epochs_run").sum()),
+        "attack_passes": float(col("attack_passes_total").sum()),
+    }
 
 
 def _transfer_outputs(p: Plan) -> tuple[Any, list[Path]]:

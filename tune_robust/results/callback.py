@@ -28,10 +28,14 @@ class ParquetCallback(tune.Callback):
     only paths and names; the writer is created on ``setup`` and re-reads existing files then.
     """
 
-    def __init__(self, directory: Path, sweep: str, fidelity: str) -> None:
+    def __init__(
+        self, directory: Path, sweep: str, fidelity: str, strategy: dict[str, Any] | None = None
+    ) -> None:
         self.directory = Path(directory)
         self.sweep = sweep
         self.fidelity = fidelity
+        # Search strategy columns of every trial row (search, scheduler, search_seed).
+        self.strategy = dict(strategy or {})
         self._writer: ResultsWriter | None = None
 
     def __getstate__(self) -> dict[str, Any]:
@@ -67,6 +71,7 @@ class ParquetCallback(tune.Callback):
             resources=resources,
             checkpoint_path=ckpt,
             failures=int(getattr(trial, "num_failures", 0)),
+            strategy=getattr(self, "strategy", {}),
         )
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:

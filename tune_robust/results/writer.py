@@ -15,7 +15,7 @@ import pandas as pd
 from tune_robust.config import TrialConfig, flatten
 from tune_robust.errors import ConfigError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 TRIALS_FILE = "trials.parquet"
 EPOCHS_FILE = "epochs.parquet"
 # Extra tables a trial may report (``eval_tables`` in its final result), one file each, keyed by trial.
@@ -41,6 +41,8 @@ TRIAL_METRICS = (
     "hostname",
     "node_id",
     "resumed_from_epoch",
+    "total_train_attack_passes",
+    "total_val_attack_passes",
 )
 EPOCH_COLUMNS = (
     "train_loss",
@@ -56,6 +58,8 @@ EPOCH_COLUMNS = (
     "best_val_robust_acc",
     "probe_pgd_acc",
     "stopped_early",
+    "train_attack_passes",
+    "val_attack_passes",
 )
 
 
@@ -95,6 +99,7 @@ def trial_row(
     resources: Mapping[str, float] | None = None,
     checkpoint_path: str | None = None,
     failures: int = 0,
+    strategy: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     row: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
@@ -111,11 +116,19 @@ def trial_row(
         if k.startswith(EVAL_PREFIXES) or k in EVAL_KEYS:
             row[k] = v
     row["epochs_run"] = last.get("epoch")
+    # False only for a trial stopped before its final epoch by the scheduler (ASHA): it has validation
+    # numbers (best_val_robust_acc) but no test suite.
+    row["stopped_by_scheduler"] = status == "TERMINATED" and last.get("completed") is False
+    passes = [last.get(k) for k in ("total_train_attack_passes", "total_val_attack_passes", "attack_grad_passes")]
+    known = [int(p) for p in passes if p is not None]
+    row["attack_passes_total"] = sum(known) if known else None
     row["wall_seconds"] = last.get("trial_seconds")
     res = resources or {}
     row["cpus"] = float(res.get("CPU", res.get("cpu", 0.0)))
     row["gpus"] = float(res.get("GPU", res.get("gpu", 0.0)))
     row["failures"] = failures
+    for k, v in (strategy or {}).items():
+        row[k] = v
     row["checkpoint_path"] = checkpoint_path
     row["finished_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     return row

@@ -38,6 +38,11 @@ class Method:
         """Passes over the data for a budget of ``epochs`` (Free divides by its replays)."""
         return epochs
 
+    def attack_passes(self, attack: Attack) -> int:
+        """Forward-backward passes on the input per training example and pass over the data (cost
+        accounting; the optimiser's own backward is not counted)."""
+        return attack.gradient_steps if self.adversarial else 0
+
     @property
     def updates_per_batch(self) -> int:
         """Optimiser steps per minibatch (the LR schedule counts these)."""

@@ -70,7 +70,7 @@ class Fast(Method):
                 acc = float((model(adv).argmax(1) == y).float().mean())
         finally:
             model.train(was_training)
-        out: dict[str, Any] = {"probe_pgd_acc": acc}
+        out: dict[str, Any] = {"probe_pgd_acc": acc, "attack_passes": len(y) * self.probe_steps}
         collapsed = self.prev_acc is not None and acc < self.prev_acc - self.collapse_drop
         if collapsed and self.prev_state is not None:
             model.load_state_dict(self.prev_state)

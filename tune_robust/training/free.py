@@ -42,6 +42,9 @@ class Free(Method):
     def updates_per_batch(self) -> int:
         return self.replays
 
+    def attack_passes(self, attack: Attack) -> int:
+        return self.replays  # each replay's backward also yields the input gradient
+
     def train_batch(
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Attack, update: Update
     ) -> tuple[torch.Tensor, torch.Tensor]:

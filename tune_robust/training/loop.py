@@ -59,6 +59,10 @@ def load_model_file(path: str | Path, device: torch.device | str = "cpu") -> nn.
     return load_checkpoint(path, device)
 
 
+# Cumulative cost reported with every epoch (and so in every trial row).
+COST_KEYS = ("total_train_attack_passes", "total_val_attack_passes")
+
+
 class Trainer:
     def __init__(self, cfg: TrialConfig, data: TrialData | None = None) -> None:
         self.cfg = cfg
@@ -137,6 +141,10 @@ class Trainer:
         # Every epoch's metrics: a trial's final report carries them, so rows whose report was lost when
         # a driver died can still be recorded.
         self.history: list[dict[str, Any]] = []
+        # Cost so far (attack forward-backward passes per example, summed) and wall seconds of earlier
+        # runs of this trial (before a restart), both kept in checkpoints.
+        self.cost: dict[str, int] = dict.fromkeys(COST_KEYS, 0)
+        self.elapsed = 0.0
 
     # ------------------------------------------------------------------ training
 
@@ -167,6 +175,7 @@ class Trainer:
             "lr": self.optimizer.param_groups[0]["lr"],
             "train_seconds": time.perf_counter() - start,
             "train_examples": seen,
+            "train_attack_passes": seen * self.method.attack_passes(self.train_attack),
         }
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
@@ -207,6 +216,7 @@ class Trainer:
         self.epoch += 1
         metrics["epoch"] = self.epoch
         extra = self.method.end_epoch(self.model, self.probe, self.train_attack)
+        metrics["train_attack_passes"] += int(extra.pop("attack_passes", 0))
         stop = extra.pop("stop", None)
         metrics.update(extra)
         if stop:
@@ -221,6 +231,8 @@ class Trainer:
             metrics["val_clean_acc"] = res["clean_acc"]
             metrics["val_robust_acc"] = res["worst_acc"]
             metrics["eval_seconds"] = time.perf_counter() - start
+            n_val = min(len(split), t.eval_limit) if t.eval_limit else len(split)
+            metrics["val_attack_passes"] = n_val * sum(a.gradient_steps for a in self.eval_attacks.values())
             score = metrics[self.select_metric] if self.select_metric else self.epoch
             if not math.isnan(score) and score > self.best["score"]:
                 self.best = {
@@ -232,6 +244,9 @@ class Trainer:
                 self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         metrics["best_epoch"] = self.best["epoch"]
         metrics["best_val_robust_acc"] = self.best["robust_acc"]
+        for key in COST_KEYS:  # running totals, so a trial a scheduler stops still carries its cost
+            self.cost[key] += metrics.get(key.removeprefix("total_"), 0)
+        metrics.update(self.cost)
         self.last_metrics = dict(metrics)
         self.history.append(dict(metrics))
         return metrics
@@ -291,6 +306,8 @@ class Trainer:
             "method": self.method.state_dict(),
             "stopped": self.stopped,
             "scaler": self.scaler.state_dict(),
+            "cost": self.cost,
+            "elapsed": self.elapsed,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -310,6 +327,8 @@ class Trainer:
         self.stopped = state.get("stopped")
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
+        self.cost = dict.fromkeys(COST_KEYS, 0) | dict(state.get("cost", {}))
+        self.elapsed = float(state.get("elapsed", 0.0))
 
     def save(self, directory: str | Path) -> None:
         """Write the full training state, the best model (with what built it) and the trial config.
