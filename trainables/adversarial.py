@@ -64,6 +64,7 @@ def adversarial_training(config: dict[str, Any]) -> None:
         # "completed": the final suite ran; False on every earlier epoch, so a trial a scheduler (ASHA)
         # stops is recorded as stopped_by_scheduler.
         metrics["completed"] = trainer.finished
+        metrics["epoch_end_time"] = time.time()  # orders epochs across trials (search-cost reports)
         if trainer.finished:
             metrics.update(trainer.final_metrics())
             metrics["epoch_history"] = trainer.history

@@ -60,6 +60,7 @@ EPOCH_COLUMNS = (
     "stopped_early",
     "train_attack_passes",
     "val_attack_passes",
+    "epoch_end_time",
 )
 
 

@@ -1,0 +1,135 @@
+"""Search efficiency on the embedded-default depth grid: full grid vs ASHA vs TPE (vs TPE + ASHA).
+
+Every strategy runs ``wrn_depth_grid`` at the smoke fidelity (digits, 5 epochs of PGD-3 AT, 125
+configs) through the runner, one CPU per trial. The full grid's top-5 configs by test robust accuracy
+(best_robust_acc, the summary's ranking) are the targets. For each strategy the report gives the compute
+spent until a target config *completed* its full training (a config ASHA stopped was not found), as a
+share of the full grid's compute, in two units:
+
+* MAC-epochs: sum over every epoch trained before that moment of the model's MACs per image (all configs
+  share data, batch size and attack, so this is proportional to training FLOPs and immune to CPU noise);
+* seconds: measured train + validation seconds of those epochs.
+
+"Before that moment" orders all epochs of the run by their end time (``epoch_end_time``), so epochs of
+trials running concurrently are counted when they happened. Trials are deterministic per config (seeded),
+so a config completed by ASHA/TPE has the grid's numbers; the report checks that.
+
+Run: python bench/search_efficiency.py [--out DIR] [--seeds 0 1] (about 40 min per seed on 2 cores;
+runs in --out are resumed / reused).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from tune_robust.runner import RunOptions, execute, plan
+
+SWEEP = "wrn_depth_grid"
+TOP = 5
+
+
+def run(out: Path, name: str, **options: Any) -> Path:
+    d = out / name
+    resume = (d / SWEEP / "sweep.json").exists()  # finished runs return at once, interrupted ones go on
+    p = plan(SWEEP, RunOptions(results_dir=str(d), verbose=0, resume=resume, **options))
+    execute(p, command=f"bench/search_efficiency.py {name}")
+    return d / SWEEP
+
+
+def load(d: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    trials = pd.read_parquet(d / "trials.parquet")
+    epochs = pd.read_parquet(d / "epochs.parquet")
+    epochs = epochs.merge(trials[["trial_id", "model.depths", "macs"]], on="trial_id")
+    epochs["seconds"] = epochs["train_seconds"].fillna(0) + epochs["eval_seconds"].fillna(0)
+    return trials, epochs.sort_values("epoch_end_time")
+
+
+def completed(trials: pd.DataFrame) -> pd.DataFrame:
+    ok = trials[(trials["status"] == "TERMINATED") & ~trials["stopped_by_scheduler"].astype(bool)]
+    return ok.dropna(subset=["best_robust_acc"])
+
+
+def measure(d: Path, grid: pd.DataFrame, totals: dict[str, float]) -> dict[str, Any]:
+    trials, epochs = load(d)
+    done = completed(trials)
+    top = set(grid.nlargest(TOP, "best_robust_acc")["model.depths"])
+    rank = grid["best_robust_acc"].rank(ascending=False, method="min")
+    grid_rank = dict(zip(grid["model.depths"], rank, strict=True))
+    hits = done[done["model.depths"].isin(top)]
+    row: dict[str, Any] = {
+        "trials": len(trials),
+        "completed": len(done),
+        "distinct configs": trials["model.depths"].nunique(),
+        "MAC-epochs %": 100 * float(epochs["macs"].sum()) / totals["macs"],
+        "seconds %": 100 * float(epochs["seconds"].sum()) / totals["seconds"],
+    }
+    if len(hits):
+        first = hits.sort_values("finished_at").iloc[0]
+        end = epochs[(epochs["trial_id"] == first["trial_id"])]["epoch_end_time"].max()
+        before = epochs[epochs["epoch_end_time"] <= end]
+        row["found"] = f"{first['model.depths']} (grid rank {int(grid_rank[first['model.depths']])})"
+        row["MAC-epochs to top-5 %"] = 100 * float(before["macs"].sum()) / totals["macs"]
+        row["seconds to top-5 %"] = 100 * float(before["seconds"].sum()) / totals["seconds"]
+    else:
+        row["found"] = "no top-5 config completed"
+        row["MAC-epochs to top-5 %"] = row["seconds to top-5 %"] = float("nan")
+    # What the strategy itself would return: its best completed trial by validation robust accuracy.
+    pick = done.sort_values("best_val_robust_acc", ascending=False).iloc[0]
+    row["returns"] = f"{pick['model.depths']} (grid rank {int(grid_rank[pick['model.depths']])})"
+    # Determinism check: completed configs must reproduce the grid's test numbers.
+    merged = done.merge(grid[["model.depths", "best_robust_acc"]], on="model.depths", suffixes=("", "_grid"))
+    row["differs from grid"] = int(
+        (merged["best_robust_acc"] - merged["best_robust_acc_grid"]).abs().gt(1e-9).sum()
+    )
+    return row
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default="results/bench_search", help="where the runs go (reused if present)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0])
+    ap.add_argument("--tpe-samples", type=int, default=32)
+    ap.add_argument("--tpe-asha-samples", type=int, default=60)
+    args = ap.parse_args()
+    out = Path(args.out)
+    grid_dir = run(out, "grid")
+    grid_trials, grid_epochs = load(grid_dir)
+    grid = completed(grid_trials)
+    if len(grid) != 125:
+        raise SystemExit(f"the full grid has {len(grid)} completed trials, expected 125; rerun it")
+    totals = {"macs": float(grid_epochs["macs"].sum()), "seconds": float(grid_epochs["seconds"].sum())}
+    rows = {"full grid": measure(grid_dir, grid, totals)}
+    for seed in args.seeds:
+        runs = {
+            f"ASHA (random order, seed {seed})": run(
+                out, f"asha_s{seed}", search="random", scheduler="asha", search_seed=seed
+            ),
+            f"TPE {args.tpe_samples} (seed {seed})": run(
+                out, f"tpe_s{seed}", search="tpe", num_samples=args.tpe_samples, search_seed=seed
+            ),
+            f"TPE {args.tpe_asha_samples} + ASHA (seed {seed})": run(
+                out,
+                f"tpe_asha_s{seed}",
+                search="tpe",
+                scheduler="asha",
+                num_samples=args.tpe_asha_samples,
+                search_seed=seed,
+            ),
+        }
+        rows.update({name: measure(d, grid, totals) for name, d in runs.items()})
+    table = pd.DataFrame(rows).T
+    top = grid.nlargest(TOP, "best_robust_acc")[["model.depths", "params", "best_robust_acc"]]
+    print(f"full grid top-{TOP} by test robust accuracy:\n{top.to_string(index=False)}\n")
+    print(f"full grid compute: {totals['macs']:.4g} MAC-epochs, {totals['seconds']:.0f} s train+val\n")
+    with pd.option_context("display.width", 250, "display.max_columns", 20):
+        print(table.to_string(float_format=lambda v: f"{v:.1f}"))
+    (out / "search_efficiency.json").write_text(json.dumps(rows, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main()
