@@ -15,7 +15,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="sweep.py",
         description="Run a tune_robust sweep on Ray Tune; results land in <results-dir>/<sweep>/*.parquet.",
     )
-    p.add_argument("name", nargs="?", help="registered sweep name (see --list)")
+    p.add_argument(
+        "name", nargs="?", help="registered sweep name (see --list), or `report NAME` (see report --help)"
+    )
     p.add_argument("--list", action="store_true", help="list registered sweeps and exit")
     p.add_argument(
         "--dry-run", action="store_true", help="print the trial configs and their count, run nothing"
@@ -103,7 +105,49 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def build_report_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="sweep.py report",
+        description="Write figures and a Markdown + HTML summary of a finished or partial sweep "
+        "(to <results-dir>/<sweep>/report/ unless --out).",
+    )
+    p.add_argument("name", help="a sweep name (read from --results-dir) or a sweep's results directory")
+    p.add_argument(
+        "--results-dir", default="results", help="where <sweep>/trials.parquet is (default: results)"
+    )
+    p.add_argument("--out", help="write the report here instead")
+    p.add_argument(
+        "--compare",
+        metavar="DIR",
+        help="another run of the same configs (e.g. a cheaper fidelity): report the rank correlation",
+    )
+    p.add_argument("--top", type=int, default=10, help="rows of the top-configs table (10)")
+    return p
+
+
+def report(argv: list[str]) -> int:
+    from pathlib import Path
+
+    args = build_report_parser().parse_args(argv)
+    directory = Path(args.name)
+    if not directory.is_dir():
+        directory = Path(args.results_dir) / args.name
+    from analysis.report import write_report
+
+    try:
+        files = write_report(directory, args.out, args.compare, args.top)
+    except (FileNotFoundError, KeyError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for name, path in files.items():
+        print(f"{name}: {path}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["report"]:
+        return report(argv[1:])
     args = build_parser().parse_args(argv)
     from tune_robust.errors import ConfigError
 
@@ -151,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
             print(describe(p))
             print(f"{p.strategy['num_samples']} trials")
             return 0
-        summary = execute(p, command=shlex.join(["python", "sweep.py", *(argv or sys.argv[1:])]))
+        summary = execute(p, command=shlex.join(["python", "sweep.py", *argv]))
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

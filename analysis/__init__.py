@@ -1,26 +1,25 @@
-"""Load sweep results into pandas.
+"""Sweep results in pandas: loading, ranking helpers, paper figures and the sweep report.
 
 Example:
-    >>> from analysis import load_sweep
-    >>> trials, epochs = load_sweep("results/wrn_depth_grid")  # doctest: +SKIP
-    >>> trials.sort_values("best_robust_acc").tail()  # doctest: +SKIP
+    >>> from analysis import load_sweep, top_k, pareto_front
+    >>> res = load_sweep("results/wrn_depth_grid")  # doctest: +SKIP
+    >>> top_k(res.trials, 5)  # doctest: +SKIP
+    >>> pareto_front(res.trials, {"best_robust_acc": "max", "params": "min"})  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from analysis.load import SweepResults, config_keys, expand_stages, load_sweep, stage_keys
+from analysis.stats import fidelity_correlation, pareto_front, rank_correlation, top_k
 
-import pandas as pd
-
-from tune_robust.results.writer import EPOCHS_FILE, TRIALS_FILE
-
-__all__ = ["load_sweep"]
-
-
-def load_sweep(path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(trials, epochs) DataFrames of one sweep directory (``<results>/<sweep>``)."""
-    path = Path(path)
-    if not (path / TRIALS_FILE).exists() and not (path / EPOCHS_FILE).exists():
-        raise FileNotFoundError(f"{path} holds no {TRIALS_FILE} or {EPOCHS_FILE}; is it <results>/<sweep>?")
-    read = lambda f: pd.read_parquet(path / f) if (path / f).exists() else pd.DataFrame()  # noqa: E731
-    return read(TRIALS_FILE), read(EPOCHS_FILE)
+__all__ = [
+    "SweepResults",
+    "config_keys",
+    "expand_stages",
+    "fidelity_correlation",
+    "load_sweep",
+    "pareto_front",
+    "rank_correlation",
+    "stage_keys",
+    "top_k",
+]

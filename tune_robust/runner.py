@@ -600,6 +600,8 @@ def summarize(p: Plan, dashboard: str | None = None, top: int = 10) -> dict[str,
     )
     if out["n_stopped"]:  # stopped early by ASHA: validation numbers only, no test suite to rank by
         ok = ok[~ok["stopped_by_scheduler"].fillna(False).astype(bool)]
+    from analysis.stats import cost_totals
+
     out["totals"] = cost_totals(df)
     if len(ok) and "sanity_messages" in ok:
         flagged = ok[ok["sanity_messages"].notna()]
@@ -616,29 +618,6 @@ def summarize(p: Plan, dashboard: str | None = None, top: int = 10) -> dict[str,
         ascending = p.spec.mode == "min"
         out["table"] = ok.sort_values(p.spec.rank_by, ascending=ascending)[cols].head(top)
     return out
-
-
-def cost_totals(trials: Any) -> dict[str, float]:
-    """Sweep totals of the per-trial cost columns (trials.parquet rows, finished or not)."""
-    import pandas as pd
-
-    if not len(trials):
-        return {}
-
-    def col(name: str) -> pd.Series:
-        if name not in trials:
-            return pd.Series(0.0, index=trials.index)
-        return pd.to_numeric(trials[name], errors="coerce").fillna(0.0)
-
-    wall = col("wall_seconds")
-    return {
-        "trials": float(len(trials)),
-        "trial_hours": float(wall.sum()) / 3600,
-        "cpu_hours": float((wall * col("cpus")).sum()) / 3600,
-        "gpu_hours": float((wall * col("gpus")).sum()) / 3600,
-        "epochs": float(col("epochs_run").sum()),
-        "attack_passes": float(col("attack_passes_total").sum()),
-    }
 
 
 def _transfer_outputs(p: Plan) -> tuple[Any, list[Path]]:

@@ -1,0 +1,255 @@
+"""``python sweep.py report NAME``: figures plus a Markdown and an HTML summary of a finished or
+partial sweep, written to ``<results>/<sweep>/report/``."""
+
+from __future__ import annotations
+
+import html
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from analysis import plots
+from analysis.load import SweepResults, config_keys, load_sweep, stage_keys
+from analysis.stats import cost_totals, fidelity_correlation, pareto_front, rank_correlation, top_k
+
+REPORT_DIR = "report"
+PARETO = {"best_robust_acc": "max", "params": "min", "best_clean_acc": "max"}
+
+
+@dataclass
+class Report:
+    title: str
+    # (heading, kind, content): kind "text" (str), "table" (DataFrame) or "figure" (file name).
+    sections: list[tuple[str, str, Any]] = field(default_factory=list)
+
+    def add(self, heading: str, kind: str, content: Any) -> None:
+        self.sections.append((heading, kind, content))
+
+    def markdown(self) -> str:
+        out = [f"# {self.title}", ""]
+        for heading, kind, content in self.sections:
+            if heading:
+                out += [f"## {heading}", ""]
+            if kind == "text":
+                out += [content, ""]
+            elif kind == "table":
+                out += [markdown_table(content), ""]
+            else:
+                out += [f"![{heading}]({content})", ""]
+        return "\n".join(out)
+
+    def html(self) -> str:
+        body = [f"<h1>{html.escape(self.title)}</h1>"]
+        for heading, kind, content in self.sections:
+            if heading:
+                body.append(f"<h2>{html.escape(heading)}</h2>")
+            if kind == "text":
+                paragraphs = [p for p in str(content).split("\n\n") if p.strip()]
+                body += [f"<p>{html.escape(p).replace(chr(10), '<br>')}</p>" for p in paragraphs]
+            elif kind == "table":
+                body.append(content.to_html(index=False, float_format=_fmt, na_rep="", border=0))
+            else:
+                body.append(f'<img src="{html.escape(content)}" alt="{html.escape(heading)}">')
+        style = (
+            "body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse;"
+            "font-size:13px}td,th{padding:2px 8px;border-bottom:1px solid #ddd;text-align:right}"
+            "img{max-width:100%}"
+        )
+        return (
+            f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(self.title)}</title>"
+            f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n"
+        )
+
+
+def _fmt(v: float) -> str:
+    return f"{v:.4g}"
+
+
+def markdown_table(df: pd.DataFrame) -> str:
+    if not len(df):
+        return "(none)"
+    cells = [
+        [_fmt(v) if isinstance(v, float) else ("" if v is None else str(v)) for v in row]
+        for row in df.itertuples(index=False)
+    ]
+    header = [str(c) for c in df.columns]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in cells]
+    return "\n".join(lines)
+
+
+def _sweep_state(directory: Path) -> dict[str, Any]:
+    path = directory / "sweep.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def write_report(
+    sweep_dir: str | Path, out: str | Path | None = None, compare: str | Path | None = None, top: int = 10
+) -> dict[str, Path]:
+    """Write ``summary.md``, ``summary.html`` and PNG figures; returns their paths by name."""
+    sweep_dir = Path(sweep_dir)
+    res = load_sweep(sweep_dir)
+    out_dir = Path(out) if out else sweep_dir / REPORT_DIR
+    out_dir.mkdir(parents=True, exist_ok=True)
+    state = _sweep_state(sweep_dir)
+    trials = res.trials
+    name = str(trials["sweep"].iloc[0]) if len(trials) else sweep_dir.name
+    fidelity = state.get("fingerprint", {}).get("fidelity") or (
+        str(trials["fidelity"].iloc[0]) if len(trials) else "?"
+    )
+    rep = Report(f"{name} ({fidelity})")
+    rep.add("Status", "text", _status(res, state))
+    files: dict[str, Path] = {}
+    done = _completed(trials)
+    if len(trials):
+        totals = cost_totals(trials)
+        rep.add(
+            "Cost",
+            "text",
+            f"{totals['trial_hours']:.3f} trial-hours ({totals['cpu_hours']:.3f} CPU-hours, "
+            f"{totals['gpu_hours']:.3f} GPU-hours), {totals['epochs']:.0f} epochs, "
+            f"{totals['attack_passes']:.4g} attack forward-backward passes (per example, summed).",
+        )
+    keys = [k for k in config_keys(trials) if not k.startswith("upstream.")] if len(trials) else []
+    if len(done) and "best_robust_acc" in done:
+        cols = [*keys, "params", "best_clean_acc", "best_robust_acc"]
+        cols += [c for c in done if c.startswith("test_") and c.endswith("_acc") and c != "test_clean_acc"]
+        cols = [c for c in dict.fromkeys(cols) if c in done]
+        rep.add(f"Top {top} by test robust accuracy (best weights)", "table", top_k(done, top)[cols])
+        pcols = [c for c in PARETO if c in done]
+        if len(pcols) >= 2:
+            front = pareto_front(done, {c: PARETO[c] for c in pcols})
+            rep.add(
+                "Pareto front (" + ", ".join(f"{c} {PARETO[c]}" for c in pcols) + ")",
+                "table",
+                front[[*keys, *pcols]],
+            )
+        _figures(res, done, out_dir, rep, files)
+    elif len(res.epochs):
+        rep.add("", "text", "No trial has finished its test suite yet; the epochs so far:")
+    if len(res.epochs) and "val_robust_acc" in res.epochs:
+        files["learning_curves"] = out_dir / "learning_curves.png"
+        plots.learning_curves(res.epochs, trials, files["learning_curves"])
+        rep.add("Validation robust accuracy per epoch", "figure", files["learning_curves"].name)
+    _proxy(res, done, rep, compare)
+    _problems(trials, rep)
+    files["markdown"] = out_dir / "summary.md"
+    files["markdown"].write_text(rep.markdown())
+    files["html"] = out_dir / "summary.html"
+    files["html"].write_text(rep.html())
+    return files
+
+
+def _completed(trials: pd.DataFrame) -> pd.DataFrame:
+    if not len(trials) or "best_robust_acc" not in trials:
+        return trials.iloc[0:0]
+    ok = trials[trials["status"] == "TERMINATED"].dropna(subset=["best_robust_acc"])
+    if "stopped_by_scheduler" in ok:
+        ok = ok[~ok["stopped_by_scheduler"].fillna(False).astype(bool)]
+    return ok
+
+
+def _status(res: SweepResults, state: dict[str, Any]) -> str:
+    trials = res.trials
+    fp = state.get("fingerprint", {})
+    strategy = fp.get("strategy", {})
+    planned = strategy.get("num_samples", len(fp.get("configs", [])) or None)
+    n = len(trials)
+    status = trials["status"].astype(str) if n else pd.Series(dtype=str)
+    stopped = (
+        int(trials["stopped_by_scheduler"].fillna(False).astype(bool).sum())
+        if "stopped_by_scheduler" in trials
+        else 0
+    )
+    finished = int((status == "TERMINATED").sum()) - stopped
+    errors = int((status == "ERROR").sum())
+    running = res.epochs["trial_id"].nunique() - n if len(res.epochs) else 0
+    lines = [
+        f"{finished} trials finished, {stopped} stopped early by the scheduler, {errors} failed"
+        + (f", {max(running, 0)} with epochs but no final row yet" if running > 0 else "")
+        + (f"; {planned} planned" if planned else "")
+        + (" (partial sweep)" if planned and finished + stopped + errors < planned else "")
+        + "."
+    ]
+    if strategy:
+        lines.append("Strategy: " + ", ".join(f"{k}={v}" for k, v in strategy.items()) + ".")
+    if state.get("command"):
+        lines.append(f"Command: `{state['command']}`")
+    return "\n\n".join(lines)
+
+
+def _figures(
+    res: SweepResults, done: pd.DataFrame, out_dir: Path, rep: Report, files: dict[str, Path]
+) -> None:
+    if "params" in done and done["params"].nunique() > 1:
+        files["robustness_vs_params"] = out_dir / "robustness_vs_params.png"
+        plots.robustness_vs_params(done, files["robustness_vs_params"])
+        rep.add("Robust accuracy vs parameters (Huang et al. Fig. 1b)", "figure", "robustness_vs_params.png")
+    for key in stage_keys(done):
+        fname = f"stage_effect_{key.split('.')[-1]}.png"
+        files[f"stage_effect_{key}"] = out_dir / fname
+        plots.stage_effect(done, key, files[f"stage_effect_{key}"])
+        rep.add(f"Per-stage effect of {key} (Huang et al. Figs. 2a-c / 3a-c)", "figure", fname)
+    if "best_clean_acc" in done:
+        files["clean_vs_robust"] = out_dir / "clean_vs_robust.png"
+        plots.clean_vs_robust(done, files["clean_vs_robust"])
+        rep.add(
+            "Clean vs robust accuracy, marker size by parameters (RNAS-CL Fig. 1)",
+            "figure",
+            "clean_vs_robust.png",
+        )
+    for table, title in (
+        ("acc_vs_eps", "Accuracy vs eps (RACL Fig. 3b-c)"),
+        ("acc_vs_steps", "Accuracy vs PGD iterations (RACL Fig. 3a, RobNet supp. Fig. 3)"),
+    ):
+        if len(res.table(table)):
+            files[table] = out_dir / f"{table}.png"
+            plots.accuracy_curves(res.table(table), res.trials, files[table])
+            rep.add(title, "figure", f"{table}.png")
+    if len(res.table("transfer")):
+        files["transfer"] = out_dir / "transfer.png"
+        plots.transfer_heatmap(res.table("transfer"), files["transfer"])
+        rep.add("Transfer attacks (source x target)", "figure", "transfer.png")
+
+
+def _proxy(res: SweepResults, done: pd.DataFrame, rep: Report, compare: str | Path | None) -> None:
+    """How far cheap signals rank configs like the final result: the first validation epoch (what
+    ASHA's first rung sees) and, with ``compare``, another run of the same configs."""
+    lines = []
+    epochs = res.epochs
+    if len(done) >= 3 and len(epochs) and "val_robust_acc" in epochs and done["epochs_run"].max() > 1:
+        first = epochs[epochs["epoch"] == 1].set_index("trial_id")["val_robust_acc"]
+        final = done.set_index("trial_id")["best_robust_acc"]
+        try:
+            rc = rank_correlation(first, final)
+            lines.append(
+                f"Epoch-1 validation robust accuracy vs final test robust accuracy over {rc['n']} configs: "
+                f"Kendall tau {rc['kendall_tau']:.3f}, Spearman rho {rc['spearman_rho']:.3f}."
+            )
+        except ValueError as e:
+            lines.append(f"Epoch-1 proxy: {e}.")
+    if compare is not None:
+        other = _completed(load_sweep(compare).trials)
+        fc = fidelity_correlation(other, done)
+        lines.append(
+            f"{compare} (cheap) vs this sweep over {fc['n']} shared configs: Kendall tau "
+            f"{fc['kendall_tau']:.3f} (p {fc['kendall_p']:.2g}), Spearman rho {fc['spearman_rho']:.3f} "
+            f"(p {fc['spearman_p']:.2g}), top-5 overlap {fc['top5_overlap']}/5."
+        )
+    if lines:
+        rep.add("Proxy fidelity (rank correlation)", "text", "\n\n".join(lines))
+
+
+def _problems(trials: pd.DataFrame, rep: Report) -> None:
+    if not len(trials):
+        return
+    if "sanity_messages" in trials:
+        flagged = trials.dropna(subset=["sanity_messages"])
+        if len(flagged):
+            rep.add("Sanity warnings", "table", flagged[["trial_id", "sanity_messages"]])
+    errors = trials[trials["status"].astype(str) == "ERROR"]
+    if len(errors):
+        rep.add("Failed trials", "table", errors[["trial_id", "error"]])
