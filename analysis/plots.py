@@ -1,4 +1,5 @@
-"""Figures from sweep Parquet files (matplotlib, Agg backend; each returns the figure and saves a PNG)."""
+"""Figures from sweep Parquet files: each returns a matplotlib figure (closed, so loops over sweeps do not
+keep them alive) and saves a PNG when given a path."""
 
 from __future__ import annotations
 
@@ -52,9 +53,8 @@ def transfer_heatmap(df: pd.DataFrame, path: str | Path | None = None, value: st
 
 
 def _plt() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
+    # No backend is forced: without a display matplotlib falls back to Agg, and in a notebook the
+    # inline backend renders the returned figures.
     import matplotlib.pyplot as plt
 
     return plt
@@ -116,18 +116,15 @@ def stage_effect(
     """One panel per stage: ``metric`` as that stage's value varies while the other stages stay at
     ``base`` (Huang et al. Figs. 2a-c for depths with the others at 5, 3a-c for widths at 10).
 
-    ``base`` defaults to each stage's most common value (ties: the median), which is 5-5-5 on the
-    depth grid and 10-10-10 on a one-stage-at-a-time width grid.
+    ``base`` defaults to the config whose one-stage variations the sweep ran most of (ties: the one
+    nearest the per-stage medians): 5-5-5 on the depth grid, 10-10-10 on a one-stage-at-a-time width
+    grid.
     """
     plt = _plt()
     df = expand_stages(_completed(trials, metric), key)
     cols = [c for c in df.columns if c.startswith(f"{key}[")]
     if base is None:
-        base = []
-        for c in cols:
-            counts = df[c].value_counts()
-            tied = sorted(counts[counts == counts.max()].index)
-            base.append(tied[(len(tied) - 1) // 2])
+        base = _cross_centre(df[cols].to_numpy(float))
     if len(base) != len(cols):
         raise ValueError(f"base has {len(base)} values; {key} has {len(cols)} stages")
     fig, axes = plt.subplots(1, len(cols), figsize=(3.4 * len(cols), 3.2), sharey=True, squeeze=False)
@@ -149,6 +146,23 @@ def stage_effect(
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel(f"{metric} (%)")
     return _finish(fig, path)
+
+
+def _cross_centre(values: np.ndarray) -> list[float]:
+    """The grid point with the most rows differing from it in at most one stage."""
+    import itertools
+
+    stages = [np.unique(values[:, i]) for i in range(values.shape[1])]
+    medians = np.array([np.median(v) for v in stages])
+    best: tuple[int, float] | None = None
+    centre: list[float] = []
+    for cand in itertools.product(*stages):
+        c = np.array(cand)
+        count = int(((values != c).sum(axis=1) <= 1).sum())
+        key = (count, -float(np.abs(c - medians).sum()))
+        if best is None or key > best:
+            best, centre = key, [float(x) for x in cand]
+    return centre
 
 
 def clean_vs_robust(
