@@ -13,8 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import fidelity_correlation, load_sweep, pareto_front, rank_correlation, top_k
-from analysis import plots
+from analysis import fidelity_correlation, load_sweep, pareto_front, plots, rank_correlation, top_k
 from analysis.report import write_report
 from analysis.stats import cost_totals
 from tune_robust.results.writer import SCHEMA_VERSION
@@ -144,7 +143,7 @@ def test_load_sweep_types_tables_and_several_sweeps(tmp_path):
     assert res.table("lipschitz").empty
     trials, epochs = load_sweep([tmp_path / "r" / "a"])  # unpacks like before
     assert len(trials) == 27 and len(epochs) == 26 * 3 + 1
-    with pytest.raises(FileNotFoundError, match="holds no trials.parquet"):
+    with pytest.raises(FileNotFoundError, match=r"holds no trials\.parquet"):
         load_sweep(tmp_path / "nothing")
 
 
