@@ -1,0 +1,205 @@
+"""Adaptive search: the grid's Optuna encoding, strategy validation, and ``--search tpe --scheduler asha``
+end to end on the embedded default, killed mid-run and resumed with its searcher and scheduler state;
+the wrn_depth_grid notebook and the report run against that sweep's Parquet."""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import sweep
+from tune_robust.runner import RunOptions, plan
+from tune_robust.search import GridEncoding
+from tune_robust.sweeps import get_sweep
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = 8
+
+
+def _params(encoding: GridEncoding, point: dict) -> dict:
+    """Optuna parameters naming ``point`` (inverse of decode, for the round trip)."""
+    params = {}
+    for d in encoding.dims:
+        value = point[encoding.keys[d.key]]
+        if d.position is not None:
+            params[d.name] = value[d.position]
+        elif d.choices == list(range(len(d.choices))) and not isinstance(value, int):
+            params[d.name] = next(i for i, v in enumerate(d.choices) if v == value)
+        else:
+            params[d.name] = value
+    return params
+
+
+def test_depth_grid_encodes_as_three_ordinal_stages_and_decodes_every_point():
+    spec = get_sweep("wrn_depth_grid")
+    enc = GridEncoding.from_space(spec.space_for("smoke"), {})
+    dists = enc.distributions()
+    assert list(dists) == ["model.depths[0]", "model.depths[1]", "model.depths[2]"]
+    assert all(type(d).__name__ == "IntDistribution" and d.step == 2 for d in dists.values())
+    for i, point in enumerate(spec.points({}, "smoke")):
+        assert enc.decode(_params(enc, point)) == i
+
+
+def test_width_grid_and_variants_decode_to_their_points():
+    for name in ("wrn_width_grid", "at_methods"):
+        spec = get_sweep(name)
+        space = spec.space_for("smoke")
+        enc = GridEncoding.from_space(space, {})
+        points = list(spec.points({}, "smoke"))
+        for i in range(len(points)):
+            # Walk the mixed-radix index back to per-key value indices.
+            idx, params = i, {}
+            for ki in reversed(range(len(enc.keys))):
+                idx, j = divmod(idx, enc.sizes[ki])
+                value = space[enc.keys[ki]].values[j]
+                for d in (d for d in enc.dims if d.key == ki):
+                    if d.position is not None:
+                        params[d.name] = value[d.position]
+                    elif d.choices == list(range(len(d.choices))):
+                        params[d.name] = j
+                    else:
+                        params[d.name] = value
+            assert enc.decode(params) == i
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--search", "tpe", "--max-trials", "3"], "with --search random/tpe/nsga2 use --num-samples"),
+        (["--num-samples", "5"], "--num-samples applies to --search random/tpe/nsga2"),
+        (["--search", "random", "--num-samples", "200"], "the grid has 125, --num-samples 200"),
+        (["--scheduler", "asha", "--grace-period", "5"], "below train.epochs (5), got 5"),
+        (["--scheduler", "asha", "--reduction-factor", "1"], "--reduction-factor must be > 1"),
+        (["--search", "nsga2", "--objective", "test_acc:max"], "expected METRIC:max|min"),
+        (["--objective", "params:min"], "--objective applies to --search tpe or nsga2"),
+    ],
+)
+def test_bad_strategy_is_one_clear_line(capsys, tmp_path, args, message):
+    code = sweep.main(["wrn_depth_grid", "--results-dir", str(tmp_path), *args])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: ") and message in err and err.count("\n") == 1
+
+
+def test_strategy_defaults_and_fingerprint():
+    p = plan("wrn_depth_grid", RunOptions(search="nsga2", search_seed=3))
+    assert p.strategy["num_samples"] == 32 and p.strategy["objectives"] == [
+        "val_robust_acc:max",
+        "params:min",
+    ]
+    assert p.fingerprint()["strategy"]["search_seed"] == 3
+    grid = plan("wrn_depth_grid", RunOptions())
+    assert grid.strategy == {"search": "grid", "scheduler": "fifo", "search_seed": 0, "num_samples": 125}
+
+
+def _cmd(results: Path, *extra: str) -> list[str]:
+    strategy = ["--search", "tpe", "--scheduler", "asha", "--num-samples", str(SAMPLES), "--seed", "1"]
+    sets = ["--set", "train.epochs=3", "--results-dir", str(results), "-q"]
+    return [sys.executable, str(ROOT / "sweep.py"), "wrn_depth_grid", *strategy, *sets, *extra]
+
+
+def _read(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(path)
+    except (FileNotFoundError, OSError, ValueError):
+        return pd.DataFrame()
+
+
+@pytest.fixture(scope="module")
+def tpe_asha_sweep(tmp_path_factory) -> tuple[Path, set[str]]:
+    """Run tpe + asha, SIGKILL the driver once 3 trials are recorded, resume; (sweep dir, ids before)."""
+    results = tmp_path_factory.mktemp("search")
+    d = results / "wrn_depth_grid"
+    proc = subprocess.Popen(
+        _cmd(results), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and len(_read(d / "trials.parquet")) < 3:
+            time.sleep(0.2)
+        assert len(_read(d / "trials.parquet")) >= 3, "the sweep never recorded 3 trials"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    before = set(_read(d / "trials.parquet")["trial_id"])
+    assert len(before) < SAMPLES, "the sweep finished before it could be interrupted"
+    resumed = subprocess.run(_cmd(results, "--resume"), cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    return d, before
+
+
+def _newest(d: Path, pattern: str) -> object:
+    with open(sorted(glob.glob(str(d / "tune" / pattern)))[-1], "rb") as f:
+        return pickle.load(f)
+
+
+def test_tpe_asha_resumes_with_searcher_and_scheduler_state(tpe_asha_sweep):
+    d, before = tpe_asha_sweep
+    trials = pd.read_parquet(d / "trials.parquet")
+    epochs = pd.read_parquet(d / "epochs.parquet")
+    assert len(trials) == SAMPLES and trials["trial_id"].is_unique and before <= set(trials["trial_id"])
+    assert (trials["status"] == "TERMINATED").all()
+    assert set(trials["search"]) == {"tpe"} and set(trials["scheduler"]) == {"asha"}
+    stopped = trials["stopped_by_scheduler"].astype(bool)
+    assert stopped.any(), "ASHA stopped no trial at its epoch-1 rung"
+    assert (trials.loc[stopped, "epochs_run"] < 3).all() and trials.loc[
+        stopped, "best_robust_acc"
+    ].isna().all()
+    assert (
+        trials.loc[~stopped, "best_robust_acc"].notna().all()
+        and (trials.loc[~stopped, "epochs_run"] == 3).all()
+    )
+    # Cost columns: attack passes add up from the epochs; wall seconds and resources present.
+    per_trial = epochs.groupby("trial_id")["train_attack_passes"].sum()
+    recorded = trials.set_index("trial_id")["total_train_attack_passes"]
+    assert (recorded == per_trial.reindex(recorded.index)).all()
+    assert (trials["wall_seconds"] > 0).all() and (trials["cpus"] == 1.0).all()
+    # The Optuna study kept every trial across the restart (one per trial, each told its value).
+    searcher = _newest(d, "searcher-state-*.pkl")
+    study = searcher["_ot_study"]  # type: ignore[index]
+    assert len(study.trials) == SAMPLES
+    assert all(t.state.name == "COMPLETE" and t.value is not None for t in study.trials)
+    # ASHA's epoch-1 rung holds a record of every trial, those from before the kill included.
+    states = _newest(d, "callback-states-*.pkl")
+    blob = next(s["scheduler"] for s in states.values() if isinstance(s, dict) and "scheduler" in s)  # type: ignore[union-attr]
+    asha = pickle.loads(blob)
+    rung1 = next(recorded for milestone, recorded in asha["_brackets"][0]._rungs if milestone == 1)
+    assert set(rung1) == set(trials["trial_id"])
+
+
+def test_notebook_executes_against_a_real_sweep(tpe_asha_sweep):
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    d, _ = tpe_asha_sweep
+    for path in sorted((ROOT / "analysis" / "notebooks").glob("*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        os.environ["TUNE_ROBUST_SWEEP_DIR"] = str(d)
+        try:
+            nbclient.NotebookClient(nb, timeout=300, kernel_name="python3").execute(cwd=str(ROOT))
+        finally:
+            del os.environ["TUNE_ROBUST_SWEEP_DIR"]
+        outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+        text = "".join(o.get("text", "") for o in outputs)
+        assert f"{SAMPLES} trial rows" in text and "Kendall tau" in text
+        assert sum("image/png" in o.get("data", {}) for o in outputs) >= 4
+
+
+def test_report_on_a_real_sweep(tpe_asha_sweep, tmp_path):
+    d, _ = tpe_asha_sweep
+    code = sweep.main(["report", str(d), "--out", str(tmp_path)])
+    assert code == 0
+    md = (tmp_path / "summary.md").read_text()
+    assert "stopped early by the scheduler" in md and "search=tpe, scheduler=asha" in md
+    assert "--resume" in md or "python sweep.py wrn_depth_grid" in md
+    assert (tmp_path / "robustness_vs_params.png").exists() and (tmp_path / "summary.html").exists()
