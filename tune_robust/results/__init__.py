@@ -1,6 +1,6 @@
 """The one results writer: ``<results>/<sweep>/trials.parquet`` and ``epochs.parquet``.
 
-Schema (version 2; bump ``SCHEMA_VERSION`` when a column changes meaning or disappears):
+Schema (version 3; bump ``SCHEMA_VERSION`` when a column changes meaning or disappears):
 
 trials.parquet, one row per finished or failed trial, keyed by ``trial_id``:
     schema_version, sweep, fidelity, trial_id, status ("TERMINATED" | "ERROR"), error (message or null),
@@ -10,8 +10,12 @@ trials.parquet, one row per finished or failed trial, keyed by ``trial_id``:
     for standard training), best_epoch, best_val_robust_acc, eval_attack and
     train_attack (e.g. "pgd20-linf-eps0.03137-step0.003137"), stopped_early (why a method ended training
     before train.epochs, e.g. Fast AT's catastrophic-overfitting stop; else null), epochs_run, test_examples,
-    wall_seconds, cpus, gpus, device, hostname, node_id (Ray node), resumed_from_epoch (epochs done before
-    the last restart), failures (retries used), checkpoint_path (the trial's state directory: state.pt, model.pt with the
+    wall_seconds (summed over restarts), cpus, gpus, device, hostname, node_id (Ray node),
+    resumed_from_epoch (epochs done before the last restart), failures (retries used),
+    total_train_attack_passes / total_val_attack_passes (attack forward-backward passes per example,
+    summed over training / per-epoch validation), attack_passes_total (those plus the test suite's
+    attack_grad_passes), stopped_by_scheduler (ASHA ended the trial before its last epoch: validation
+    columns only, no test suite), search, scheduler, search_seed (the sweep's strategy), checkpoint_path (the trial's state directory: state.pt, model.pt with the
     best weights, config.json), finished_at (UTC ISO time).
 
     Evaluation suite (tune_robust.evaluation.suite, on the best weights): test_clean_acc,
@@ -24,10 +28,14 @@ trials.parquet, one row per finished or failed trial, keyed by ``trial_id``:
 epochs.parquet, one row per trial and epoch, keyed by (trial_id, epoch):
     schema_version, sweep, trial_id, epoch, train_loss, train_acc, lr, train_seconds, train_examples,
     val_split, val_clean_acc, val_robust_acc, eval_seconds, best_epoch, best_val_robust_acc,
-    probe_pgd_acc (Fast AT: PGD accuracy on its fixed training batch), stopped_early.
+    probe_pgd_acc (Fast AT: PGD accuracy on its fixed training batch), stopped_early,
+    train_attack_passes, val_attack_passes (this epoch's), epoch_end_time (unix seconds).
 
 Version 2 (issue 4): the training method moved from ``train.method`` to the ``method`` section
 (``method.name`` plus its options, e.g. ``method.beta``); stopped_early and probe_pgd_acc were added.
+
+Version 3 (issue 5): cost and strategy columns; wall_seconds now sums the runs of a restarted trial.
+``analysis.load_sweep`` reads versions 1-3 (version 1's ``train.method`` becomes ``method.name``).
 
 Tables reported by trials, one file each, keyed by trial_id (schema_version, sweep, trial_id, ...):
     lipschitz.parquet      table, attack, x (block index), label (block name or "logits"), value
