@@ -51,6 +51,12 @@ def test_every_method_trains_one_epoch(method):
     assert changed, f"{method} did not update the model"
     # every update of a replaying method is counted by the LR schedule (cosine/step end where they should)
     assert tr.scheduler.last_epoch == tr.steps_per_epoch * tr.method.updates_per_batch
+    # Cost accounting: attack forward-backward passes per example. PGD-2 for pgd_at/trades/mart, none
+    # for standard, one per replay for Free (m = 8), FGSM plus Fast's PGD-5 probe batch (32 examples).
+    seen = metrics["train_examples"]
+    expected = {"standard": 0, "free": 8 * seen, "fast": seen + 5 * 32}.get(method, 2 * seen)
+    assert metrics["train_attack_passes"] == expected == metrics["total_train_attack_passes"]
+    assert metrics["val_attack_passes"] == 32 * 2  # eval_limit 32 x PGD-2 (clean costs none)
 
 
 # ---------------------------------------------------------------------------------------------------
