@@ -203,3 +203,32 @@ def test_report_on_a_real_sweep(tpe_asha_sweep, tmp_path):
     assert "stopped early by the scheduler" in md and "search=tpe, scheduler=asha" in md
     assert "--resume" in md or "python sweep.py wrn_depth_grid" in md
     assert (tmp_path / "robustness_vs_params.png").exists() and (tmp_path / "summary.html").exists()
+
+
+def test_choice_searcher_hands_out_grid_configs_and_feeds_optuna():
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    from tune_robust.search import ChoiceSearcher
+
+    p = plan("wrn_depth_grid", RunOptions(search="tpe", num_samples=4))
+    enc = GridEncoding.from_space(p.spec.space_for("smoke"), {})
+    inner = OptunaSearch(
+        space=enc.distributions(),
+        metric="val_robust_acc",
+        mode="max",
+        sampler=optuna.samplers.TPESampler(seed=0),
+    )
+    searcher = ChoiceSearcher(inner, enc, p.configs)
+    for i in range(4):
+        cfg = searcher.suggest(f"t{i}")
+        assert cfg in p.configs and cfg == searcher.suggest(f"t{i}")  # stable per trial id
+        searcher.on_trial_result(f"t{i}", {"epoch": 1, "training_iteration": 1})  # no validation: skipped
+        searcher.on_trial_result(f"t{i}", {"val_robust_acc": 0.1 * i, "training_iteration": 2})
+        searcher.on_trial_complete(f"t{i}", {"val_robust_acc": 0.1 * i})
+    study = inner._ot_study
+    assert [t.value for t in study.trials] == pytest.approx([0.0, 0.1, 0.2, 0.3])
+    assert [t.intermediate_values for t in study.trials][1] == pytest.approx({2: 0.1})
+    restored = ChoiceSearcher(inner, enc, p.configs)
+    restored.set_state(searcher.get_state())
+    assert restored.suggest("t2") == searcher.suggest("t2")

@@ -173,7 +173,9 @@ class ChoiceSearcher(Searcher):
         return copy.deepcopy(self.configs[self.suggested[trial_id]])
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        self.searcher.on_trial_result(trial_id, result)
+        metrics = self.searcher.metric if isinstance(self.searcher.metric, list) else [self.searcher.metric]
+        if all(m in result for m in metrics):  # epochs without validation (train.eval_every > 1) are skipped
+            self.searcher.on_trial_result(trial_id, result)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         self.searcher.on_trial_complete(trial_id, result=result, error=error)
