@@ -179,8 +179,9 @@ def test_tpe_asha_resumes_with_searcher_and_scheduler_state(tpe_asha_sweep):
 
 
 def test_notebook_executes_against_a_real_sweep(tpe_asha_sweep):
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
+    import nbclient
+    import nbformat
+
     d, _ = tpe_asha_sweep
     for path in sorted((ROOT / "analysis" / "notebooks").glob("*.ipynb")):
         nb = nbformat.read(path, as_version=4)
