@@ -169,6 +169,51 @@ def asha_expectation(grid: pd.DataFrame, epochs: pd.DataFrame, draws: int = 10_0
     }
 
 
+def tpe_expectation(
+    grid: pd.DataFrame, epochs: pd.DataFrame, samples: int, seeds: range = range(100)
+) -> dict[str, Any]:
+    """TPE replayed serially with Optuna's ask/tell on the recorded results (the runner's encoding of
+    the grid, objective = last-epoch validation robust accuracy, as Ray's OptunaSearch is told): compute
+    until a top-5 config completes, over ``seeds``. Ray runs 2 trials at a time, so after the random
+    start-up trials a real run may ask in a different order than this serial replay."""
+    import optuna
+
+    from tune_robust.search import GridEncoding
+    from tune_robust.sweeps import get_sweep
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    spec = get_sweep(SWEEP)
+    encoding = GridEncoding.from_space(spec.space_for("smoke"), {})
+    labels = ["-".join(map(str, p["model.depths"])) for p in spec.points({}, "smoke")]
+    last = epochs[epochs["epoch"] == epochs["epoch"].max()].set_index("model.depths")
+    macs = epochs.groupby("model.depths")["macs"].sum()
+    top = set(grid.nlargest(TOP, "best_robust_acc")["model.depths"])
+    total = float(macs.sum())
+    found, spent = [], []
+    for seed in seeds:
+        study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
+        cost, hit = 0.0, float("nan")
+        for _ in range(samples):
+            trial = study.ask(encoding.distributions())
+            config = labels[encoding.decode(trial.params)]
+            cost += float(macs[config])
+            study.tell(trial, float(last.loc[config, "val_robust_acc"]))
+            if config in top and np.isnan(hit):
+                hit = cost
+        found.append(hit / total)
+        spent.append(cost / total)
+    f = np.array(found)
+    return {
+        "trials": samples,
+        "found": f"top-5 completed in {100 * np.mean(~np.isnan(f)):.0f}% of {len(seeds)} seeds",
+        "MAC-epochs to top-5 %": 100 * float(np.nanmean(f)) if np.any(~np.isnan(f)) else float("nan"),
+        "MAC-epochs median / p90 %": "{:.1f} / {:.1f}".format(*(100 * np.nanpercentile(f, [50, 90])))
+        if np.any(~np.isnan(f))
+        else "",
+        "MAC-epochs %": 100 * float(np.mean(spent)),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="results/bench_search", help="where the runs go (reused if present)")
@@ -187,6 +232,10 @@ def main() -> None:
         "full grid (grid order)": measure(grid_dir, grid, totals),
         "full grid (random order, expected)": random_order_expectation(grid, grid_epochs),
         "ASHA replayed serially (random order, expected)": asha_expectation(grid, grid_epochs),
+        f"TPE {args.tpe_samples} replayed serially (100 seeds)": tpe_expectation(
+            grid, grid_epochs, args.tpe_samples
+        ),
+        "TPE 60 replayed serially (100 seeds)": tpe_expectation(grid, grid_epochs, 60),
     }
     for seed in args.seeds:
         runs = {
