@@ -1,6 +1,7 @@
 """Proxy fidelity: does a cheap run of the depth grid rank configs like the full smoke run?
 
-Runs ``wrn_depth_grid`` (smoke: digits, PGD-3 AT) with ``train.epochs`` = each of ``--epochs`` and compares
+Runs ``wrn_depth_grid`` (smoke: digits, PGD-3 AT) with ``train.epochs`` = each of ``--epochs`` (the warm-up
+epoch dropped for a 1-epoch run) and compares
 each run's ranking by test robust accuracy (best_robust_acc) with the reference run (the 5-epoch full
 grid, e.g. the one bench/search_efficiency.py made): Kendall tau, Spearman rho, top-5 overlap, and the
 compute the proxy took. It also reports, from the reference run alone, how well validation robust
@@ -40,7 +41,15 @@ def main() -> None:
     for n in args.epochs:
         d = Path(args.out) / f"epochs{n}"
         resume = (d / SWEEP / "sweep.json").exists()
-        p = plan(SWEEP, RunOptions(results_dir=str(d), verbose=0, resume=resume, sets=(f"train.epochs={n}",)))
+        p = plan(
+            SWEEP,
+            RunOptions(
+                results_dir=str(d),
+                verbose=0,
+                resume=resume,
+                sets=(f"train.epochs={n}", f"train.warmup_epochs={min(1, n - 1)}"),
+            ),
+        )
         execute(p, command=f"bench/proxy_fidelity.py epochs={n}")
         run = load_sweep(d / SWEEP)
         done = completed(run.trials)
