@@ -166,7 +166,9 @@ def _status(res: SweepResults, state: dict[str, Any]) -> str:
     )
     finished = int((status == "TERMINATED").sum()) - stopped
     errors = int((status == "ERROR").sum())
-    running = res.epochs["trial_id"].nunique() - n if len(res.epochs) else 0
+    running = (
+        len(set(res.epochs["trial_id"]) - set(trials["trial_id"] if n else [])) if len(res.epochs) else 0
+    )
     lines = [
         f"{finished} trials finished, {stopped} stopped early by the scheduler, {errors} failed"
         + (f", {max(running, 0)} with epochs but no final row yet" if running > 0 else "")

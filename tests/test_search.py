@@ -233,3 +233,28 @@ def test_choice_searcher_hands_out_grid_configs_and_feeds_optuna():
     restored = ChoiceSearcher(inner, enc, p.configs)
     restored.set_state(searcher.get_state())
     assert restored.suggest("t2") == searcher.suggest("t2")
+
+
+def test_resume_refuses_another_strategy_but_accepts_pre_strategy_state(tmp_path):
+    import json
+
+    from tune_robust.errors import ConfigError
+    from tune_robust.runner import SWEEP_FILE, check_results_dir
+
+    first = plan("wrn_depth_grid", RunOptions(results_dir=str(tmp_path), max_trials=3))
+    first.sweep_dir.mkdir(parents=True)
+    state = {"fingerprint": first.fingerprint(), "command": "python sweep.py wrn_depth_grid --max-trials 3"}
+    (first.sweep_dir / SWEEP_FILE).write_text(json.dumps(state))
+    again = plan("wrn_depth_grid", RunOptions(results_dir=str(tmp_path), max_trials=3, resume=True))
+    assert check_results_dir(again) is True
+    asha = plan(
+        "wrn_depth_grid", RunOptions(results_dir=str(tmp_path), max_trials=3, resume=True, scheduler="asha")
+    )
+    with pytest.raises(ConfigError, match="search strategy"):
+        check_results_dir(asha)
+    # A sweep.json written before strategies existed resumes as the plain grid run it was.
+    del state["fingerprint"]["strategy"]
+    (first.sweep_dir / SWEEP_FILE).write_text(json.dumps(state))
+    assert check_results_dir(again) is True
+    with pytest.raises(ConfigError, match="--max-trials 3"):
+        check_results_dir(asha)

@@ -143,8 +143,9 @@ def plan(name: str, options: RunOptions) -> Plan:
         for cfg in configs:
             for key, raw in sets:
                 apply_override(cfg, key, raw)
+    strategy = _strategy(spec, options, configs)  # cheap checks first: _validate builds models, reads data
     _validate(configs)
-    return Plan(spec, options, base, points, configs, cpus, gpus, _strategy(spec, options, configs))
+    return Plan(spec, options, base, points, configs, cpus, gpus, strategy)
 
 
 SEARCHES = ("grid", "random", "tpe", "nsga2")
@@ -409,12 +410,18 @@ def check_results_dir(p: Plan) -> bool:
         )
     if p.options.resume and exists:
         if state.exists():
-            stored = json.loads(state.read_text())
-            if stored.get("fingerprint") != p.fingerprint():
+            saved = json.loads(state.read_text())
+            stored = saved.get("fingerprint", {})
+            if "strategy" not in stored and (p.strategy["search"], p.strategy["scheduler"]) == (
+                "grid",
+                "fifo",
+            ):
+                stored["strategy"] = p.strategy  # written before strategies existed: a plain grid run
+            if stored != p.fingerprint():
                 raise ConfigError(
                     f"--resume: {d} holds sweep {p.spec.name!r} run with other options "
-                    f"(fidelity/--set/--dataset/--max-trials/resources); resume with the same options "
-                    f"as the first run: {stored.get('command', '')}"
+                    f"(fidelity/--set/--dataset/--max-trials/resources/search strategy); resume with "
+                    f"the same options as the first run: {saved.get('command', '')}"
                 )
         return True
     return False
