@@ -9,28 +9,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from tune_robust.results.writer import EPOCHS_FILE, SCHEMA_VERSION, TABLES, TRIALS_FILE
+from tune_robust.results.writer import EPOCHS_FILE, SCHEMA_VERSION, TABLES, TRIAL_METRICS, TRIALS_FILE
 
 # Column -> dtype for the columns every sweep writes (others keep what Parquet stored).
 _CATEGORIES = ("sweep", "fidelity", "status", "search", "scheduler", "val_split", "device")
 _BOOLEANS = ("stopped_by_scheduler", "suspect_gradient_masking")
+# The writer's per-trial metrics that are text, not numbers; every other one is numeric.
+_TEXT_METRICS = ("eval_attack", "train_attack", "stopped_early", "device", "hostname", "node_id")
 _NUMBERS = (
-    "params",
-    "macs",
-    "final_clean_acc",
-    "final_robust_acc",
-    "best_clean_acc",
-    "best_robust_acc",
-    "best_epoch",
-    "best_val_robust_acc",
-    "epochs_run",
-    "wall_seconds",
-    "cpus",
-    "gpus",
-    "attack_grad_passes",
-    "total_train_attack_passes",
-    "total_val_attack_passes",
-    "attack_passes_total",
+    *(c for c in TRIAL_METRICS if c not in _TEXT_METRICS),
+    *("epochs_run", "wall_seconds", "cpus", "gpus", "attack_grad_passes", "attack_passes_total"),
     "eval_suite_seconds",
 )
 # Renames of config columns between schema versions (old -> new).

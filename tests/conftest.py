@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,3 +36,30 @@ def mnist_dir() -> Path:
 @pytest.fixture
 def cifar_dir() -> Path:
     return shared_data("cifar-10-subset")
+
+
+def read_parquet(path: Path) -> pd.DataFrame:
+    """A results file as it is now (empty while missing or being replaced)."""
+    try:
+        return pd.read_parquet(path)
+    except (FileNotFoundError, OSError, ValueError):
+        return pd.DataFrame()
+
+
+def kill_sweep_when(cmd: list[str], ready: Callable[[], bool], timeout: float, what: str) -> None:
+    """Start a sweep driver, SIGKILL it once ``ready()`` holds, then end whatever it had started (Ray's
+    local processes) as a crash would."""
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        deadline = time.time() + timeout
+        while not ready():
+            if time.time() > deadline:
+                raise AssertionError(f"the sweep never reached {what}")
+            time.sleep(0.2)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
+from conftest import kill_sweep_when
+from conftest import read_parquet as _read
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,40 +29,18 @@ def _sweep(results: Path, *extra: str) -> list[str]:
     ]
 
 
-def _read(path: Path) -> pd.DataFrame:
-    try:
-        return pd.read_parquet(path)
-    except (FileNotFoundError, OSError, ValueError):
-        return pd.DataFrame()
-
-
 def test_resume_after_kill_9(tmp_path):
     d = tmp_path / "wrn_depth_grid"
-    proc = subprocess.Popen(
-        _sweep(tmp_path),
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        # Wait until one trial has finished and another is part-way (has epochs but no trial row).
-        deadline = time.time() + 240
-        while time.time() < deadline:
-            trials, epochs = _read(d / "trials.parquet"), _read(d / "epochs.parquet")
-            if len(trials) >= 1 and len(epochs):
-                running = epochs[~epochs["trial_id"].isin(trials["trial_id"])]
-                if len(running) and running["epoch"].max() >= 2:
-                    break
-            time.sleep(0.2)
-        else:
-            raise AssertionError("the sweep never reached a mid-point to interrupt")
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-    finally:
-        # The driver is gone; end whatever it had started (Ray's local processes) as a crash would.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
+
+    def mid_point() -> bool:
+        # One trial has finished and another is part-way (has epochs but no trial row).
+        trials, epochs = _read(d / "trials.parquet"), _read(d / "epochs.parquet")
+        if not len(trials) or not len(epochs):
+            return False
+        running = epochs[~epochs["trial_id"].isin(trials["trial_id"])]
+        return bool(len(running)) and running["epoch"].max() >= 2
+
+    kill_sweep_when(_sweep(tmp_path), mid_point, 240, "a mid-point to interrupt")
     finished_before = set(_read(d / "trials.parquet")["trial_id"])
     assert 1 <= len(finished_before) < 4
 

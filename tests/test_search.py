@@ -4,18 +4,17 @@ the wrn_depth_grid notebook and the report run against that sweep's Parquet."""
 
 from __future__ import annotations
 
-import contextlib
 import glob
 import os
 import pickle
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import kill_sweep_when
+from conftest import read_parquet as _read
 
 import sweep
 from tune_robust.runner import RunOptions, plan
@@ -107,31 +106,13 @@ def _cmd(results: Path, *extra: str) -> list[str]:
     return [sys.executable, str(ROOT / "sweep.py"), "wrn_depth_grid", *strategy, *sets, *extra]
 
 
-def _read(path: Path) -> pd.DataFrame:
-    try:
-        return pd.read_parquet(path)
-    except (FileNotFoundError, OSError, ValueError):
-        return pd.DataFrame()
-
-
 @pytest.fixture(scope="module")
 def tpe_asha_sweep(tmp_path_factory) -> tuple[Path, set[str]]:
     """Run tpe + asha, SIGKILL the driver once 3 trials are recorded, resume; (sweep dir, ids before)."""
     results = tmp_path_factory.mktemp("search")
     d = results / "wrn_depth_grid"
-    proc = subprocess.Popen(
-        _cmd(results), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
-    try:
-        deadline = time.time() + 300
-        while time.time() < deadline and len(_read(d / "trials.parquet")) < 3:
-            time.sleep(0.2)
-        assert len(_read(d / "trials.parquet")) >= 3, "the sweep never recorded 3 trials"
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
+    ready = lambda: len(_read(d / "trials.parquet")) >= 3  # noqa: E731
+    kill_sweep_when(_cmd(results), ready, 300, "3 recorded trials")
     before = set(_read(d / "trials.parquet")["trial_id"])
     assert len(before) < SAMPLES, "the sweep finished before it could be interrupted"
     resumed = subprocess.run(_cmd(results, "--resume"), cwd=ROOT, capture_output=True, text=True, timeout=600)
