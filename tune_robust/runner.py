@@ -198,6 +198,11 @@ def _strategy(spec: SweepSpec, options: RunOptions, configs: list[dict[str, Any]
         num = o.num_samples if o.num_samples is not None else min(n, max(10, -(-n // 4)))
         if n < 2:
             raise ConfigError(f"--search {o.search}: the grid has {n} config; nothing to search")
+        if num > n:
+            raise ConfigError(
+                f"--search {o.search} runs each of the grid's configs at most once; the grid has {n}, "
+                f"--num-samples {num}"
+            )
     strategy["num_samples"] = num
     if o.objectives and o.search not in ("tpe", "nsga2"):
         raise ConfigError(f"--objective applies to --search tpe or nsga2, not {o.search}")
@@ -238,16 +243,16 @@ def build_search(p: Plan) -> tuple[Any, Any, list[Any]]:
 
     from ray.tune.schedulers import ASHAScheduler
 
-    from tune_robust.search import ChoiceSearcher, GridEncoding, PointsSearcher, SchedulerState
+    from tune_robust.search import ChoiceSearcher, GridEncoding, PointsSearcher, SchedulerState, SweepSearch
 
     s = p.strategy
-    search_alg: Any
+    searcher: Any
     if s["search"] == "grid":
-        search_alg = PointsSearcher(p.configs)
+        searcher = PointsSearcher(p.configs)
     elif s["search"] == "random":
         order = list(range(len(p.configs)))
         random.Random(s["search_seed"]).shuffle(order)
-        search_alg = PointsSearcher([p.configs[i] for i in order[: s["num_samples"]]])
+        searcher = PointsSearcher([p.configs[i] for i in order[: s["num_samples"]]])
     else:
         import optuna
         from ray.tune.search.optuna import OptunaSearch
@@ -268,7 +273,8 @@ def build_search(p: Plan) -> tuple[Any, Any, list[Any]]:
             mode=modes if len(modes) > 1 else modes[0],
             sampler=sampler,
         )
-        search_alg = ChoiceSearcher(optuna_search, encoding, p.configs)
+        searcher = ChoiceSearcher(optuna_search, encoding, p.configs)
+    search_alg = SweepSearch(searcher, storage_dir=str(p.sweep_dir / TUNE_DIR))
     scheduler, callbacks = None, []
     if s["scheduler"] == "asha":
         # metric/mode come from TuneConfig (the sweep's robust-accuracy metric); time is the epoch.
@@ -461,6 +467,21 @@ def resolve_upstream(p: Plan) -> None:
             cfg.setdefault("upstream", {})[up.name] = str(best["checkpoint_path"])
 
 
+def _restart_unsnapshotted(p: Plan) -> bool:
+    """--resume of a sweep whose driver stopped before Ray saved any experiment snapshot: with no
+    finished trial to lose, it starts over (returns False); otherwise it refuses."""
+    import pandas as pd
+
+    rows = p.sweep_dir / "trials.parquet"
+    if rows.exists() and len(pd.read_parquet(rows)):
+        raise ConfigError(
+            f"--resume: {p.sweep_dir / TUNE_DIR} holds no Ray Tune experiment state to continue, but "
+            f"{rows} holds finished trials; move {p.sweep_dir} away to start over"
+        )
+    print(f"note: {p.sweep_dir.name} stopped before its first experiment snapshot; starting it again")
+    return False
+
+
 def _init_ray(p: Plan) -> Any:
     import ray
 
@@ -539,15 +560,12 @@ def execute(p: Plan, command: str = "") -> dict[str, Any]:
     resolve_upstream(p)
     tune_path = p.sweep_dir / TUNE_DIR
     if resuming and not tune.Tuner.can_restore(str(tune_path)):
-        raise ConfigError(
-            f"--resume: {tune_path} holds no Ray Tune experiment state to continue; move {p.sweep_dir} "
-            f"away to start over"
-        )
+        resuming = _restart_unsnapshotted(p)
     ctx = _init_ray(p)
     try:
         p.sweep_dir.mkdir(parents=True, exist_ok=True)
         check_cluster(p)
-        if not resuming:
+        if not (p.sweep_dir / SWEEP_FILE).exists():
             _write_state(p, command)
         trainable = tune.with_resources(get_trainable(p.spec.trainable), {"cpu": p.cpus, "gpu": p.gpus})
         if resuming:

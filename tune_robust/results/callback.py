@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 from typing import Any
 
 from ray import tune
 
-from tune_robust.results.writer import ResultsWriter, trial_row
+from tune_robust.faults import crash_point
+from tune_robust.results.writer import ORPHANS_FILE, ResultsWriter, trial_row
+
+logger = logging.getLogger(__name__)
 
 _ERROR_LINE = re.compile(r"^\s*([\w.]+(Error|Exception|Interrupt)\b.*)$")
 
@@ -74,7 +78,14 @@ class ParquetCallback(tune.Callback):
             strategy=getattr(self, "strategy", {}),
         )
 
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        crash_point("trial_start")
+
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        crash_point("row_write")
+        self._finished(trial)
+
+    def _finished(self, trial: Any) -> None:
         # Epoch rows whose report a killed driver never recorded come back from the trial's history.
         for past in (trial.last_result or {}).get("epoch_history", []):
             self.writer.add_epoch(trial.trial_id, past, only_if_missing=True)
@@ -84,9 +95,23 @@ class ParquetCallback(tune.Callback):
         self.writer.add_trial(self._row(trial, "TERMINATED", None))
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
-        # A trial started just before a driver was killed may be missing from Ray's last experiment
-        # snapshot; the resumed run then runs its config again under a new id. Drop the orphan's rows.
-        self.writer.drop_epochs_except({t.trial_id for t in trials})
+        # The rows agree with the experiment's trial list. A trial that ended in Ray's last snapshot
+        # before its row was written (a driver killed in between) is not reported again on resume:
+        # write its row from the snapshot's final result.
+        for trial in trials:
+            if trial.status == "TERMINATED" and trial.trial_id not in self.writer.trials:
+                self._finished(trial)
+        # A trial a killed driver suggested after Ray's last snapshot is missing from it; the resumed
+        # run holds its config again under a new id, so the orphan's rows go.
+        dropped = self.writer.keep_only({t.trial_id for t in trials})
+        if dropped:
+            logger.warning(
+                "rows of %d trial(s) the experiment snapshot did not record (%s) were set aside in %s; "
+                "their configs ran again in this run",
+                len(dropped),
+                ", ".join(dropped),
+                ORPHANS_FILE,
+            )
         self.writer.flush()
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:

@@ -17,6 +17,7 @@ from tune_robust.errors import ConfigError
 
 SCHEMA_VERSION = 3
 TRIALS_FILE = "trials.parquet"
+ORPHANS_FILE = "orphaned_trials.parquet"
 EPOCHS_FILE = "epochs.parquet"
 # Extra tables a trial may report (``eval_tables`` in its final result), one file each, keyed by trial.
 TABLES = ("lipschitz", "acc_vs_eps", "acc_vs_steps", "transfer")
@@ -203,15 +204,35 @@ class ResultsWriter:
             if self._epochs_dirty:
                 self._write_epochs()
 
-    def drop_epochs_except(self, trial_ids: set[str]) -> None:
-        """Remove epoch rows of trials that are neither in ``trial_ids`` nor finished."""
-        keep = trial_ids | set(self.trials)
+    def keep_only(self, trial_ids: set[str]) -> list[str]:
+        """Drop every row of trials not in ``trial_ids`` (the experiment's final trial list); their
+        trial rows move to ``orphaned_trials.parquet``. Returns the dropped trial ids.
+
+        A trial missing from the experiment is one a killed driver suggested (and maybe finished)
+        after Ray's last snapshot: the resumed run holds its config again under a new trial id, so its
+        own rows would be a second copy of that config."""
         with self._lock:
-            orphans = [key for key in self.epochs if key[0] not in keep]
-            for key in orphans:
+            orphans = sorted(
+                {k[0] for k in self.epochs} | set(self.trials) | {t for rows in self.tables.values() for t in rows}
+            )
+            orphans = [t for t in orphans if t not in trial_ids]
+            if not orphans:
+                return []
+            dropped = [self.trials.pop(t) for t in orphans if t in self.trials]
+            if dropped:
+                kept = read_table(self.directory / ORPHANS_FILE).to_dict("records")
+                _atomic_write(pd.DataFrame(kept + dropped), self.directory / ORPHANS_FILE)
+            self._write_trials()
+            for key in [k for k in self.epochs if k[0] in orphans]:
                 del self.epochs[key]
-            if orphans:
-                self._write_epochs()
+            self._write_epochs()
+            for name, by_trial in self.tables.items():
+                if any(t in by_trial for t in orphans):
+                    for t in orphans:
+                        by_trial.pop(t, None)
+                    rows = [r for rs in by_trial.values() for r in rs]
+                    _atomic_write(pd.DataFrame(rows), self.directory / f"{name}.parquet")
+            return orphans
 
     def add_tables(self, trial_id: str, tables: Mapping[str, list[Mapping[str, Any]]]) -> None:
         """Replace this trial's rows in each named table file (``<name>.parquet``)."""
