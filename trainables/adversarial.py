@@ -59,8 +59,12 @@ def adversarial_training(config: dict[str, Any]) -> None:
         final = {**trainer.final_metrics(), "epoch_history": trainer.history, "completed": True}
         tune.report({**static, **trainer.last_metrics, **final, "trial_seconds": wall_seconds()})
         return
+    restored = trainer.epoch > 0
     while not trainer.finished:
         metrics = trainer.run_epoch()
+        if restored:  # the first report after a restart: a scheduler may lack the earlier epochs
+            metrics["epoch_history"] = trainer.history
+            restored = False
         # "completed": the final suite ran; False on every earlier epoch, so a trial a scheduler (ASHA)
         # stops is recorded as stopped_by_scheduler.
         metrics["completed"] = trainer.finished

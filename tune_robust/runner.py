@@ -241,9 +241,14 @@ def build_search(p: Plan) -> tuple[Any, Any, list[Any]]:
     """(search_alg, scheduler, extra callbacks) for ``p.strategy``."""
     import random
 
-    from ray.tune.schedulers import ASHAScheduler
-
-    from tune_robust.search import ChoiceSearcher, GridEncoding, PointsSearcher, SchedulerState, SweepSearch
+    from tune_robust.search import (
+        ASHA,
+        ChoiceSearcher,
+        GridEncoding,
+        PointsSearcher,
+        SchedulerState,
+        SweepSearch,
+    )
 
     s = p.strategy
     searcher: Any
@@ -278,7 +283,7 @@ def build_search(p: Plan) -> tuple[Any, Any, list[Any]]:
     scheduler, callbacks = None, []
     if s["scheduler"] == "asha":
         # metric/mode come from TuneConfig (the sweep's robust-accuracy metric); time is the epoch.
-        scheduler = ASHAScheduler(
+        scheduler = ASHA(
             time_attr="epoch",
             max_t=s["max_t"],
             grace_period=s["grace_period"],

@@ -15,6 +15,7 @@ from typing import Any
 
 from ray.tune import Callback
 from ray.tune.execution.tune_controller import TuneController
+from ray.tune.schedulers import ASHAScheduler, AsyncHyperBandScheduler
 from ray.tune.search import Searcher, SearchGenerator
 
 from tune_robust.faults import crash_point
@@ -439,32 +440,48 @@ class SchedulerState(Callback):
             reconcile_rungs(self.scheduler, trials)
 
 
-def _result_at(trial: Any, time_attr: str, milestone: float) -> dict[str, Any] | None:
-    """The trial's report at ``milestone`` from what the snapshot kept: its last report, or the
-    per-epoch history a finished trial's final report carries."""
-    last = trial.last_result or {}
-    history = [*last.get("epoch_history", []), last]
-    return next((r for r in history if r.get(time_attr) == milestone), None)
+class ASHA(ASHAScheduler):
+    """Ray's ASHA, fed the rung records a restarted trial's history holds.
+
+    ASHA records a trial at the highest milestone its report reaches; a trial restored past a milestone
+    that ASHA's (lagging) saved state never recorded would otherwise never be recorded there. A
+    restored trial's first report carries its per-epoch history (``epoch_history``), and the missing
+    records come from it before ASHA decides.
+    """
+
+    def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
+        if "epoch_history" in result and trial.trial_id in self._trial_info:
+            _fill_rungs(self, trial.trial_id, [*result["epoch_history"]], below=result.get(self._time_attr))
+        return super().on_trial_result(tune_controller, trial, result)
+
+
+def _fill_rungs(
+    scheduler: Any, trial_id: str, results: Sequence[Mapping[str, Any]], below: Any = None
+) -> None:
+    """Record ``trial_id`` at each milestone of its bracket it lacks, from its report at that milestone
+    (only milestones below ``below`` when given: ASHA itself records the current one)."""
+    metric = str(scheduler._metric)
+    bracket = scheduler._trial_info.get(trial_id)
+    for milestone, recorded in bracket._rungs if bracket is not None else []:
+        if trial_id in recorded or (below is not None and milestone >= below):
+            continue
+        at = next((r for r in results if r.get(scheduler._time_attr) == milestone), None)
+        if at is not None and at.get(metric) is not None:
+            recorded[trial_id] = scheduler._metric_op * at[metric]
 
 
 def reconcile_rungs(scheduler: Any, trials: Sequence[Any]) -> None:
     """ASHA rungs that hold exactly the restored trials: records of trials the experiment snapshot lost
-    are dropped, and a missing record is taken from the trial's report at that milestone where the
-    snapshot has it (a running trial without it is recorded by ASHA at its next report, as usual)."""
-    from ray.tune.schedulers import AsyncHyperBandScheduler
-
+    are dropped, and a missing record is taken from the reports the snapshot kept (a finished trial's
+    final report carries its per-epoch history; a running one's history arrives with its next report,
+    see ``ASHA``)."""
     if not isinstance(scheduler, AsyncHyperBandScheduler):
         return
     present = {t.trial_id: t for t in trials}
-    metric = str(scheduler._metric)
-    sign, time_attr = scheduler._metric_op, scheduler._time_attr
     for bracket in scheduler._brackets:
-        for milestone, recorded in bracket._rungs:
+        for _, recorded in bracket._rungs:
             for trial_id in [k for k in recorded if k not in present]:
                 del recorded[trial_id]
-            for trial_id, trial in present.items():
-                if trial_id in recorded or scheduler._trial_info.get(trial_id, bracket) is not bracket:
-                    continue
-                result = _result_at(trial, time_attr, milestone)
-                if result is not None and result.get(metric) is not None:
-                    recorded[trial_id] = sign * result[metric]
+    for trial_id, trial in present.items():
+        last = dict(trial.last_result or {})
+        _fill_rungs(scheduler, trial_id, [*last.get("epoch_history", []), last])

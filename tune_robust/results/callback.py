@@ -55,6 +55,9 @@ class ParquetCallback(tune.Callback):
         self._writer = ResultsWriter(self.directory, self.sweep)
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        # A restarted trial's first report carries its history: epochs a killed driver never wrote.
+        for past in result.get("epoch_history", []):
+            self.writer.add_epoch(trial.trial_id, past, only_if_missing=True)
         self.writer.add_epoch(trial.trial_id, result)
 
     def _row(self, trial: Any, status: str, error: str | None) -> dict[str, Any]:
