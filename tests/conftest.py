@@ -63,3 +63,23 @@ def kill_sweep_when(cmd: list[str], ready: Callable[[], bool], timeout: float, w
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+def crash_sweep(cmd: list[str], point: str, timeout: float = 300) -> None:
+    """Run a sweep driver that kills itself at crash point ``point`` (tune_robust.faults), then end
+    whatever it had started (Ray's local processes) as a crash would. Experiment snapshots are taken
+    at every step of Ray's loop, so the N-th arrival at a point is the same moment of the sweep on
+    every run."""
+    env = {**os.environ, "TUNE_ROBUST_CRASH": point, "TUNE_GLOBAL_CHECKPOINT_S": "0"}
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    )
+    try:
+        _, err = proc.communicate(timeout=timeout)
+        assert proc.returncode == -signal.SIGKILL, (
+            f"the driver was not killed at {point} (exit {proc.returncode}): {err.decode()[-2000:]}"
+        )
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()

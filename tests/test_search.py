@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import kill_sweep_when
+from conftest import crash_sweep
 from conftest import read_parquet as _read
 
 import sweep
@@ -108,13 +108,15 @@ def _cmd(results: Path, *extra: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def tpe_asha_sweep(tmp_path_factory) -> tuple[Path, set[str]]:
-    """Run tpe + asha, SIGKILL the driver once 3 trials are recorded, resume; (sweep dir, ids before)."""
+    """Run tpe + asha and SIGKILL the driver in the experiment snapshot taken after the 5th suggestion,
+    once Ray has written the trial list (5 trials) and before the searcher's state (4 suggestions)
+    reached storage: the mixture that made a resumed sweep run 9 trials for 8, one config twice (the
+    restored sampler drew the 5th config again). Resume; (sweep dir, ids finished before)."""
     results = tmp_path_factory.mktemp("search")
     d = results / "wrn_depth_grid"
-    ready = lambda: len(_read(d / "trials.parquet")) >= 3  # noqa: E731
-    kill_sweep_when(_cmd(results), ready, 300, "3 recorded trials")
+    crash_sweep(_cmd(results), "experiment_ahead:5")
     before = set(_read(d / "trials.parquet")["trial_id"])
-    assert len(before) < SAMPLES, "the sweep finished before it could be interrupted"
+    assert 1 <= len(before) < SAMPLES, "the kill did not fall mid-sweep"
     resumed = subprocess.run(_cmd(results, "--resume"), cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     return d, before
@@ -130,6 +132,7 @@ def test_tpe_asha_resumes_with_searcher_and_scheduler_state(tpe_asha_sweep):
     trials = pd.read_parquet(d / "trials.parquet")
     epochs = pd.read_parquet(d / "epochs.parquet")
     assert len(trials) == SAMPLES and trials["trial_id"].is_unique and before <= set(trials["trial_id"])
+    assert trials["model.depths"].nunique() == SAMPLES, "a config ran twice after the restore"
     assert (trials["status"] == "TERMINATED").all()
     assert set(trials["search"]) == {"tpe"} and set(trials["scheduler"]) == {"asha"}
     stopped = trials["stopped_by_scheduler"].astype(bool)
@@ -146,11 +149,15 @@ def test_tpe_asha_resumes_with_searcher_and_scheduler_state(tpe_asha_sweep):
     recorded = trials.set_index("trial_id")["total_train_attack_passes"]
     assert (recorded == per_trial.reindex(recorded.index)).all()
     assert (trials["wall_seconds"] > 0).all() and (trials["cpus"] == 1.0).all()
-    # The Optuna study kept every trial across the restart (one per trial, each told its value).
+    # The Optuna study kept every trial across the restart (one per trial, each told its value); the
+    # restored sampler's repeat of the 5th config is in it only as a failed, rejected duplicate.
     searcher = _newest(d, "searcher-state-*.pkl")
     study = searcher["_ot_study"]  # type: ignore[index]
-    assert len(study.trials) == SAMPLES
-    assert all(t.state.name == "COMPLETE" and t.value is not None for t in study.trials)
+    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+    assert len(complete) == SAMPLES and all(t.value is not None for t in complete)
+    assert len({tuple(sorted(t.params.items())) for t in complete}) == SAMPLES
+    rejected = [t for t in study.trials if t.state.name != "COMPLETE"]
+    assert rejected and all(t.state.name == "FAIL" and "duplicate_of" in t.user_attrs for t in rejected)
     # ASHA's epoch-1 rung holds a record of every trial, those from before the kill included.
     states = _newest(d, "callback-states-*.pkl")
     blob = next(s["scheduler"] for s in states.values() if isinstance(s, dict) and "scheduler" in s)  # type: ignore[union-attr]

@@ -564,7 +564,9 @@ def execute(p: Plan, command: str = "") -> dict[str, Any]:
     resuming = check_results_dir(p)
     resolve_upstream(p)
     tune_path = p.sweep_dir / TUNE_DIR
-    if resuming and not tune.Tuner.can_restore(str(tune_path)):
+    # (Not Tuner.can_restore: it answers True for a run killed before its first snapshot, whose restore
+    # then silently runs a 1-trial experiment.)
+    if resuming and not any(tune_path.glob("experiment_state-*.json")):
         resuming = _restart_unsnapshotted(p)
     ctx = _init_ray(p)
     try:
