@@ -44,6 +44,10 @@ Tables reported by trials, one file each, keyed by trial_id (schema_version, swe
     transfer.parquet       source, target, attack, accuracy (target on the transferred examples),
                            clean_accuracy, robust_accuracy, examples, source_path, target_path
 
+orphaned_trials.parquet (only after a resume that needed it): trial rows, same columns as trials.parquet,
+of trials a killed driver ran after Ray's last experiment snapshot; the resumed run ran their configs
+again, so they are kept aside rather than counted twice.
+
 All files are rewritten atomically (temporary file + rename), trials.parquet whenever a trial ends and
 epochs.parquet at most every 2 seconds and whenever a trial ends, so a reader never sees a torn file and
 an interrupted sweep is analysable; rows are replaced by key, never duplicated.
