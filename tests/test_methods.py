@@ -288,6 +288,24 @@ def test_trainer_runs_free_for_epochs_over_replays_and_stops_fast_early(monkeypa
     assert "val_robust_acc" in last  # the stopping epoch is still evaluated
 
 
+def test_free_decays_at_milestones_of_the_epoch_budget():
+    # 200-epoch budget, milestones 100/150, m=4: Free runs 50 epochs of 4 replays and must decay at
+    # 25 and 37.5 of them (half-way and three quarters), not at 100/150 (never).
+    tr = Trainer(method_cfg("free", {"replays": 4}, epochs=200, schedule="step", milestones=(100, 150)))
+    assert tr.epochs_total == 50
+    f = tr.scheduler.lr_lambdas[0]
+    per_epoch = tr.steps_per_epoch * 4
+    total = 50 * per_epoch
+    assert f(total // 2 - 1) == 1.0 and f(total // 2) == pytest.approx(0.1)
+    assert f(int(total * 0.75)) == pytest.approx(0.01) and f(total - 1) == pytest.approx(0.01)
+    # Methods that run every epoch of the budget are unchanged.
+    g = Trainer(
+        method_cfg("pgd_at", epochs=200, schedule="step", milestones=(100, 150))
+    ).scheduler.lr_lambdas[0]
+    steps = Trainer(method_cfg("pgd_at", epochs=200)).steps_per_epoch
+    assert g(100 * steps - 1) == 1.0 and g(100 * steps) == pytest.approx(0.1)
+
+
 def test_cyclic_schedule_and_method_config_errors():
     f = lr_multiplier("cyclic", epochs=10, steps_per_epoch=10, cycle_peak=0.4)
     assert f(39) == pytest.approx(1.0)

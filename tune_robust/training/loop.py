@@ -116,6 +116,7 @@ class Trainer:
                 t.lr_gamma,
                 t.warmup_epochs,
                 t.cycle_peak,
+                budget_epochs=t.epochs,
             ),
         )
         if t.amp != "off" and self.device.type != "cuda":

@@ -12,8 +12,9 @@ def lr_multiplier(
     steps_per_epoch: int,
     milestones: tuple[float, ...] = (),
     gamma: float = 0.1,
-    warmup_epochs: int = 0,
+    warmup_epochs: float = 0,
     cycle_peak: float = 0.4,
+    budget_epochs: int | None = None,
 ) -> Callable[[int], float]:
     """Return ``f(iteration) -> multiplier``.
 
@@ -21,10 +22,15 @@ def lr_multiplier(
     >= 1 are epochs; Huang et al. decay at 75% and 90%). ``cosine``: cosine decay to 0 after warm-up.
     ``constant``: 1. ``cyclic``: one triangle, 0 -> 1 at ``cycle_peak`` of training -> 0 at the end (Wong
     et al.). A linear warm-up over ``warmup_epochs`` applies to all but ``cyclic``.
+
+    Milestones and warm-up given in epochs count epochs of ``budget_epochs`` (``train.epochs``) when a
+    method runs fewer, longer epochs (Free AT runs train.epochs / m epochs of m replays): milestone 100 of
+    a 200-epoch budget is half-way through training whatever the method.
     """
     total = epochs * steps_per_epoch
-    warm = warmup_epochs * steps_per_epoch
-    bounds = sorted(int(round(m * epochs if m < 1 else m) * steps_per_epoch) for m in milestones)
+    scale = epochs / budget_epochs if budget_epochs else 1.0
+    warm = round(warmup_epochs * scale * steps_per_epoch)
+    bounds = sorted(round((m * epochs if m < 1 else m * scale) * steps_per_epoch) for m in milestones)
 
     def f(it: int) -> float:
         if schedule == "cyclic":
