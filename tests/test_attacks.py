@@ -232,3 +232,41 @@ def test_bad_attack_settings():
         eval_attack_specs(EvalConfig(attacks=("pgd20", "pgd20")), "digits")
     assert create_attack("pgd", eps="8/255").eps == pytest.approx(8 / 255)
     assert dataclasses.replace(create_attack("cw_inf"), steps=2).loss == "margin"
+
+
+class _Recorder(nn.Module):
+    """A linear model that keeps every input it is given (to see where gradients are taken)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(16, 3)
+        self.seen: list[torch.Tensor] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen.append(x.detach().clone())
+        return self.lin(x.flatten(1))
+
+
+@pytest.mark.parametrize(
+    "name, options, clipped",
+    [
+        ("fgsm", {"step": 0.375}, False),  # Wong et al.'s Fast AT: the start is not clipped
+        ("fgsm", {"step": 0.375, "clip_start": True}, True),
+        ("pgd", {"step": 0.01, "steps": 2}, True),  # Madry et al. / AutoAttack clip it
+        ("pgd", {"step": 0.01, "steps": 2, "clip_start": False}, False),
+    ],
+)
+def test_random_start_rule(name, options, clipped):
+    torch.manual_seed(0)
+    x = (torch.rand(64, 1, 4, 4) > 0.5).float()  # MNIST-like: every pixel 0 or 1
+    y = torch.zeros(64, dtype=torch.long)
+    model = _Recorder()
+    adv = create_attack(name, eps=0.3, random_start=True, **options).perturb(model, x, y)
+    start = model.seen[0]
+    outside = (start < 0) | (start > 1)
+    if clipped:
+        assert not outside.any()
+    else:  # about half the pixels' draws land outside [0, 1] and the gradient is taken there
+        assert 0.4 < outside.float().mean() < 0.6
+        assert ((start - x).abs() <= 0.3 + 1e-6).all()
+    assert adv.min() >= 0 and adv.max() <= 1 and ((adv - x).abs() <= 0.3 + 1e-6).all()

@@ -109,15 +109,22 @@ def _per_example_norm(t: torch.Tensor, p: float) -> torch.Tensor:
     return t.flatten(1).norm(p=p, dim=1).view(-1, *([1] * (t.ndim - 1)))
 
 
-def random_start(x0: torch.Tensor, eps: float, norm: str) -> torch.Tensor:
+def random_start(x0: torch.Tensor, eps: float, norm: str, clip: bool = True) -> torch.Tensor:
     """A uniform point of the eps-ball around ``x0`` (L-inf), or a uniform direction with a uniform
-    radius (L2), clipped to [0, 1]."""
+    radius (L2), clipped to [0, 1] when ``clip``.
+
+    Not clipping is Wong et al.'s Fast AT rule (the gradient is taken at ``x + delta`` as drawn; only
+    the final example is clipped). It matters on MNIST, where most pixels are 0 or 1: a clipped start
+    leaves half of each such pixel's draws at the boundary, and FGSM training from it collapses
+    (bench/RESULTS.md, "Fast AT on MNIST")."""
     if norm == "linf":
-        return (x0 + torch.empty_like(x0).uniform_(-eps, eps)).clamp_(0, 1)
-    d = torch.randn_like(x0)
-    d = d / _per_example_norm(d, 2).clamp_min(1e-12)
-    r = torch.rand(x0.shape[0], *([1] * (x0.ndim - 1)), device=x0.device, dtype=x0.dtype)
-    return (x0 + d * r * eps).clamp_(0, 1)
+        start = x0 + torch.empty_like(x0).uniform_(-eps, eps)
+    else:
+        d = torch.randn_like(x0)
+        d = d / _per_example_norm(d, 2).clamp_min(1e-12)
+        r = torch.rand(x0.shape[0], *([1] * (x0.ndim - 1)), device=x0.device, dtype=x0.dtype)
+        start = x0 + d * r * eps
+    return start.clamp_(0, 1) if clip else start
 
 
 def ascent_step(adv: torch.Tensor, grad: torch.Tensor, step: float, norm: str) -> torch.Tensor:

@@ -17,6 +17,9 @@ class FGSM(Attack):
     # Step size; None means eps (the classic FGSM). Fast AT uses a random start and 1.25 * eps.
     step: float | None = None
     random_start: bool = False
+    # Clip the random start to [0, 1] before the gradient is taken. Off by default: FGSM from a random
+    # start is Wong et al.'s Fast AT, whose start is not clipped (only the final example is).
+    clip_start: bool = False
 
     def __post_init__(self) -> None:
         check_eps(self.eps)
@@ -35,7 +38,7 @@ class FGSM(Attack):
         x0 = x.detach()
         start = x0
         if self.random_start:
-            start = random_start(x0, self.eps, "linf")
+            start = random_start(x0, self.eps, "linf", clip=self.clip_start)
         grad, _ = input_grad(model, start, y)
         adv = start + step * grad.sign()
         return project(adv, x0, self.eps, "linf").detach()

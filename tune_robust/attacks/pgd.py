@@ -59,6 +59,9 @@ class PGD(Attack):
     # Independent random starts; an example counts as broken if any restart breaks it.
     restarts: int = 1
     random_start: bool = True
+    # Clip the random start to [0, 1] before the first gradient (Madry et al.'s, TRADES' and
+    # AutoAttack's PGD do; false takes the first gradient at the unclipped start, as Fast AT's FGSM).
+    clip_start: bool = True
     norm: Norm = "linf"
     # "ce": cross-entropy; "margin": the CW loss max_{j!=y} z_j - z_y (CW-inf when optimised by PGD).
     loss: Loss = "ce"
@@ -79,7 +82,7 @@ class PGD(Attack):
         return f"{self.name}{self.steps}{r}-{self.norm}-eps{self.eps:.4g}-step{self.step:.4g}{loss}"
 
     def _run(self, model: nn.Module, x0: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        adv = random_start(x0, self.eps, self.norm) if self.random_start else x0
+        adv = random_start(x0, self.eps, self.norm, clip=self.clip_start) if self.random_start else x0
         if self.norm == "linf":  # the box of the eps-ball and [0, 1] is fixed: compute it once
             lo, hi = (x0 - self.eps).clamp_(min=0), (x0 + self.eps).clamp_(max=1)
             for _ in range(self.steps):
