@@ -30,16 +30,27 @@ from tune_robust.training.loop import Trainer
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
-def mnist_config(method: str, epochs: int, lr: float, pgd_steps: int, arch: str) -> dict[str, Any]:
+def mnist_config(
+    method: str, epochs: int, lr: float, pgd_steps: int, arch: str, recipe: dict[str, Any]
+) -> dict[str, Any]:
     attack: dict[str, Any]
     if method == "fast":  # Wong et al.: FGSM from a uniform start, step 1.25 eps, cyclic LR
         attack = {"name": "fgsm", "eps": 0.3, "step": 0.375, "random_start": True}
+        if recipe.get("clip_start"):
+            attack["clip_start"] = True
         schedule = "cyclic"
     else:  # Madry et al. use PGD-40 step 0.01; PGD-k step 0.4 / k keeps the same total travel (1.33 eps)
         attack = {"name": "pgd", "eps": 0.3, "step": 0.4 / pgd_steps, "steps": pgd_steps}
         schedule = "cyclic"
+    method_cfg: dict[str, Any] = {"name": method}
+    if method == "fast" and recipe.get("no_early_stop"):
+        method_cfg["early_stop"] = False
     return {
-        "data": {"dataset": "mnist", "data_dir": str(DATA / "mnist-subset"), "val_fraction": 0.05},
+        "data": {
+            "dataset": "mnist",
+            "data_dir": str(DATA / "mnist-subset"),
+            "val_fraction": recipe.get("val_fraction", 0.05),
+        },
         "model": {"arch": arch},
         "train": {
             "optimizer": "adam",
@@ -49,8 +60,9 @@ def mnist_config(method: str, epochs: int, lr: float, pgd_steps: int, arch: str)
             "batch_size": 100,
             "schedule": schedule,
             "eval_limit": 500,
+            "select_by": recipe.get("select_by", "auto"),
         },
-        "method": {"name": method},
+        "method": method_cfg,
         "attack": attack,
         "eval_attack": {"name": "pgd", "eps": 0.3, "step": 0.03, "steps": 20},
         "eval": {"attacks": ("pgd20",), "sanity": False, "metrics": False, "limit": 200},
@@ -123,12 +135,29 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=16)
     ap.add_argument("--arch", default="madry_cnn", help="MNIST model (madry_cnn, wong_mnist_cnn, small_cnn)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument(
+        "--select-by", default="auto", help="train.select_by (the authors' MNIST code keeps the last)"
+    )
+    ap.add_argument(
+        "--no-early-stop", action="store_true", help="fast: no probe stop (the authors' MNIST code)"
+    )
+    ap.add_argument(
+        "--clip-start", action="store_true", help="fast: clip the FGSM random start (old behaviour)"
+    )
+    ap.add_argument("--val-fraction", type=float, default=0.05)
     args = ap.parse_args()
+    recipe = {
+        "select_by": args.select_by,
+        "no_early_stop": args.no_early_stop,
+        "clip_start": args.clip_start,
+        "val_fraction": args.val_fraction,
+    }
     torch.set_num_threads(args.threads)
     if args.task == "mnist":
         for method in (args.methods or "fast,pgd_at").split(","):
-            cfg = mnist_config(method, args.epochs or 10, args.lr, args.pgd_steps, args.arch)
+            cfg = mnist_config(method, args.epochs or 10, args.lr, args.pgd_steps, args.arch, recipe)
             tr = train(cfg, f"mnist-{method}-{args.arch}")
+            print(json.dumps({"run": f"mnist-{method}-{args.arch}", "recipe": recipe}), flush=True)
             strong = create_attack("pgd", eps=0.3, step=0.01, steps=50, restarts=10)
             report(tr, f"mnist-{method}-{args.arch}-pgd50x10", {"pgd50x10": strong}, args.eval_examples)
             if args.full_test:

@@ -10,30 +10,42 @@ from search_spaces.wrn import PAPER_CIFAR10, SMOKE_DIGITS
 from tune_robust.models.reconfig import r_config
 from tune_robust.sweeps import SweepSpec, Variants, register_sweep
 
+# (arch, kwargs the -R rule is applied to, gamma, kwargs of the network it is compared with: None = the
+# same kwargs as the rule's input).
+Family = tuple[str, dict[str, Any], float, dict[str, Any] | None]
 
-def pairs(families: list[tuple[str, dict[str, Any], float]]) -> list[dict[str, Any]]:
-    """(arch, kwargs, gamma) -> the family's model section and its -R model section."""
+
+def pairs(families: list[Family]) -> list[dict[str, Any]]:
+    """Each family's model section and its -R model section."""
     out = []
-    for arch, kwargs, gamma in families:
+    for arch, kwargs, gamma, compare in families:
         family, base, r_kwargs = r_config(arch, kwargs, gamma=gamma)
-        out.append({"model": {"arch": family, **base}})
+        out.append({"model": {"arch": family, **(base if compare is None else compare)}})
         out.append({"model": {"arch": family, **r_kwargs}})
     return out
 
 
-# Huang et al. compare WRN-34-12 with WRN-34-R (w10-10-4 scaled by gamma = 2, similar size); VGG-11,
-# DN-121 and DARTS with their -R versions at gamma = 1.
-PAPER_FAMILIES: list[tuple[str, dict[str, Any], float]] = [
-    ("vgg11", {}, 1.0),
-    ("densenet121", {}, 1.0),
-    ("darts", {"genotype": "DARTS_V2"}, 1.0),
-    ("wrn", {"depths": (5, 5, 5), "widths": (10.0, 10.0, 10.0)}, 2.0),
+# Huang et al. Table 2: VGG-11, DN-121 and "a network found by DARTS with 11 cells" against their -R
+# versions at gamma = 1, and WRN-34-R (w10-10-4 of WRN-34-10, scaled by gamma = 2) against WRN-34-12,
+# "to make sure the two models have a similar amount of parameters". The DARTS network's size is not
+# given beyond 11 cells and its counts (6.58M -> 2.53M); C = 72 pins them (6.61M -> 2.54M).
+WRN_34 = {"depths": (5, 5, 5), "widths": (10.0, 10.0, 10.0)}
+PAPER_FAMILIES: list[Family] = [
+    ("vgg11", {}, 1.0, None),
+    ("densenet121", {}, 1.0, None),
+    ("darts", {"genotype": "DARTS_V2", "channels": 72, "layers": 11}, 1.0, None),
+    ("wrn", WRN_34, 2.0, {**WRN_34, "widths": (12.0, 12.0, 12.0)}),
 ]
-SMOKE_FAMILIES: list[tuple[str, dict[str, Any], float]] = [
-    ("vgg11", {"widths": (0.125, 0.125, 0.125, 0.125, 0.125)}, 1.0),
-    ("densenet121", {"growth": 4}, 1.0),
-    ("darts", {"genotype": "DARTS_V2", "channels": 8, "layers": 5}, 1.0),
-    ("wrn", {"depths": (5, 5, 5), "widths": (10.0, 10.0, 10.0), "width_scale": 0.05}, 2.0),
+SMOKE_FAMILIES: list[Family] = [
+    ("vgg11", {"widths": (0.125, 0.125, 0.125, 0.125, 0.125)}, 1.0, None),
+    ("densenet121", {"growth": 4}, 1.0, None),
+    ("darts", {"genotype": "DARTS_V2", "channels": 8, "layers": 5}, 1.0, None),
+    (
+        "wrn",
+        {**WRN_34, "width_scale": 0.05},
+        2.0,
+        {**WRN_34, "widths": (12.0, 12.0, 12.0), "width_scale": 0.05},
+    ),
 ]
 
 
@@ -44,7 +56,7 @@ def arch_reconfig() -> SweepSpec:
     smoke = {k: v for k, v in SMOKE_DIGITS.items() if k != "model"}
     return SweepSpec(
         name="arch_reconfig",
-        description="VGG-11, DenseNet-121, DARTS, WRN-34 vs their -R versions under PGD-AT (8 configs)",
+        description="VGG-11, DenseNet-121, DARTS-11, WRN-34-12 vs the -R versions under PGD-AT (8 configs)",
         trainable="adversarial_training",
         fidelities={"smoke": smoke, "paper": paper},
         space={"model": Variants(pairs(PAPER_FAMILIES))},

@@ -118,6 +118,41 @@ def test_r_rule_reproduces_huang_vgg11_r_and_wrn_34_r():
         reconfigure("mobilenet_v2")
 
 
+# Huang et al. Table 2, params (M) of each network and its -R version, as printed (two decimals).
+@pytest.mark.parametrize(
+    "arch, kwargs, gamma, base_m, r_m",
+    [
+        ("vgg11", {}, 1.0, 9.23, 5.83),
+        ("densenet121", {}, 1.0, 6.96, 6.00),  # the authors' per-stage channels: 205 enter block 4
+        ("wrn_34_10", {}, 2.0, 46.16, 68.12),
+    ],
+)
+def test_r_rule_parameter_counts_match_huang_table_2(arch, kwargs, gamma, base_m, r_m):
+    r = reconfigure(arch, kwargs, gamma=gamma)
+    assert (round(r.params / 1e6, 2), round(r.r_params / 1e6, 2)) == (base_m, r_m)
+
+
+def test_darts_11_cells_pins_huang_table_2_within_one_percent():
+    # "a network found by DARTS with 11 cells": 6.58M -> DARTS-R 2.53M; C = 72 gives 6.61M -> 2.54M.
+    r = reconfigure("darts", {"genotype": "DARTS_V2", "channels": 72, "layers": 11})
+    assert r.params == pytest.approx(6.58e6, rel=0.01) and r.r_params == pytest.approx(2.53e6, rel=0.01)
+    for wrong in ({"channels": 36, "layers": 20}, {"channels": 64, "layers": 11}):
+        other = reconfigure("darts", {"genotype": "DARTS_V2", **wrong})
+        assert other.params != pytest.approx(6.58e6, rel=0.01)
+
+
+def test_arch_reconfig_paper_pairs_are_table_2s():
+    from search_spaces.arch_reconfig import PAPER_FAMILIES, pairs
+
+    millions = []
+    for section in pairs(PAPER_FAMILIES):
+        model = dict(section["model"])
+        params, _ = profile_model(model.pop("arch"), (3, 32, 32), **model)
+        millions.append(round(params / 1e6, 2))
+    # VGG-11, VGG-11-R, DN-121, DN-121-R, DARTS, DARTS-R, WRN-34-12 (not 34-10), WRN-34-R
+    assert millions == [9.23, 5.83, 6.96, 6.00, 6.61, 2.54, 66.46, 68.12]
+
+
 @pytest.mark.parametrize(
     "name,fidelity,trials",
     [

@@ -1,6 +1,11 @@
 """CIFAR-style DenseNet-121 (Huang et al. 2017): growth 32, dense blocks of 6/12/24/16 bottleneck layers,
 compression 0.5, 3x3 stem of 2 x growth channels (6.96M parameters; RobNet's table lists 6.95M).
-``widths`` scales the growth rate of each of the four dense blocks (DenseNet-121-R: last block 0.4)."""
+
+Stages are parameterised as in Huang et al. (2021)'s released RobustDenseNet: each dense block starts
+from a set number of channels, [2, 4, 8, 16] x growth (= 64, 128, 256, 512, which compression 0.5
+gives in the standard network), with one growth rate throughout; the transition before block i+1
+outputs block i+1's channels. ``widths`` scales those per-stage channels: DN-121-R (last stage 0.4, so
+205 channels enter the last block) has 6.00M parameters, Huang Table 2's number."""
 
 from __future__ import annotations
 
@@ -51,19 +56,22 @@ class DenseNet(nn.Module):
         reduction: float = 0.5,
     ) -> None:
         super().__init__()
-        growths = stage_channels("densenet", [growth] * len(blocks), widths)
-        ch = 2 * growth
+        # Channels entering each block in the standard network (stem 2g, then compression).
+        base = [2 * growth]
+        for n in blocks[:-1]:
+            base.append(math.floor((base[-1] + n * growth) * reduction))
+        starts = stage_channels("densenet", base, widths)
+        ch = starts[0]
         self.stem = nn.Conv2d(in_channels, ch, 3, padding=1, bias=False)
         stages: list[nn.Module] = []
-        for i, (n, g) in enumerate(zip(blocks, growths, strict=True)):
+        for i, n in enumerate(blocks):
             layers: list[nn.Module] = []
             for _ in range(n):
-                layers.append(DenseBottleneck(ch, g))
-                ch += g
+                layers.append(DenseBottleneck(ch, growth))
+                ch += growth
             if i < len(blocks) - 1:
-                out = math.floor(ch * reduction)
-                layers.append(Transition(ch, out))
-                ch = out
+                layers.append(Transition(ch, starts[i + 1]))
+                ch = starts[i + 1]
             stages.append(nn.Sequential(*layers))
         self.stages = nn.ModuleList(stages)
         self.bn = nn.BatchNorm2d(ch)
