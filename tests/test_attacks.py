@@ -270,3 +270,16 @@ def test_random_start_rule(name, options, clipped):
         assert 0.4 < outside.float().mean() < 0.6
         assert ((start - x).abs() <= 0.3 + 1e-6).all()
     assert adv.min() >= 0 and adv.max() <= 1 and ((adv - x).abs() <= 0.3 + 1e-6).all()
+
+
+def test_pgd_normal_start_is_x_plus_step_times_gaussian():
+    torch.manual_seed(0)
+    x = torch.full((256, 1, 4, 4), 0.5)
+    model = _Recorder()
+    create_attack("pgd", eps=0.3, step=0.01, steps=1, start="normal", clip_start=False).perturb(
+        model, x, torch.zeros(256, dtype=torch.long)
+    )
+    noise = model.seen[0] - x
+    assert noise.std().item() == pytest.approx(0.01, rel=0.05) and noise.mean().abs() < 1e-3
+    with pytest.raises(ConfigError, match="start"):
+        create_attack("pgd", eps=0.3, step=0.01, start="laplace")

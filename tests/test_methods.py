@@ -216,11 +216,15 @@ def test_free_and_fast_stay_in_eps_ball(method):
         model.inputs.clear()
         m.train_batch(model, x, y, attack, update)
         assert model.inputs
+        # Every input is in the eps-ball; the examples trained on are in [0, 1] (Fast's FGSM takes its
+        # gradient at the unclipped random start, as Wong et al.'s code does: that input may leave it).
+        trained = model.inputs if method == "free" else model.inputs[-1:]
         for inp in model.inputs:
             dist = float((inp - x).abs().max())
             assert dist <= eps + 1e-6
-            assert float(inp.min()) >= 0 and float(inp.max()) <= 1
             largest = max(largest, dist)
+        for inp in trained:
+            assert float(inp.min()) >= 0 and float(inp.max()) <= 1
     assert largest > eps / 2  # the perturbation is really there (Free's grows over the replays)
 
 
@@ -363,3 +367,36 @@ def test_best_epoch_selection_for_standard_training(select_by, expected):
         scores = [h[expected] for h in history]
         assert tr.best["epoch"] == scores.index(max(scores)) + 1
     assert Trainer(method_cfg("pgd_at")).select_metric == "val_robust_acc"
+
+
+def test_weight_decay_covers_every_parameter_unless_excluded():
+    tr = Trainer(method_cfg("pgd_at", weight_decay=2e-4))
+    decays = {id(p): g["weight_decay"] for g in tr.optimizer.param_groups for p in g["params"]}
+    assert set(decays.values()) == {2e-4}  # Huang/TRADES/MART: model.parameters() all decayed
+    tr = Trainer(method_cfg("pgd_at", weight_decay=1e-4, exclude_norm_bias_decay=True))
+    for group in tr.optimizer.param_groups:
+        dims = {p.ndim for p in group["params"]}
+        assert (dims == {1}) == (group["weight_decay"] == 0.0)  # RobNet: none on BN weights / biases
+
+
+def test_pgd_at_crafts_in_the_configured_batchnorm_mode():
+    seen: list[bool] = []
+
+    class Spy(nn.Module):
+        def __init__(self, inner: nn.Module) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            seen.append(self.training)
+            return self.inner(x)
+
+    attack = create_attack("pgd", eps=0.1, step=0.05, steps=2)
+    x, y = torch.rand(4, 1, 4, 4), torch.tensor([0, 1, 0, 1])
+    for mode, crafting in (("eval", False), ("train", True)):
+        seen.clear()
+        model = Spy(nn.Sequential(nn.Flatten(), nn.Linear(16, 2))).train()
+        create_method("pgd_at", craft_mode=mode).loss(model, x, y, attack)
+        assert seen[:-1] == [crafting] * 2 and seen[-1] is True  # attack passes, then the training pass
+    with pytest.raises(ConfigError, match="craft_mode"):
+        create_method("pgd_at", craft_mode="both")

@@ -215,3 +215,17 @@ def test_at_methods_smoke_end_to_end(capsys, tmp_path):
     assert (fast["attack.name"] == "fgsm").all() and fast["train_attack"].str.startswith("fgsm").all()
     assert (trials.loc[trials["method.name"] == "trades", "method.beta"] == 6.0).all()
     assert trials["test_pgd20_acc"].between(0, 1).all()
+
+
+def test_paper_recipes_follow_each_seeds_released_code():
+    from tune_robust.config import TrialConfig
+    from tune_robust.sweeps import get_sweep
+
+    huang = TrialConfig.from_dict(dict(get_sweep("wrn_depth_grid").fidelities["paper"]))
+    assert (huang.train.weight_decay, huang.train.grad_clip, huang.train.milestones) == (2e-4, 5.0, (75, 90))
+    assert not huang.train.exclude_norm_bias_decay
+    assert huang.attack.kwargs["start"] == "normal" and huang.attack.kwargs["clip_start"] is False
+    assert huang.method.kwargs["craft_mode"] == "eval"
+    robnet = TrialConfig.from_dict(dict(get_sweep("arch_zoo_at").fidelities["paper"]))
+    assert (robnet.train.weight_decay, robnet.train.exclude_norm_bias_decay) == (1e-4, True)
+    assert robnet.method.kwargs["craft_mode"] == "train"

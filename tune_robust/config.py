@@ -206,6 +206,10 @@ class TrainConfig:
     lr: float = 0.1
     momentum: float = 0.9
     weight_decay: float = 5e-4
+    # Leave BatchNorm/LayerNorm weights and all biases (parameters with one dimension) out of weight
+    # decay. Off by default: Huang et al.'s, TRADES' and MART's code decay every parameter; RobNet's
+    # release decays conv/linear weights only.
+    exclude_norm_bias_decay: bool = False
     nesterov: bool = False
     # Clip the gradient norm to this value (0 = no clipping).
     grad_clip: float = 0.0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import nn
@@ -22,6 +23,7 @@ from tune_robust.attacks._base import (
     random_start,
     register_attack,
 )
+from tune_robust.errors import ConfigError
 
 
 def keep_worst(
@@ -59,6 +61,9 @@ class PGD(Attack):
     # Independent random starts; an example counts as broken if any restart breaks it.
     restarts: int = 1
     random_start: bool = True
+    # The random start: "uniform" in the eps-ball (Madry et al.), or "normal": x + step * N(0, 1)
+    # (Huang et al.'s released SAT code; not projected, since step * N(0, 1) rarely leaves the ball).
+    start: Literal["uniform", "normal"] = "uniform"
     # Clip the random start to [0, 1] before the first gradient (Madry et al.'s, TRADES' and
     # AutoAttack's PGD do; false takes the first gradient at the unclipped start, as Fast AT's FGSM).
     clip_start: bool = True
@@ -71,6 +76,8 @@ class PGD(Attack):
         check_eps(self.step, "step")
         check_steps(self.steps)
         check_steps(self.restarts, "restarts")
+        if self.start not in ("uniform", "normal"):
+            raise ConfigError(f"attack pgd: start must be 'uniform' or 'normal', got {self.start!r}")
 
     @property
     def gradient_steps(self) -> int:
@@ -82,7 +89,12 @@ class PGD(Attack):
         return f"{self.name}{self.steps}{r}-{self.norm}-eps{self.eps:.4g}-step{self.step:.4g}{loss}"
 
     def _run(self, model: nn.Module, x0: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        adv = random_start(x0, self.eps, self.norm, clip=self.clip_start) if self.random_start else x0
+        adv = x0
+        if self.random_start and self.start == "normal":
+            adv = x0 + self.step * torch.randn_like(x0)
+            adv = adv.clamp(0, 1) if self.clip_start else adv
+        elif self.random_start:
+            adv = random_start(x0, self.eps, self.norm, clip=self.clip_start)
         if self.norm == "linf":  # the box of the eps-ball and [0, 1] is fixed: compute it once
             lo, hi = (x0 - self.eps).clamp_(min=0), (x0 + self.eps).clamp_(max=1)
             for _ in range(self.steps):

@@ -92,10 +92,10 @@ class Trainer:
         no_decay: list[nn.Parameter] = []
         for p in self.model.parameters():
             (no_decay if p.ndim <= 1 else decay).append(p)
-        # Weight decay on conv/linear weights only (not BN affine or biases), as common AT code does.
+        # train.exclude_norm_bias_decay: BN affine parameters and biases get no weight decay.
         groups = [
             {"params": decay, "weight_decay": t.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
+            {"params": no_decay, "weight_decay": 0.0 if t.exclude_norm_bias_decay else t.weight_decay},
         ]
         self.optimizer: torch.optim.Optimizer
         if t.optimizer == "adam":
