@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from tune_robust.attacks import ATTACKS, PRESETS, create_attack
+from tune_robust.attacks import ATTACKS, PRESETS, attack_loss, create_attack
 from tune_robust.config import EvalConfig, eval_attack_specs
 from tune_robust.errors import ConfigError
 from tune_robust.models import create_model
@@ -112,6 +112,7 @@ def test_linear_classifier_exact_minimal_flip():
         ("pgd", {"steps": 5, "random_start": False}),
         ("cw_inf", {"steps": 5, "random_start": False}),
         ("mim", {"steps": 1}),
+        ("gama", {"steps": 30, "schedule": (20,)}),
     ):
         for scale, expect_flip in ((1.01, True), (0.99, False)):
             for i in torch.nonzero(sel).flatten()[:20]:
@@ -231,7 +232,16 @@ def test_bad_attack_settings():
     with pytest.raises(ConfigError, match="twice"):
         eval_attack_specs(EvalConfig(attacks=("pgd20", "pgd20")), "digits")
     assert create_attack("pgd", eps="8/255").eps == pytest.approx(8 / 255)
-    assert dataclasses.replace(create_attack("cw_inf"), steps=2).loss == "margin"
+    assert dataclasses.replace(create_attack("cw_inf"), steps=2).loss == "clipped_margin"
+    with pytest.raises(ConfigError, match="relax_steps"):
+        create_attack("gama", relax_steps=0)
+
+
+def test_clipped_margin_is_the_margin_capped_at_zero():
+    logits = torch.tensor([[3.0, 1.0, 0.0], [0.0, 2.0, 1.0]])
+    y = torch.tensor([0, 0])
+    assert attack_loss(logits, y, "margin").tolist() == [-2.0, 2.0]
+    assert attack_loss(logits, y, "clipped_margin").tolist() == [-2.0, 0.0]  # fooled: no gradient
 
 
 class _Recorder(nn.Module):

@@ -18,7 +18,7 @@ from torch import nn
 from tune_robust.errors import ConfigError
 from tune_robust.registry import Registry
 
-Loss = Literal["ce", "margin"]
+Loss = Literal["ce", "margin", "clipped_margin"]
 Norm = Literal["linf", "l2"]
 
 
@@ -81,16 +81,18 @@ def check_steps(steps: int, what: str = "steps") -> None:
 
 
 def attack_loss(logits: torch.Tensor, y: torch.Tensor, loss: str) -> torch.Tensor:
-    """Per-example loss an attack maximises: cross-entropy, or the CW margin
-    ``max_{j != y} z_j - z_y`` (positive once the example is misclassified)."""
+    """Per-example loss an attack maximises: cross-entropy, the CW margin ``max_{j != y} z_j - z_y``
+    (positive once the example is misclassified), or that margin clipped at 0 (``-relu(z_y - z_j)``:
+    no gradient once misclassified, so the example stays there; Huang et al.'s and TRADES' CW-inf)."""
     logits = logits.float()
     if loss == "ce":
         return nn.functional.cross_entropy(logits, y, reduction="none")
-    if loss == "margin":
+    if loss in ("margin", "clipped_margin"):
         true = logits.gather(1, y[:, None]).squeeze(1)
         others = logits.scatter(1, y[:, None], -float("inf"))
-        return others.amax(1) - true
-    raise ConfigError(f"unknown attack loss {loss!r}; use 'ce' or 'margin'")
+        margin = others.amax(1) - true
+        return margin.clamp(max=0.0) if loss == "clipped_margin" else margin
+    raise ConfigError(f"unknown attack loss {loss!r}; use 'ce', 'margin' or 'clipped_margin'")
 
 
 def input_grad(
