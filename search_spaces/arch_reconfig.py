@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from search_spaces.wrn import PAPER_CIFAR10, SMOKE_DIGITS
+from search_spaces.wrn import PAPER_CIFAR10, SMOKE_DIGITS, TABLE2_EVAL
 from tune_robust.models.reconfig import r_config
 from tune_robust.sweeps import SweepSpec, Variants, register_sweep
 
@@ -52,7 +52,7 @@ SMOKE_FAMILIES: list[Family] = [
 @register_sweep
 def arch_reconfig() -> SweepSpec:
     """Family vs family-R, same PGD-AT recipe (8 configs)."""
-    paper = {k: v for k, v in PAPER_CIFAR10.items() if k != "model"}
+    paper = {**{k: v for k, v in PAPER_CIFAR10.items() if k != "model"}, "eval": TABLE2_EVAL}
     smoke = {k: v for k, v in SMOKE_DIGITS.items() if k != "model"}
     return SweepSpec(
         name="arch_reconfig",

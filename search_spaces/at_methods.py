@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from search_spaces.wrn import PAPER_CIFAR10, SMOKE_DIGITS
+from search_spaces.wrn import PAPER_CIFAR10, SMOKE_DIGITS, TABLE2_EVAL
 from tune_robust.sweeps import Grid, SweepSpec, Variants, register_sweep
 
 # Huang et al. Table 2: SAT / TRADES (beta 6) / MART (beta 6) share the PGD-10 inner maximisation.
@@ -27,7 +27,7 @@ ARCHS = Grid([(12.0, 12.0, 12.0), (20.0, 20.0, 8.0)])  # WRN-34-12 and WRN-34-R 
 def at_methods() -> SweepSpec:
     """Each method trains each architecture; compare within a method (Table 2 rows)."""
     smoke = {**SMOKE_DIGITS, "model": {"arch": "wrn", "depths": (5, 5, 5), "width_scale": 0.05}}
-    paper = {**PAPER_CIFAR10, "model": {"arch": "wrn", "depths": (5, 5, 5)}}
+    paper = {**PAPER_CIFAR10, "model": {"arch": "wrn", "depths": (5, 5, 5)}, "eval": TABLE2_EVAL}
     return SweepSpec(
         name="at_methods",
         description="training method x architecture: SAT/TRADES/MART x WRN-34-12 vs WRN-34-R (6 configs)",

@@ -44,6 +44,10 @@ PAPER_CIFAR10 = {
     "eval": {"attacks": ("fgsm", "pgd20", "cw_inf")},
 }
 
+# Huang et al. Table 2's evaluation: FGSM, PGD-20, GAMA-PGD-100, CW-inf and AutoAttack, each on the best
+# and on the last checkpoint (the Table 2 sweeps: at_methods, arch_reconfig).
+TABLE2_EVAL = {"attacks": ("fgsm", "pgd20", "gama100", "cw_inf", "aa"), "last": True}
+
 # Smoke: the same method at a scale that runs the whole 125-config grid on 2 CPU cores in minutes.
 # Digits (8x8, 1,438 train / 359 test), 15% of train held out for best-checkpoint selection,
 # widths 0.5 (8/16/32 channels), 5 epochs of PGD-3 AT at eps 0.1 with cosine LR and 1 warm-up epoch,

@@ -400,3 +400,29 @@ def test_pgd_at_crafts_in_the_configured_batchnorm_mode():
         assert seen[:-1] == [crafting] * 2 and seen[-1] is True  # attack passes, then the training pass
     with pytest.raises(ConfigError, match="craft_mode"):
         create_method("pgd_at", craft_mode="both")
+
+
+def test_eval_last_runs_the_suite_on_the_last_weights_too():
+    from tune_robust.attacks import NoAttack
+    from tune_robust.evaluation import evaluate
+
+    cfg = method_cfg("pgd_at", epochs=2).to_dict()
+    cfg["eval"] = {**cfg["eval"], "last": True}
+    tr = Trainer(TrialConfig.from_dict(cfg))
+    while not tr.finished:
+        tr.run_epoch()
+    # Make "best" differ from "last": a net that always answers the rarest test class.
+    rare = int(torch.bincount(tr.data.test.y, minlength=10).argmin())
+    state = {k: torch.zeros_like(v) if v.is_floating_point() else v for k, v in tr.model.state_dict().items()}
+    head = [n for n, m in tr.model.named_modules() if isinstance(m, nn.Linear)][-1]
+    state[f"{head}.bias"][rare] = 1.0
+    tr.best_state, tr.best["epoch"] = state, 0
+    out = tr.final_metrics()
+    clean = {"clean": NoAttack()}
+    assert out["test_clean_acc"] == evaluate(tr.best_model(), tr.data.test, clean)["clean_acc"]
+    assert out["last_test_clean_acc"] == evaluate(tr.model, tr.data.test, clean)["clean_acc"]
+    assert out["test_clean_acc"] != out["last_test_clean_acc"]
+    assert {"last_test_fgsm_acc", "last_test_worst_acc"} <= set(out)
+    plain = Trainer(method_cfg("pgd_at", epochs=1))
+    plain.run_epoch()
+    assert not any(k.startswith("last_") for k in plain.final_metrics())

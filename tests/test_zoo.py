@@ -226,6 +226,9 @@ def test_paper_recipes_follow_each_seeds_released_code():
     assert not huang.train.exclude_norm_bias_decay
     assert huang.attack.kwargs["start"] == "normal" and huang.attack.kwargs["clip_start"] is False
     assert huang.method.kwargs["craft_mode"] == "eval"
+    for table2 in ("at_methods", "arch_reconfig"):
+        ev = TrialConfig.from_dict(dict(get_sweep(table2).fidelities["paper"])).eval
+        assert ev.last and {"gama100", "aa", "cw_inf", "pgd20", "fgsm"} <= set(ev.attacks)
     robnet = TrialConfig.from_dict(dict(get_sweep("arch_zoo_at").fidelities["paper"]))
     assert (robnet.train.weight_decay, robnet.train.exclude_norm_bias_decay) == (1e-4, True)
     assert robnet.method.kwargs["craft_mode"] == "train"

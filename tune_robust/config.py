@@ -288,6 +288,9 @@ class EvalConfig:
     input_std: tuple[float, ...] = ()
     # Name of the evaluated checkpoint in the results (the evaluate/transfer sweeps set it).
     label: str = ""
+    # Also run the suite on the last epoch's weights (columns last_test_*, last_stability_*, ...), as
+    # Huang et al. Table 2 reports Best and Last; the paper fidelities of their sweeps turn it on.
+    last: bool = False
 
     def __post_init__(self) -> None:
         checks = [

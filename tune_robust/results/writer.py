@@ -22,7 +22,7 @@ EPOCHS_FILE = "epochs.parquet"
 # Extra tables a trial may report (``eval_tables`` in its final result), one file each, keyed by trial.
 TABLES = ("lipschitz", "acc_vs_eps", "acc_vs_steps", "transfer")
 # Final-report keys with these prefixes are evaluation-suite columns of trials.parquet.
-EVAL_PREFIXES = ("test_", "stability_", "lipschitz_", "sanity_")
+EVAL_PREFIXES = ("test_", "stability_", "lipschitz_", "sanity_", "last_test_", "last_stability_", "last_lipschitz_", "last_sanity_", "last_suspect_")
 EVAL_KEYS = ("suspect_gradient_masking", "eval_attacks", "attack_grad_passes", "eval_suite_seconds", "checkpoint", "checkpoint_label")
 
 TRIAL_METRICS = (

@@ -32,6 +32,9 @@ from tune_robust.models import count_params, create_model
 from tune_robust.training._base import create_method
 from tune_robust.training.schedule import lr_multiplier
 
+# Suite columns repeated for the last epoch's weights when eval.last is on.
+LAST_PREFIXES = ("test_", "stability_", "lipschitz_", "sanity_", "suspect_gradient_masking")
+
 STATE_FILE = "state.pt"
 CONFIG_FILE = "config.json"
 
@@ -274,12 +277,16 @@ class Trainer:
         out["best_robust_acc"] = best["worst_acc"]
         out["test_examples"] = len(self.data.test)
         # The full suite (all eval.attacks, stability, Lipschitz, sanity flags, curves) on the best model.
-        suite = run_suite(
-            self.best_model(), self.data.test, self.cfg.eval, self.data.num_classes, self.cfg.data.dataset
-        )
+        suite = self._suite(self.best_model())
         out.update(suite.metrics)
         out["eval_tables"] = suite.tables
+        if self.cfg.eval.last:  # and on the last weights (the same numbers when the last is the best)
+            last = suite if best is final else self._suite(self.model)
+            out.update({f"last_{k}": v for k, v in last.metrics.items() if k.startswith(LAST_PREFIXES)})
         return out
+
+    def _suite(self, model: nn.Module) -> Any:
+        return run_suite(model, self.data.test, self.cfg.eval, self.data.num_classes, self.cfg.data.dataset)
 
     def best_model(self) -> nn.Module:
         if self.best_state is None:
