@@ -22,6 +22,8 @@ trials.parquet, one row per finished or failed trial, keyed by ``trial_id``:
     test_<label>_acc per eval.attacks entry, test_worst_acc, test_eval_examples, eval_attacks,
     attack_grad_passes, eval_suite_seconds, stability_<label>, lipschitz_logits, lipschitz_attack,
     sanity_<flag> (bool; null = not applicable), suspect_gradient_masking, sanity_messages.
+    With eval.last: the same suite columns on the last epoch's weights, prefixed ``last_``
+    (last_test_clean_acc, last_test_<label>_acc, last_stability_<label>, last_sanity_<flag>, ...).
     evaluate/transfer sweeps add checkpoint and checkpoint_label (their config has upstream.model or
     upstream.source, and upstream.targets = number of targets).
 
