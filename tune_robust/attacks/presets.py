@@ -17,9 +17,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     "pgd20": {"name": "pgd", "eps": "auto", "step": "eps/10", "steps": 20},
     # PGD-20, step 2/255 at 8/255: RobNet and RACL.
     "pgd20_step2": {"name": "pgd", "eps": "auto", "step": "eps/4", "steps": 20},
-    # PGD-10, step eps/10: RACL Table 1 (architectures trained without AT) and its transfer sources.
+    # PGD-10, step eps/10: RACL Table 1 (architectures trained without AT) and RACL Table 3's transfer
+    # test ("10-iteration PGD" crafted on each source; the step is not given).
     "pgd10": {"name": "pgd", "eps": "auto", "step": "eps/10", "steps": 10},
-    # PGD-100, step 2/255 at 8/255: RACL Table 3, RobNet supplement Table 4 (transfer).
+    # PGD-100, step 2/255 at 8/255: RACL's white-box PGD-100 (Sec. 3.2, Fig. 3a) and RobNet supplement
+    # Table 4's transfer attack (crafted on an independently trained copy of each source).
     "pgd100": {"name": "pgd", "eps": "auto", "step": "eps/4", "steps": 100},
     # PGD-50 with 10 restarts (Madry et al.'s MNIST evaluation scale).
     "pgd50x10": {"name": "pgd", "eps": "auto", "step": "eps/20", "steps": 50, "restarts": 10},
