@@ -8,7 +8,7 @@ import json
 import logging
 import shutil
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,8 +39,7 @@ class PointsSearcher(Searcher):
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         if trial_id not in self.assigned:
-            used = set(self.assigned.values())
-            index = next((i for i in range(len(self.configs)) if i not in used), None)
+            index = first_free(len(self.configs), self.assigned.values())
             if index is None:
                 return Searcher.FINISHED  # type: ignore[return-value]
             self.assigned[trial_id] = index
@@ -96,6 +95,12 @@ def snapshot_trials(experiment_dir: str) -> list[SnapshotTrial]:
         SnapshotTrial(t.trial_id, dict(t.config), str(t.status), dict(t.last_result or {}))
         for t in analysis.trials
     ]
+
+
+def first_free(n: int, held: Iterable[int]) -> int | None:
+    """The lowest index in ``range(n)`` not in ``held``, or None when every one is held."""
+    taken = set(held)
+    return next((i for i in range(n) if i not in taken), None)
 
 
 def config_key(config: Mapping[str, Any]) -> str:
@@ -361,7 +366,7 @@ class ChoiceSearcher(Searcher):
             if index not in holder:
                 return index
             self.book.reject(trial_id, duplicate_of=holder[index])
-        free = next((i for i in range(len(self.configs)) if i not in holder), None)
+        free = first_free(len(self.configs), holder)
         if free is None:
             return Searcher.FINISHED
         logger.info("Optuna repeated held configs %d times; running grid point %d", self.max_repeats, free)
