@@ -65,6 +65,23 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="evaluate/transfer: the finished trials of <results>/<sweep> (repeatable)",
     )
+    p.add_argument(
+        "--craft-on",
+        action="append",
+        default=[],
+        metavar="LABEL=PATH",
+        help="transfer, independent_copy protocol: the independently trained copy (another seed) that "
+        "source LABEL's examples are crafted on; repeatable",
+    )
+    p.add_argument(
+        "--craft-on-sweep",
+        dest="craft_on_sweeps",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="transfer, independent_copy protocol: find each source's copy among these finished trials "
+        "(same config, another train.seed); default: the --from-sweep dirs themselves",
+    )
     p.add_argument("--top-k", type=int, default=0, help="with --from-sweep: only the best K trials (0 = all)")
     g = p.add_argument_group("search strategy (grid sweeps)")
     g.add_argument(
@@ -182,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
             checkpoints=tuple(args.checkpoints),
             from_sweeps=tuple(args.from_sweeps),
             top_k=args.top_k,
+            craft_on=tuple(args.craft_on),
+            craft_on_sweeps=tuple(args.craft_on_sweeps),
             search=args.search,
             scheduler=args.scheduler,
             num_samples=args.num_samples,
@@ -213,7 +232,12 @@ def main(argv: list[str] | None = None) -> int:
             )
         if len(summary["table"]):
             if p.spec.inputs == "pairs":
-                print("transfer accuracy (rows: source, columns: target):")
+                on = (
+                    "its copy"
+                    if p.base.get("eval", {}).get("transfer_protocol") == "independent_copy"
+                    else "it"
+                )
+                print(f"transfer accuracy (rows: source, crafted on {on}; columns: target):")
             else:
                 print(f"top configs by {p.spec.rank_by} (test set):")
             print(summary["table"].to_string(index=False, float_format=lambda v: f"{v:.4f}"))

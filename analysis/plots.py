@@ -47,7 +47,9 @@ def transfer_heatmap(df: pd.DataFrame, path: str | Path | None = None, value: st
                     fontsize=8,
                 )
     attack = df["attack"].iloc[0] if "attack" in df and len(df) else ""
-    ax.set_title(f"target {value} (%) on examples crafted on the source\n{attack}", fontsize=9)
+    copy = "protocol" in df and (df["protocol"] == "independent_copy").any()
+    on = "an independently trained copy of the source" if copy else "the source"
+    ax.set_title(f"target {value} (%) on examples crafted on {on}\n{attack}", fontsize=9)
     fig.colorbar(im, ax=ax, fraction=0.046)
     return _finish(fig, path)
 

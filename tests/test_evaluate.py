@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 from pathlib import Path
 
 import pandas as pd
@@ -55,20 +57,24 @@ def test_evaluate_our_checkpoints_matches_training_suite(capsys, sweep_dir):
     assert "top configs by test_worst_acc" in out
 
 
-def test_transfer_matrix_and_heatmap(capsys, sweep_dir):
-    code, out, err = run_cli(
-        capsys,
-        "transfer",
-        "--from-sweep",
-        str(sweep_dir / "wrn_depth_grid"),
-        "--results-dir",
-        str(sweep_dir),
-        "-q",
-    )
-    assert code == 0, err
+@pytest.fixture(scope="module")
+def white_box_transfer(sweep_dir):
+    """``sweep.py transfer`` (white-box protocol) on the two trials; its stdout."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(
+            ["transfer", "--from-sweep", str(sweep_dir / "wrn_depth_grid"), "--results-dir", str(sweep_dir)]
+        )
+    assert code == 0
+    return out.getvalue()
+
+
+def test_transfer_matrix_and_heatmap(sweep_dir, white_box_transfer):
+    out = white_box_transfer
     m = pd.read_parquet(sweep_dir / "transfer" / "transfer.parquet")
     assert len(m) == 4 and set(m["source"]) == set(m["target"])
     assert m["accuracy"].between(0, 1).all() and (m["robust_accuracy"] <= m["clean_accuracy"]).all()
+    assert (m["protocol"] == "white_box").all() and (m["crafted_on"] == m["source_path"]).all()
     # White-box (diagonal) examples hurt a model at least as much as examples transferred from another
     for t in m["target"].unique():
         col = m[m["target"] == t].set_index("source")["accuracy"]
@@ -76,6 +82,86 @@ def test_transfer_matrix_and_heatmap(capsys, sweep_dir):
     png = sweep_dir / "transfer" / "transfer.png"
     assert png.exists() and png.read_bytes()[:4] == b"\x89PNG"
     assert "rows: source" in out
+
+
+@pytest.fixture(scope="module")
+def seed1_dir(tmp_path_factory):
+    """The same two trials as ``sweep_dir`` trained again with another seed: their independent copies."""
+    root = tmp_path_factory.mktemp("seed1")
+    args = ["wrn_depth_grid", "--max-trials", "2", "--set", "train.epochs=2", "--set", "train.seed=1"]
+    code = main([*args, "--results-dir", str(root), "-q"])
+    assert code == 0
+    return root
+
+
+def test_transfer_from_independent_copies(capsys, sweep_dir, seed1_dir, white_box_transfer, tmp_path):
+    """RobNet supplement Table 4: each source's examples are crafted on its other-seed copy."""
+    code, out, err = run_cli(
+        capsys,
+        "transfer",
+        "--from-sweep",
+        str(sweep_dir / "wrn_depth_grid"),
+        "--craft-on-sweep",
+        str(seed1_dir / "wrn_depth_grid"),
+        "--set",
+        "eval.transfer_protocol=independent_copy",
+        "--results-dir",
+        str(tmp_path),
+        "-q",
+    )
+    assert code == 0, err
+    assert "crafted on its copy" in out
+    m = pd.read_parquet(tmp_path / "transfer" / "transfer.parquet")
+    assert len(m) == 4 and (m["protocol"] == "independent_copy").all()
+    seed0 = pd.read_parquet(sweep_dir / "wrn_depth_grid" / "trials.parquet")
+    seed1 = pd.read_parquet(seed1_dir / "wrn_depth_grid" / "trials.parquet")
+    copy_of = {
+        str(Path(a) / "model.pt"): str(Path(b) / "model.pt")
+        for a, b in seed0.merge(seed1, on="model.depths")[
+            ["checkpoint_path_x", "checkpoint_path_y"]
+        ].itertuples(index=False)
+    }
+    assert len(copy_of) == 2
+    # Every row was crafted on the copy of its own source (same depths, seed 1), never on the source
+    for row in m.itertuples():
+        assert Path(row.crafted_on) == Path(copy_of[row.source_path]).resolve()
+    # The diagonal is no longer white-box: a model resists examples from its copy better than its own
+    white = pd.read_parquet(sweep_dir / "transfer" / "transfer.parquet")
+    for t in m["target"].unique():
+        own = white[(white["source"] == t) & (white["target"] == t)]["accuracy"].item()
+        from_copy = m[(m["source"] == t) & (m["target"] == t)]["accuracy"].item()
+        assert from_copy > own
+
+
+def test_independent_copy_needs_a_copy(capsys, sweep_dir, tmp_path):
+    code, _out, err = run_cli(
+        capsys,
+        "transfer",
+        "--from-sweep",
+        str(sweep_dir / "wrn_depth_grid"),
+        "--fidelity",
+        "paper",
+        "--dataset",
+        "digits",
+        "--results-dir",
+        str(tmp_path),
+        "-q",
+    )
+    assert code == 2 and err.count("error:") == 1
+    assert "independently trained copy" in err and "--craft-on" in err
+    code, _out, err = run_cli(
+        capsys,
+        "transfer",
+        "--from-sweep",
+        str(sweep_dir / "wrn_depth_grid"),
+        "--craft-on-sweep",
+        str(sweep_dir / "wrn_depth_grid"),
+        "--results-dir",
+        str(tmp_path),
+        "-q",
+    )
+    assert code == 2 and "eval.transfer_protocol=independent_copy" in err
+    assert not (tmp_path / "transfer").exists()
 
 
 def test_plain_state_dict_with_prefixes_and_normalisation(capsys, tmp_path):

@@ -2,7 +2,9 @@
 first attack of ``eval.attacks``, evaluate every target checkpoint on them.
 
 Config: ``upstream["source"]`` is the source's path; ``upstream["target:<label>"]`` the targets (the
-source is usually among them: its entry is the white-box accuracy).
+source is usually among them). ``eval.transfer_protocol``: ``white_box`` crafts on the source (its
+own entry is the white-box accuracy); ``independent_copy`` crafts on ``upstream["craft"]``, another
+training run of the source, so no entry is white-box (RobNet supplement Table 4).
 """
 
 from __future__ import annotations
@@ -35,7 +37,10 @@ def transfer_row(config: dict[str, Any]) -> None:
     source_label = cfg.eval.label or next(
         (t for t, p in targets.items() if p == source_path), describe_checkpoint(source_path)
     )
-    source = load_for(cfg, "source", data, device)
+    crafted_on = cfg.upstream.get("craft", source_path)
+    if cfg.eval.transfer_protocol == "independent_copy" and crafted_on == source_path:
+        raise ValueError(f"independent_copy transfer of {source_label}: no copy to craft on")
+    source = load_for(cfg, "craft" if crafted_on != source_path else "source", data, device)
     models = {
         t: load_for(dataclasses.replace(cfg, upstream={"m": p}), "m", data, device)
         for t, p in targets.items()
@@ -64,7 +69,9 @@ def transfer_row(config: dict[str, Any]) -> None:
             "clean_accuracy": clean_ok[t] / n,
             "robust_accuracy": both_ok[t] / n,
             "examples": len(test),
+            "protocol": cfg.eval.transfer_protocol,
             "source_path": source_path,
+            "crafted_on": crafted_on,
             "target_path": targets[t],
         }
         for t in models

@@ -291,6 +291,10 @@ class EvalConfig:
     # Also run the suite on the last epoch's weights (columns last_test_*, last_stability_*, ...), as
     # Huang et al. Table 2 reports Best and Last; the paper fidelities of their sweeps turn it on.
     last: bool = False
+    # The transfer sweep: "white_box" crafts on the source itself (RACL Table 3: its diagonal is
+    # white-box); "independent_copy" crafts on another training run of each source (RobNet supplement
+    # Table 4: no entry is white-box, the diagonal is the transfer between two seeds).
+    transfer_protocol: Literal["white_box", "independent_copy"] = "white_box"
 
     def __post_init__(self) -> None:
         checks = [

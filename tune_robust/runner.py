@@ -45,6 +45,10 @@ class RunOptions:
     checkpoints: tuple[str, ...] = ()
     from_sweeps: tuple[str, ...] = ()
     top_k: int = 0
+    # transfer with eval.transfer_protocol=independent_copy: the copy each source's examples are crafted
+    # on, "LABEL=PATH", or found in these sweeps (same config, another train.seed).
+    craft_on: tuple[str, ...] = ()
+    craft_on_sweeps: tuple[str, ...] = ()
     # Search strategy (see tune_robust.search): which configs run and which a scheduler stops early.
     search: str = "grid"
     scheduler: str = "fifo"
@@ -293,20 +297,23 @@ def build_search(p: Plan) -> tuple[Any, Any, list[Any]]:
     return search_alg, scheduler, callbacks
 
 
-def checkpoint_list(options: RunOptions) -> dict[str, str]:
-    """``{label: absolute path}`` from --checkpoint and --from-sweep, labels unique."""
+def _labelled(item: str) -> tuple[str | None, str]:
+    """``LABEL=PATH`` or ``PATH``; Ray's trial directory names contain "=", so an existing path is
+    taken whole."""
+    if "=" in item and not Path(item).expanduser().exists():
+        label, path = item.split("=", 1)
+        return label.strip() or None, path
+    return None, item
+
+
+def checkpoint_list(options: RunOptions, first_seed_only: bool = False) -> dict[str, str]:
+    """``{label: absolute path}`` from --checkpoint and --from-sweep, labels unique (``first_seed_only``:
+    a sweep's other seeds of one config are copies, not checkpoints of their own)."""
     from tune_robust.checkpoints import describe_checkpoint, resolve_path, sweep_checkpoints
 
-    items: list[tuple[str | None, str]] = []
-    for item in options.checkpoints:
-        # Ray's trial directory names contain "=", so an existing path is taken whole.
-        if "=" in item and not Path(item).expanduser().exists():
-            label, path = item.split("=", 1)
-            items.append((label.strip() or None, path))
-        else:
-            items.append((None, item))
+    items = [_labelled(item) for item in options.checkpoints]
     for d in options.from_sweeps:
-        items.extend((None, p) for p in sweep_checkpoints(d, options.top_k))
+        items.extend((None, p) for p in sweep_checkpoints(d, options.top_k, first_seed_only=first_seed_only))
     out: dict[str, str] = {}
     paths = [str(resolve_path(path).resolve()) for _, path in items]
     for (given, _), resolved in zip(items, paths, strict=True):
@@ -319,7 +326,13 @@ def checkpoint_list(options: RunOptions) -> dict[str, str]:
 
 
 def _checkpoint_points(spec: SweepSpec, options: RunOptions, base: dict[str, Any]) -> list[dict[str, Any]]:
-    found = checkpoint_list(options)
+    independent = base.get("eval", {}).get("transfer_protocol") == "independent_copy"
+    if (options.craft_on or options.craft_on_sweeps) and not (spec.inputs == "pairs" and independent):
+        raise ConfigError(
+            "--craft-on / --craft-on-sweep name the copies a transfer sweep crafts on: use them with "
+            "sweep transfer and --set eval.transfer_protocol=independent_copy (its paper fidelity)"
+        )
+    found = checkpoint_list(options, first_seed_only=independent and not options.craft_on_sweeps)
     if not found:
         raise ConfigError(
             f"sweep {spec.name!r} evaluates checkpoints: pass --checkpoint PATH (repeatable; a trial's "
@@ -328,7 +341,45 @@ def _checkpoint_points(spec: SweepSpec, options: RunOptions, base: dict[str, Any
     if spec.inputs == "checkpoints":
         return [{"upstream.model": path, "eval.label": label} for label, path in found.items()]
     base.setdefault("upstream", {}).update({f"target:{label}": path for label, path in found.items()})
-    return [{"upstream.source": path, "eval.label": label} for label, path in found.items()]
+    points = [{"upstream.source": path, "eval.label": label} for label, path in found.items()]
+    if independent:
+        copies = crafting_copies(options, found)
+        for point in points:
+            point["upstream.craft"] = copies[str(point["eval.label"])]
+    return points
+
+
+def crafting_copies(options: RunOptions, found: dict[str, str]) -> dict[str, str]:
+    """``{source label: path of the independently trained copy its examples are crafted on}``: from
+    --craft-on LABEL=PATH, else a trial of --craft-on-sweep (or of the --from-sweep itself) with the
+    source's config and another train.seed. Every source needs one (RobNet supplement Table 4)."""
+    from tune_robust.checkpoints import resolve_path, seed_copies
+
+    copies: dict[str, str] = {}
+    for item in options.craft_on:
+        label, path = _labelled(item)
+        if label is None or label not in found:
+            raise ConfigError(
+                f"--craft-on {item!r}: give SOURCE_LABEL=PATH with one of the sources' labels "
+                f"({', '.join(sorted(found))})"
+            )
+        copies[label] = str(resolve_path(path).resolve())
+    if options.from_sweeps or options.craft_on_sweeps:
+        wanted = [p for lb, p in found.items() if lb not in copies]
+        by_path = seed_copies(wanted, options.from_sweeps, options.craft_on_sweeps)
+        copies.update({lb: by_path[p] for lb, p in found.items() if p in by_path})
+    missing = sorted(set(found) - set(copies))
+    if missing:
+        raise ConfigError(
+            f"eval.transfer_protocol=independent_copy crafts on an independently trained copy of each "
+            f"source, but none was found for {', '.join(missing)}: pass --craft-on LABEL=PATH, or "
+            f"--craft-on-sweep DIR with the same sweep run again with --set train.seed=1 (or use "
+            f"--set eval.transfer_protocol=white_box)"
+        )
+    same = sorted(lb for lb, p in found.items() if copies[lb] == p)
+    if same:
+        raise ConfigError(f"--craft-on: the copy of {', '.join(same)} is the source itself (white-box)")
+    return copies
 
 
 def _validate(configs: Sequence[dict[str, Any]]) -> None:
