@@ -40,8 +40,11 @@ def mnist_config(
             attack["clip_start"] = True
         schedule = "cyclic"
     else:  # Madry et al. use PGD-40 step 0.01; PGD-k step 0.4 / k keeps the same total travel (1.33 eps)
-        attack = {"name": "pgd", "eps": 0.3, "step": 0.4 / pgd_steps, "steps": pgd_steps}
-        schedule = "cyclic"
+        step = recipe.get("pgd_step") or 0.4 / pgd_steps
+        attack = {"name": "pgd", "eps": 0.3, "step": step, "steps": pgd_steps}
+        if recipe.get("freeze_fooled"):
+            attack["freeze_fooled"] = True
+        schedule = recipe.get("schedule") or "cyclic"
     method_cfg: dict[str, Any] = {"name": method}
     if method == "fast" and recipe.get("no_early_stop"):
         method_cfg["early_stop"] = False
@@ -145,12 +148,22 @@ def main() -> None:
         "--clip-start", action="store_true", help="fast: clip the FGSM random start (old behaviour)"
     )
     ap.add_argument("--val-fraction", type=float, default=0.05)
+    ap.add_argument("--schedule", default="", help="pgd_at: train.schedule (default cyclic)")
+    ap.add_argument("--pgd-step", type=float, default=0.0, help="pgd_at: PGD step (default 0.4 / steps)")
+    ap.add_argument(
+        "--freeze-fooled",
+        action="store_true",
+        help="pgd_at: stop moving examples the model already misclassifies (Wong et al.'s MNIST PGD)",
+    )
     args = ap.parse_args()
     recipe = {
         "select_by": args.select_by,
         "no_early_stop": args.no_early_stop,
         "clip_start": args.clip_start,
         "val_fraction": args.val_fraction,
+        "schedule": args.schedule,
+        "pgd_step": args.pgd_step,
+        "freeze_fooled": args.freeze_fooled,
     }
     torch.set_num_threads(args.threads)
     if args.task == "mnist":

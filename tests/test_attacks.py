@@ -293,3 +293,40 @@ def test_pgd_normal_start_is_x_plus_step_times_gaussian():
     assert noise.std().item() == pytest.approx(0.01, rel=0.05) and noise.mean().abs() < 1e-3
     with pytest.raises(ConfigError, match="start"):
         create_attack("pgd", eps=0.3, step=0.01, start="laplace")
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_pgd_freeze_fooled_stops_examples_once_misclassified(norm):
+    # On a linear classifier every PGD step moves an example by the same amount along w, so the margin
+    # falls step by step; with freeze_fooled an example stops at the first iterate that is misclassified
+    # (Wong et al.'s MNIST PGD training), and one that starts misclassified never moves.
+    torch.manual_seed(0)
+    w = torch.randn(16)
+
+    class Linear2(nn.Module):
+        def forward(self, x):
+            s = x.flatten(1) @ w
+            return torch.stack([-s, s], 1)
+
+    model = Linear2()
+    x = torch.rand(300, 1, 4, 4) * 0.5 + 0.25
+    y = (x.flatten(1) @ w > 0).long()
+    y[:50] = 1 - y[:50]  # misclassified from the start
+    eps, step, steps = 0.2, 0.02, 10
+    if norm == "l2":
+        eps, step = 0.8, 0.08
+    common = {"eps": eps, "step": step, "steps": steps, "random_start": False, "norm": norm}
+    frozen = create_attack("pgd", freeze_fooled=True, **common).perturb(model, x, y)
+    free = create_attack("pgd", **common).perturb(model, x, y)
+    assert torch.equal(frozen[:50], x[:50]) and not torch.allclose(free[:50], x[:50])
+    # Every example the attack fools is fooled by both; the frozen one stopped at the first success,
+    # so it lies no farther from x than the free one and, where it moved, was still correct a step back
+    fooled_free = model(free).argmax(1) != y
+    fooled_frozen = model(frozen).argmax(1) != y
+    assert torch.equal(fooled_free, fooled_frozen)
+    dist = lambda a: (a - x).flatten(1).norm(p=float("inf") if norm == "linf" else 2, dim=1)  # noqa: E731
+    assert (dist(frozen) <= dist(free) + 1e-6).all()
+    stopped = fooled_frozen[50:] & (dist(frozen)[50:] < dist(free)[50:] - 1e-6)
+    assert stopped.sum() > 10  # the option changed something the attack's result depends on
+    never = ~fooled_free
+    assert torch.allclose(frozen[never], free[never])

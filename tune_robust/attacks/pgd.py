@@ -70,6 +70,10 @@ class PGD(Attack):
     norm: Norm = "linf"
     # "ce": cross-entropy; "margin": the CW loss max_{j!=y} z_j - z_y (CW-inf when optimised by PGD).
     loss: Loss = "ce"
+    # Stop moving an example once the model misclassifies it (the step is taken only where the current
+    # iterate is still classified correctly): Wong et al.'s released MNIST PGD training. A training
+    # option; an evaluation attack leaves it off, since the last iterate is then not the loss maximiser.
+    freeze_fooled: bool = False
 
     def __post_init__(self) -> None:
         check_eps(self.eps)
@@ -98,13 +102,24 @@ class PGD(Attack):
         if self.norm == "linf":  # the box of the eps-ball and [0, 1] is fixed: compute it once
             lo, hi = (x0 - self.eps).clamp_(min=0), (x0 + self.eps).clamp_(max=1)
             for _ in range(self.steps):
-                grad, _ = input_grad(model, adv, y, self.loss)
-                adv = torch.min(torch.max(grad.sign_().mul_(self.step).add_(adv), lo), hi)
+                grad, logits = input_grad(model, adv, y, self.loss)
+                moved = torch.min(torch.max(grad.sign_().mul_(self.step).add_(adv), lo), hi)
+                adv = self._keep_fooled(adv, moved, logits, y)
             return adv.detach()
         for _ in range(self.steps):
-            grad, _ = input_grad(model, adv, y, self.loss)
-            adv = project(ascent_step(adv, grad, self.step, self.norm), x0, self.eps, self.norm).detach()
+            grad, logits = input_grad(model, adv, y, self.loss)
+            moved = project(ascent_step(adv, grad, self.step, self.norm), x0, self.eps, self.norm)
+            adv = self._keep_fooled(adv, moved.detach(), logits, y)
         return adv
+
+    def _keep_fooled(
+        self, adv: torch.Tensor, moved: torch.Tensor, logits: torch.Tensor, y: torch.Tensor
+    ) -> torch.Tensor:
+        """``moved``, except (with ``freeze_fooled``) where ``adv`` already fools the model."""
+        if not self.freeze_fooled:
+            return moved
+        still = (logits.argmax(1) == y).view(-1, *([1] * (adv.ndim - 1)))
+        return torch.where(still, moved, adv)
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         x0 = x.detach()
