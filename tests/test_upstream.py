@@ -51,3 +51,7 @@ def test_stage_starts_from_upstream_best_checkpoint(tmp_path, capsys):
     conv = "stem.weight"
     assert torch.allclose(a[conv], b[conv], atol=1e-5)
     assert abs(stage["best_clean_acc"] - upstream["best_clean_acc"]) < 0.05
+    # --resume of the finished stage continues it (nothing to run) instead of refusing its options
+    assert main(["test_finetune_stage", "--resume", *common]) == 0, capsys.readouterr().err
+    again = pd.read_parquet(tmp_path / "test_finetune_stage" / "trials.parquet")
+    assert len(again) == 1 and again.iloc[0]["trial_id"] == stage["trial_id"]

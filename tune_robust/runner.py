@@ -612,8 +612,9 @@ def execute(p: Plan, command: str = "") -> dict[str, Any]:
     from tune_robust.results.callback import ParquetCallback
 
     _no_gpu_locally(p)
-    resuming = check_results_dir(p)
+    # Upstream paths are part of the configs sweep.json stores: fill them in before comparing on resume.
     resolve_upstream(p)
+    resuming = check_results_dir(p)
     tune_path = p.sweep_dir / TUNE_DIR
     # (Not Tuner.can_restore: it answers True for a run killed before its first snapshot, whose restore
     # then silently runs a 1-trial experiment.)

@@ -1,0 +1,171 @@
+"""Plugins: a user's own models, attacks, training methods, datasets, sweeps and trainables, registered
+from outside this repository.
+
+A plugin is a Python module (``my_lab.robust_models``) or a file (``./my_model.py``) that registers
+components with the usual decorators (``register_model``, ``register_attack``, ``register_method``,
+``register_dataset``, ``register_sweep``, ``register_trainable``) when imported. Three ways to name one,
+all combined (in this order, duplicates dropped):
+
+- installed packages: the entry-point group ``tune_robust.plugins`` (``[project.entry-points]`` in the
+  package's pyproject: ``mine = "my_lab.robust_models"``);
+- the environment: ``TUNE_ROBUST_PLUGINS``, entries separated by ``os.pathsep`` (``:`` on Linux);
+- the command line: ``--plugin MODULE_OR_FILE.py`` (repeatable).
+
+The driver imports them before a sweep is planned. Every Ray trial imports them again before its config
+is parsed (:func:`with_plugins` wraps the trainable): a module plugin by name (it must be installed on
+every node), a file plugin from its path, or, on a node where that path does not hold the same file, from
+the source text the driver read, so a file plugin reaches workers on other machines without a shared
+filesystem. What each plugin was (name, path, SHA-256 of its file) goes into ``sweep.json``, the resume
+fingerprint and a ``plugins`` column of every trial row.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib
+import importlib.util
+import os
+import sys
+import types
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from tune_robust.errors import ConfigError
+
+ENV_VAR = "TUNE_ROBUST_PLUGINS"
+ENTRY_POINT_GROUP = "tune_robust.plugins"
+
+
+@dataclass(frozen=True)
+class Plugin:
+    """One imported plugin: a module name, or a file with its path, content hash and source text."""
+
+    name: str
+    path: str = ""
+    sha256: str = ""
+    source: str = ""
+
+    @property
+    def is_file(self) -> bool:
+        return bool(self.path)
+
+    def record(self) -> dict[str, str]:
+        """What the results keep of it (no source text)."""
+        return {"name": self.name, "path": self.path, "sha256": self.sha256}
+
+    def label(self) -> str:
+        return f"{self.path}@{self.sha256[:12]}" if self.is_file else self.name
+
+
+# Plugins imported in this process, by name: importing twice (a second sweep in one process, a reused
+# Ray worker) must not register every component again.
+_LOADED: dict[str, Plugin] = {}
+
+
+def requested(cli: Sequence[str] = ()) -> list[str]:
+    """Plugin names from the entry points, ``TUNE_ROBUST_PLUGINS`` and ``cli``, first occurrence kept."""
+    names = [ep.value.split(":")[0] for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)]
+    names += [s for s in os.environ.get(ENV_VAR, "").split(os.pathsep) if s.strip()]
+    names += list(cli)
+    return list(dict.fromkeys(s.strip() for s in names))
+
+
+def _is_file(spec: str) -> bool:
+    return spec.endswith(".py") or os.sep in spec or "/" in spec
+
+
+def _describe(spec: str) -> Plugin:
+    if not _is_file(spec):
+        return Plugin(spec)
+    path = Path(spec).expanduser().resolve()
+    if not path.is_file():
+        raise ConfigError(f"plugin {spec}: no such file (give a .py file or an importable module name)")
+    source = path.read_text(encoding="utf-8")
+    return Plugin(path.stem, str(path), hashlib.sha256(source.encode()).hexdigest(), source)
+
+
+def _module_name(plugin: Plugin) -> str:
+    return f"tune_robust_plugin_{plugin.name}_{plugin.sha256[:12]}" if plugin.is_file else plugin.name
+
+
+def _import(plugin: Plugin) -> None:
+    if plugin.is_file:
+        name = _module_name(plugin)
+        module = types.ModuleType(name)
+        module.__file__ = plugin.path
+        sys.modules[name] = module
+        try:
+            exec(compile(plugin.source, plugin.path, "exec"), module.__dict__)
+        except BaseException:
+            del sys.modules[name]
+            raise
+    else:
+        importlib.import_module(plugin.name)
+
+
+def load(specs: Sequence[str]) -> list[Plugin]:
+    """Import each plugin once per process; a missing file, an import error or a name that clashes with
+    a registered component is one ConfigError naming the plugin."""
+    out = []
+    for spec in specs:
+        plugin = _describe(spec)
+        key = _module_name(plugin)
+        if key not in _LOADED:
+            _import_checked(plugin, spec)
+            _LOADED[key] = plugin
+        out.append(_LOADED[key])
+    return out
+
+
+def _import_checked(plugin: Plugin, spec: str) -> None:
+    try:
+        _import(plugin)
+    except ModuleNotFoundError as e:
+        if e.name and plugin.name.startswith(e.name):
+            raise ConfigError(
+                f"plugin {spec}: no module named {e.name!r} (install it, or pass a .py file path)"
+            ) from None
+        raise ConfigError(f"plugin {spec} failed to import: ModuleNotFoundError: {e}") from None
+    except ValueError as e:
+        if "registered twice" in str(e):
+            raise ConfigError(f"plugin {spec}: {e}; give the component another name") from None
+        raise ConfigError(f"plugin {spec} failed to import: ValueError: {e}") from None
+    except ConfigError as e:
+        raise ConfigError(f"plugin {spec}: {e}") from None
+    except Exception as e:
+        raise ConfigError(f"plugin {spec} failed to import: {type(e).__name__}: {e}") from None
+
+
+def load_in_worker(plugins: Sequence[Plugin]) -> None:
+    """A trial's import of the driver's plugins: the file at the driver's path when it is the same file
+    there, else the driver's source text; module plugins by name."""
+    for plugin in plugins:
+        key = _module_name(plugin)
+        if key in _LOADED:
+            continue
+        _import_checked(plugin, plugin.label())
+        _LOADED[key] = plugin
+
+
+def with_plugins(
+    trainable: Callable[[dict[str, Any]], None], plugins: Sequence[Plugin]
+) -> Callable[[dict[str, Any]], None]:
+    """``trainable`` that first imports ``plugins`` in whichever worker process runs it."""
+    if not plugins:
+        return trainable
+    carried = tuple(plugins)
+
+    @functools.wraps(trainable)
+    def run(config: dict[str, Any]) -> None:
+        load_in_worker(carried)
+        trainable(config)
+
+    return run
+
+
+def records(plugins: Sequence[Plugin]) -> list[dict[str, str]]:
+    return [p.record() for p in plugins]
