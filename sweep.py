@@ -20,6 +20,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--list", action="store_true", help="list registered sweeps and exit")
     p.add_argument(
+        "--plugin",
+        dest="plugins",
+        action="append",
+        default=[],
+        metavar="MODULE_OR_FILE.py",
+        help="import this module or file first: its models, attacks, methods, datasets, sweeps and "
+        "trainables join the registries, in the driver and in every trial (repeatable; also "
+        "TUNE_ROBUST_PLUGINS and the tune_robust.plugins entry-point group)",
+    )
+    p.add_argument(
         "--dry-run", action="store_true", help="print the trial configs and their count, run nothing"
     )
     p.add_argument(
@@ -169,6 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     from tune_robust.errors import ConfigError
 
     try:
+        from tune_robust import plugins as plugin_loader
+
+        loaded = plugin_loader.load(plugin_loader.requested(args.plugins))
         if args.list:
             from tune_robust.sweeps import list_sweeps
 
@@ -201,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
             top_k=args.top_k,
             craft_on=tuple(args.craft_on),
             craft_on_sweeps=tuple(args.craft_on_sweeps),
+            plugins=tuple(loaded),
             search=args.search,
             scheduler=args.scheduler,
             num_samples=args.num_samples,

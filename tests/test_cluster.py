@@ -38,3 +38,27 @@ def test_trials_spread_over_both_nodes_and_fractional_gpus(cluster, tmp_path, ca
     assert (trials["gpus"] == 0.5).all()
     assert set(trials["node_id"]) == {gpu_node.node_id}
     assert (trials["device"] == "cpu").all()  # the GPU is fake, so torch ran on the CPU
+
+
+def test_plugin_sweep_on_the_cluster(cluster, tmp_path):
+    """A plugin file's model, attack and sweep run in the cluster's workers (a subprocess driver, so the
+    plugin stays out of this process's registries)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from test_plugins import PLUGIN
+
+    c, _ = cluster
+    plugin = tmp_path / "lab" / "cluster_plugin.py"
+    plugin.parent.mkdir()
+    plugin.write_text(PLUGIN)
+    root = Path(__file__).resolve().parents[1]
+    cmd = [sys.executable, str(root / "sweep.py"), "plugin_sweep", "--plugin", str(plugin)]
+    cmd += ["--address", c.address, "--results-dir", str(tmp_path), "-q"]
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=root, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    trials = pd.read_parquet(tmp_path / "plugin_sweep" / "trials.parquet")
+    assert len(trials) == 2 and (trials["status"] == "TERMINATED").all()
+    assert set(trials["node_id"]) <= {n.node_id for n in c.list_all_nodes()}
+    assert trials["plugins"].notna().all()

@@ -141,8 +141,8 @@ def _import_checked(plugin: Plugin, spec: str) -> None:
 
 
 def load_in_worker(plugins: Sequence[Plugin]) -> None:
-    """A trial's import of the driver's plugins: the file at the driver's path when it is the same file
-    there, else the driver's source text; module plugins by name."""
+    """A trial's import of the driver's plugins: a file plugin from the source text the driver read
+    (the same bytes whether or not this node has the file), a module plugin by name."""
     for plugin in plugins:
         key = _module_name(plugin)
         if key in _LOADED:
@@ -158,6 +158,11 @@ def with_plugins(
     if not plugins:
         return trainable
     carried = tuple(plugins)
+    from ray import cloudpickle
+
+    for plugin in carried:  # a file plugin's functions (its own trainable) travel by value
+        if plugin.is_file and _module_name(plugin) in sys.modules:
+            cloudpickle.register_pickle_by_value(sys.modules[_module_name(plugin)])
 
     @functools.wraps(trainable)
     def run(config: dict[str, Any]) -> None:

@@ -49,6 +49,8 @@ class RunOptions:
     # on, "LABEL=PATH", or found in these sweeps (same config, another train.seed).
     craft_on: tuple[str, ...] = ()
     craft_on_sweeps: tuple[str, ...] = ()
+    # Imported plugins (tune_robust.plugins.Plugin), re-imported in every trial before its config.
+    plugins: tuple[Any, ...] = ()
     # Search strategy (see tune_robust.search): which configs run and which a scheduler stops early.
     search: str = "grid"
     scheduler: str = "fifo"
@@ -88,7 +90,14 @@ class Plan:
             "cpus_per_trial": self.cpus,
             "gpus_per_trial": self.gpus,
             "strategy": self.strategy,
+            # (only when there are plugins: sweeps written before plugins existed resume unchanged)
+            **({"plugins": self.plugin_records()} if self.options.plugins else {}),
         }
+
+    def plugin_records(self) -> list[dict[str, str]]:
+        from tune_robust.plugins import records
+
+        return records(self.options.plugins)
 
 
 def _merge(base: dict[str, Any], point: dict[str, Any]) -> dict[str, Any]:
@@ -453,6 +462,8 @@ def describe(p: Plan) -> str:
     for k, v in flatten(p.base).items():
         lines.append(f"  {k} = {v}")
     lines.append("strategy: " + ", ".join(f"{k}={v}" for k, v in p.strategy.items()))
+    if p.options.plugins:
+        lines.append("plugins: " + ", ".join(pl.label() for pl in p.options.plugins))
     lines.append("trials: " + ", ".join(varying))
     for i, pt in enumerate(p.points):
         flat = flat_point(pt)
@@ -482,7 +493,7 @@ def check_results_dir(p: Plan) -> bool:
             if stored != p.fingerprint():
                 raise ConfigError(
                     f"--resume: {d} holds sweep {p.spec.name!r} run with other options "
-                    f"(fidelity/--set/--dataset/--max-trials/resources/search strategy); resume with "
+                    f"(fidelity/--set/--dataset/--max-trials/resources/search strategy/plugins); resume with "
                     f"the same options as the first run: {saved.get('command', '')}"
                 )
         return True
@@ -494,7 +505,11 @@ def _write_state(p: Plan, command: str) -> None:
     tmp = p.sweep_dir / f".{SWEEP_FILE}.tmp"
     tmp.write_text(
         json.dumps(
-            {"fingerprint": p.fingerprint(), "options": asdict(p.options), "command": command},
+            {
+                "fingerprint": p.fingerprint(),
+                "options": {**asdict(p.options), "plugins": p.plugin_records()},
+                "command": command,
+            },
             indent=1,
             default=str,
         )
@@ -609,6 +624,7 @@ def execute(p: Plan, command: str = "") -> dict[str, Any]:
     from ray.tune.logger import JsonLoggerCallback
 
     from trainables import get_trainable
+    from tune_robust.plugins import with_plugins
     from tune_robust.results.callback import ParquetCallback
 
     _no_gpu_locally(p)
@@ -626,13 +642,15 @@ def execute(p: Plan, command: str = "") -> dict[str, Any]:
         check_cluster(p)
         if not (p.sweep_dir / SWEEP_FILE).exists():
             _write_state(p, command)
-        trainable = tune.with_resources(get_trainable(p.spec.trainable), {"cpu": p.cpus, "gpu": p.gpus})
+        run_trial = with_plugins(get_trainable(p.spec.trainable), p.options.plugins)
+        trainable = tune.with_resources(run_trial, {"cpu": p.cpus, "gpu": p.gpus})
         if resuming:
             tuner = tune.Tuner.restore(
                 str(tune_path), trainable, resume_unfinished=True, resume_errored=False, restart_errored=False
             )
         else:
             columns = {k: p.strategy[k] for k in ("search", "scheduler", "search_seed")}
+            columns["plugins"] = ", ".join(pl.label() for pl in p.options.plugins) or None
             callback = ParquetCallback(p.sweep_dir, p.spec.name, p.options.fidelity, columns)
             search_alg, scheduler, extra_callbacks = build_search(p)
             tuner = tune.Tuner(
