@@ -11,6 +11,19 @@ from tune_robust.config import EvalConfig, eval_attack_specs
 from tune_robust.errors import ConfigError
 from tune_robust.models import create_model
 
+
+class Linear2(nn.Module):
+    """Two-class linear model f(x) = w.x + b with logits (-f, f)."""
+
+    def __init__(self, w: torch.Tensor, b: float | torch.Tensor = 0.0) -> None:
+        super().__init__()
+        self.w, self.b = w, b
+
+    def forward(self, x):
+        s = x.flatten(1) @ self.w + self.b
+        return torch.stack([-s, s], 1)
+
+
 CHEAP = ["fgsm", "pgd", "pgd_l2", "pgd_margin", "mim", "cw_inf"]
 
 
@@ -95,13 +108,7 @@ def test_linear_classifier_exact_minimal_flip():
     torch.manual_seed(0)
     w = torch.randn(16)
     b = torch.tensor(0.1)
-
-    class Linear2(nn.Module):
-        def forward(self, x):
-            s = x.flatten(1) @ w + b
-            return torch.stack([-s, s], 1)
-
-    model = Linear2()
+    model = Linear2(w, b)
     x = torch.rand(200, 1, 4, 4) * 0.5 + 0.25  # away from the box so clipping does not interfere
     s = x.flatten(1) @ w + b
     y = (s > 0).long()
@@ -128,13 +135,7 @@ def test_linear_classifier_exact_l2():
     # L2: the minimal flip is |f(x)| / ||w||_2 along w; one PGD step of size eps is optimal.
     torch.manual_seed(0)
     w = torch.randn(16)
-
-    class Linear2(nn.Module):
-        def forward(self, x):
-            s = x.flatten(1) @ w
-            return torch.stack([-s, s], 1)
-
-    model = Linear2()
+    model = Linear2(w)
     x = torch.rand(100, 1, 4, 4) * 0.5 + 0.25
     s = x.flatten(1) @ w
     y = (s > 0).long()
@@ -302,13 +303,7 @@ def test_pgd_freeze_fooled_stops_examples_once_misclassified(norm):
     # (Wong et al.'s MNIST PGD training), and one that starts misclassified never moves.
     torch.manual_seed(0)
     w = torch.randn(16)
-
-    class Linear2(nn.Module):
-        def forward(self, x):
-            s = x.flatten(1) @ w
-            return torch.stack([-s, s], 1)
-
-    model = Linear2()
+    model = Linear2(w)
     x = torch.rand(300, 1, 4, 4) * 0.5 + 0.25
     y = (x.flatten(1) @ w > 0).long()
     y[:50] = 1 - y[:50]  # misclassified from the start
