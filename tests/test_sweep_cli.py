@@ -104,3 +104,20 @@ def test_failing_trials_are_retried_then_recorded(capsys, tmp_path):
     assert trials["error"].str.contains("non-finite training loss").all()
     assert (trials["failures"] == 2).all()  # the first try plus one retry
     assert "0 trials finished, 2 failed" in out
+
+
+def test_console_script_and_module_entry_point(tmp_path):
+    """`tune-robust` and `python -m tune_robust` are sweep.py's interface, from any directory."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(sys.executable).parent / "tune-robust"
+    for cmd in ([str(script)], [sys.executable, "-m", "tune_robust"]):
+        out = subprocess.run([*cmd, "--list"], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+        assert out.returncode == 0, out.stderr
+        assert "wrn_depth_grid" in out.stdout and "arch_reconfig" in out.stdout
+        bad = subprocess.run(
+            [*cmd, "no_such_sweep"], capture_output=True, text=True, cwd=tmp_path, timeout=120
+        )
+        assert bad.returncode == 2 and bad.stderr.count("error:") == 1
