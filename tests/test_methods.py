@@ -328,7 +328,7 @@ def test_cyclic_schedule_and_method_config_errors():
         TrialConfig.from_dict({"train": {"amp": "bf16", "device": "cpu"}})
 
 
-def test_darts_auxiliary_head_loss_is_added_to_the_update():
+def test_darts_auxiliary_head_loss_is_added_to_the_update(monkeypatch):
     tr = Trainer(method_cfg("pgd_at"))
     # The auxiliary head needs 32x32 inputs; the update only needs a model that sets aux_logits.
     tr.model = create_model("darts", channels=4, layers=3, auxiliary=True).train()
@@ -346,11 +346,9 @@ def test_darts_auxiliary_head_loss_is_added_to_the_update():
         seen.append(float(self.detach()))
         return real_backward(self, *a, **k)
 
-    torch.Tensor.backward = spy
-    try:
-        tr._update(nn.functional.cross_entropy(logits, y), y=y)
-    finally:
-        torch.Tensor.backward = real_backward
+    monkeypatch.setattr(torch.Tensor, "backward", spy)
+    tr._update(nn.functional.cross_entropy(logits, y), y=y)
+    monkeypatch.undo()
     assert seen == [pytest.approx(expected, rel=1e-6)]
     assert tr.model.aux_logits is None
 

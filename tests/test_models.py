@@ -52,7 +52,15 @@ def test_every_registered_model_builds_and_counts(name):
     # Families with a fixed classifier input size (the MNIST CNNs) take their native 28x28 images.
     shape = (1, 28, 28) if "image_size" in builder_params(MODELS.get(name)) else (3, 32, 32)
     params, macs = profile_model(name, shape)
-    assert params > 0 and macs > 0
+    model = create_model(name, 10, shape[0])
+    # The profiler counts what the module holds, and at least one multiply per parameter of the
+    # convolutions / linear layers it ran (each weight is used at least once per forward pass)
+    assert params == sum(p.numel() for p in model.parameters())
+    weights = sum(
+        m.weight.numel() for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))
+    )
+    assert macs >= weights
+    assert model(torch.rand(2, *shape)).shape == (2, 10)
 
 
 def test_tiny_wrn_forward_and_depth_zero_stage():

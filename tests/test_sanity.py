@@ -8,7 +8,6 @@ import pytest
 import torch
 from torch import nn
 
-from tune_robust.attacks import create_attack
 from tune_robust.attacks.pgd import PGD
 from tune_robust.config import EvalConfig
 from tune_robust.data import Split, batches, prepare_data
@@ -64,7 +63,11 @@ def test_honest_model_full_suite_no_flag_and_no_masking(honest, digits):
     assert flags and all(v is True for v in flags.values()), m["sanity_messages"]
     assert m["suspect_gradient_masking"] is False and res.warnings == []
     assert m["test_aa_acc"] <= m["test_pgd_acc"] + 1e-9 <= m["test_fgsm_acc"] + 1e-9
-    assert m["test_worst_acc"] == min(m["test_fgsm_acc"], m["test_pgd_acc"], m["test_aa_acc"])
+    # Per-example worst case: robust to every attack at once. At most each attack's accuracy, and at
+    # least clean minus every attack's losses (they need not nest, so the minimum is only a bound)
+    accs = [m[f"test_{a}_acc"] for a in ("fgsm", "pgd", "aa")]
+    assert m["test_worst_acc"] <= min(accs) + 1e-9
+    assert m["test_worst_acc"] >= m["test_clean_acc"] - sum(m["test_clean_acc"] - a for a in accs) - 1e-9
     assert 0 <= m["stability_pgd"] <= 1 and m["lipschitz_logits"] > 0
     assert not honest.training
 
@@ -234,4 +237,3 @@ def test_curves_tables(honest, digits):
     steps = {r["x"]: r["value"] for r in res.tables["acc_vs_steps"]}
     assert steps[10.0] <= steps[1.0] + 0.02
     assert [r["label"] for r in res.tables["lipschitz"]][-1] == "logits"
-    assert create_attack("fgsm").name == "fgsm"
