@@ -27,8 +27,9 @@ def finetune_sweep():
             upstream=(Upstream("init", sweep="wrn_depth_grid"),),
         )
 
-    if "test_finetune_stage" not in SWEEPS:
-        SWEEPS.register("test_finetune_stage")(test_finetune_stage)
+    SWEEPS.register("test_finetune_stage")(test_finetune_stage)
+    yield
+    SWEEPS.unregister("test_finetune_stage")  # no test sweep left in the registry for later tests
 
 
 def test_missing_upstream_is_refused_before_ray(tmp_path, capsys):
