@@ -19,7 +19,8 @@ from ray import tune
 from trainables._common import placement
 from trainables.evaluate import checkpoint_trial, load_for
 from tune_robust.checkpoints import describe_checkpoint
-from tune_robust.data import Split, batches
+from tune_robust.data import batches
+from tune_robust.evaluation.basic import Tally
 from tune_robust.evaluation.suite import build_attacks
 
 TARGET = "target:"
@@ -28,9 +29,7 @@ TARGET = "target:"
 def transfer_row(config: dict[str, Any]) -> None:
     started = time.time()
     cfg, device, data = checkpoint_trial(config)
-    test = data.test
-    if cfg.eval.limit and cfg.eval.limit < len(test):
-        test = Split(test.x[: cfg.eval.limit], test.y[: cfg.eval.limit])
+    test = data.test.head(cfg.eval.limit)
     label, attack = next(iter(build_attacks(cfg.eval, cfg.data.dataset).items()))
     source_path = cfg.upstream["source"]
     targets = {k[len(TARGET) :]: p for k, p in cfg.upstream.items() if k.startswith(TARGET)}
@@ -45,19 +44,17 @@ def transfer_row(config: dict[str, Any]) -> None:
         t: load_for(dataclasses.replace(cfg, upstream={"m": p}), "m", data, device)
         for t, p in targets.items()
     }
-    adv_ok = dict.fromkeys(models, 0)
-    clean_ok = dict.fromkeys(models, 0)
-    both_ok = dict.fromkeys(models, 0)
+    adv_ok = dict.fromkeys(models, 0)  # the tables' number: accuracy on the transferred examples
+    tallies = {t: Tally(["transfer"]) for t in models}
     with torch.autocast(device_type=device.type, enabled=False):
         for x, y in batches(test, cfg.eval.batch_size):
             x_adv = attack.perturb(source, x, y)  # source in eval mode (load_checkpoint)
             with torch.no_grad():
                 for t, m in models.items():
-                    ok_clean = m(x).argmax(1) == y
                     ok_adv = m(x_adv).argmax(1) == y
-                    clean_ok[t] += int(ok_clean.sum())
+                    tallies[t].clean(m(x).argmax(1) == y)
+                    tallies[t].attacked("transfer", ok_adv)
                     adv_ok[t] += int(ok_adv.sum())
-                    both_ok[t] += int((ok_clean & ok_adv).sum())
     n = max(1, len(test))
     rows = [
         {
@@ -66,8 +63,8 @@ def transfer_row(config: dict[str, Any]) -> None:
             "attack": attack.describe(),
             # accuracy of the target on the transferred examples (the papers' tables)
             "accuracy": adv_ok[t] / n,
-            "clean_accuracy": clean_ok[t] / n,
-            "robust_accuracy": both_ok[t] / n,
+            "clean_accuracy": tallies[t].fraction(tallies[t].clean_ok),
+            "robust_accuracy": tallies[t].fraction(tallies[t].robust["transfer"]),
             "examples": len(test),
             "protocol": cfg.eval.transfer_protocol,
             "source_path": source_path,

@@ -55,6 +55,10 @@ class Split:
     def __len__(self) -> int:
         return int(self.y.shape[0])
 
+    def head(self, n: int) -> Split:
+        """The first ``n`` examples (0, or ``n`` >= its length: all of them)."""
+        return Split(self.x[:n], self.y[:n]) if 0 < n < len(self) else self
+
 
 @dataclass
 class TrialData:

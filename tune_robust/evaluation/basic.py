@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import torch
 from torch import nn
@@ -10,7 +10,39 @@ from torch import nn
 from tune_robust.attacks import Attack
 from tune_robust.data import Split, batches
 
-__all__ = ["evaluate"]
+__all__ = ["Tally", "evaluate"]
+
+
+class Tally:
+    """Counts of one evaluation pass: correct on clean inputs, correct on clean *and* under each attack
+    (robust accuracy as the suite reports it), and under all attacks at once (the per-example worst
+    case). Per batch: ``clean(ok)`` first, then ``attacked(label, ok_adv)`` for each attack."""
+
+    def __init__(self, labels: Iterable[str]) -> None:
+        self.n = 0
+        self.clean_ok = 0
+        self.robust = dict.fromkeys(labels, 0)
+        self.worst = 0
+        self._ok = torch.zeros(0, dtype=torch.bool)
+        self._survived = self._ok
+
+    def clean(self, ok: torch.Tensor) -> None:
+        self.worst += int(self._survived.sum())  # the previous batch
+        self._ok, self._survived = ok, ok.clone()
+        self.n += int(ok.numel())
+        self.clean_ok += int(ok.sum())
+
+    def attacked(self, label: str, ok_adv: torch.Tensor) -> torch.Tensor:
+        robust = self._ok & ok_adv
+        self.robust[label] += int(robust.sum())
+        self._survived &= robust
+        return robust
+
+    def fraction(self, count: int) -> float:
+        return count / self.n if self.n else float("nan")
+
+    def worst_fraction(self) -> float:
+        return self.fraction(self.worst + int(self._survived.sum()))
 
 
 def evaluate(
@@ -22,8 +54,7 @@ def evaluate(
     it survives every attack run (the per-example worst case). The model is evaluated in eval mode with
     autocast disabled, whatever mode it came in; its mode is restored afterwards.
     """
-    if limit and limit < len(split):
-        split = Split(split.x[:limit], split.y[:limit])
+    split = split.head(limit)
     n = len(split)
     if n == 0:
         return {f"{name}_acc": float("nan") for name in attacks} | {"worst_acc": float("nan")}

@@ -20,6 +20,7 @@ from tune_robust.attacks import Attack, create_attack
 from tune_robust.config import EvalConfig, eval_attack_specs
 from tune_robust.data import DATASETS, Split, batches
 from tune_robust.evaluation import sanity
+from tune_robust.evaluation.basic import Tally
 from tune_robust.evaluation.metrics import LipschitzMeter, stability
 
 log = logging.getLogger("tune_robust")
@@ -37,10 +38,6 @@ def build_attacks(cfg: EvalConfig, dataset: str) -> dict[str, Attack]:
     return {label: create_attack(spec.name, **spec.kwargs) for label, spec in eval_attack_specs(cfg, dataset)}
 
 
-def _subset(split: Split, n: int) -> Split:
-    return Split(split.x[:n], split.y[:n]) if n and n < len(split) else split
-
-
 def _lipschitz_attack(attacks: dict[str, Attack]) -> str | None:
     """The first gradient attack of the suite (PGD-type preferred): its examples give x'."""
     for kinds in (("pgd", "cw_inf"), ("mim", "fgsm")):
@@ -56,14 +53,14 @@ def _curves(
     rows: list[dict[str, Any]] = []
 
     def acc(attack: Attack) -> float:
-        correct = 0
+        tally = Tally(["attack"])
         for x, y in batches(split, batch_size):
             with torch.no_grad():
-                ok_clean = model(x).argmax(1) == y
+                tally.clean(model(x).argmax(1) == y)
             x_adv = attack.perturb(model, x, y)
             with torch.no_grad():
-                correct += int((ok_clean & (model(x_adv.float()).argmax(1) == y)).sum())
-        return correct / max(1, len(split))
+                tally.attacked("attack", model(x_adv.float()).argmax(1) == y)
+        return tally.fraction(tally.robust["attack"]) if len(split) else 0.0
 
     for e in cfg.eps_curve:
         for attack in (create_attack("pgd", eps=e, step=e / 4, steps=20), create_attack("fgsm", eps=e)):
@@ -96,7 +93,7 @@ def run_suite(
     start = time.perf_counter()
     attacks = build_attacks(cfg, dataset)
     default_eps = DATASETS.get(dataset).default_eps
-    data = _subset(split, cfg.limit)
+    data = split.head(cfg.limit)
     n = len(data)
     res = SuiteResult()
     was_training = model.training
@@ -108,34 +105,27 @@ def run_suite(
     lip = LipschitzMeter(model) if lip_label else None
     try:
         with torch.autocast(device_type=device_type, enabled=False):
-            clean = 0
-            worst = 0
-            correct = dict.fromkeys(attacks, 0)
+            tally = Tally(attacks)
             stable = dict.fromkeys(attacks, 0)
             for x, y in batches(data, cfg.batch_size):
                 with torch.no_grad():
                     pred = model(x).argmax(1)
-                ok = pred == y
-                clean += int(ok.sum())
-                survived = ok.clone()
+                tally.clean(pred == y)
                 for label, attack in attacks.items():
                     x_adv, msgs = attack.perturb_with_notes(model, x, y)
                     notes[label].extend(m for m in msgs if m not in notes[label])
                     with torch.no_grad():
                         pred_adv = model(x_adv.float()).argmax(1)
-                    robust = ok & (pred_adv == y)
-                    correct[label] += int(robust.sum())
+                    tally.attacked(label, pred_adv == y)
                     stable[label] += int(stability(pred, pred_adv).sum())
-                    survived &= robust
                     if lip is not None and label == lip_label:
                         lip.update(x, x_adv)
-                worst += int(survived.sum())
             m = res.metrics
-            frac = (lambda c: c / n) if n else (lambda c: float("nan"))
-            m[f"{prefix}_clean_acc"] = frac(clean)
+            frac = tally.fraction
+            m[f"{prefix}_clean_acc"] = frac(tally.clean_ok)
             for label in attacks:
-                m[f"{prefix}_{label}_acc"] = frac(correct[label])
-            m[f"{prefix}_worst_acc"] = frac(worst)
+                m[f"{prefix}_{label}_acc"] = frac(tally.robust[label])
+            m[f"{prefix}_worst_acc"] = tally.worst_fraction()
             m[f"{prefix}_eval_examples"] = n
             m["eval_attacks"] = "; ".join(f"{k}={a.describe()}" for k, a in attacks.items())
             m["attack_grad_passes"] = n * sum(a.gradient_steps for a in attacks.values())
@@ -158,7 +148,7 @@ def run_suite(
                     for i, name in enumerate([*blocks, "logits"])
                 ]
             if cfg.sanity and n:
-                s = _subset(data, cfg.sanity_examples)
+                s = data.head(cfg.sanity_examples)
                 pgd = sanity.sanity_attack(list(attacks.values()), default_eps)
                 xs, ys = next(batches(s, len(s)))
                 flags, msgs = sanity.run_checks(model, xs, ys, num_classes, pgd, cfg.tolerance)
@@ -178,7 +168,7 @@ def run_suite(
                 res.warnings.extend(msgs)
             if cfg.eps_curve or cfg.steps_curve:
                 eps = float(getattr(attacks[lip_label], "eps", default_eps)) if lip_label else default_eps
-                rows = _curves(model, _subset(data, cfg.curve_examples), cfg, eps, cfg.batch_size)
+                rows = _curves(model, data.head(cfg.curve_examples), cfg, eps, cfg.batch_size)
                 for row in rows:
                     res.tables.setdefault(row["table"], []).append(row)
     finally:
