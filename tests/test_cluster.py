@@ -40,6 +40,7 @@ def test_trials_spread_over_both_nodes_and_fractional_gpus(cluster, tmp_path, ca
     assert (trials["device"] == "cpu").all()  # the GPU is fake, so torch ran on the CPU
 
 
+@pytest.mark.slow
 def test_plugin_sweep_on_the_cluster(cluster, tmp_path):
     """A plugin file's model, attack and sweep run in the cluster's workers (a subprocess driver, so the
     plugin stays out of this process's registries)."""
