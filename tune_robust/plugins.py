@@ -110,15 +110,15 @@ def _import(plugin: Plugin) -> None:
 def load(specs: Sequence[str]) -> list[Plugin]:
     """Import each plugin once per process; a missing file, an import error or a name that clashes with
     a registered component is one ConfigError naming the plugin."""
-    out = []
-    for spec in specs:
-        plugin = _describe(spec)
-        key = _module_name(plugin)
-        if key not in _LOADED:
-            _import_checked(plugin, spec)
-            _LOADED[key] = plugin
-        out.append(_LOADED[key])
-    return out
+    return [_load_once(_describe(spec), spec) for spec in specs]
+
+
+def _load_once(plugin: Plugin, shown_as: str) -> Plugin:
+    key = _module_name(plugin)
+    if key not in _LOADED:
+        _import_checked(plugin, shown_as)
+        _LOADED[key] = plugin
+    return _LOADED[key]
 
 
 def _import_checked(plugin: Plugin, spec: str) -> None:
@@ -144,11 +144,7 @@ def load_in_worker(plugins: Sequence[Plugin]) -> None:
     """A trial's import of the driver's plugins: a file plugin from the source text the driver read
     (the same bytes whether or not this node has the file), a module plugin by name."""
     for plugin in plugins:
-        key = _module_name(plugin)
-        if key in _LOADED:
-            continue
-        _import_checked(plugin, plugin.label())
-        _LOADED[key] = plugin
+        _load_once(plugin, plugin.label())
 
 
 def with_plugins(
