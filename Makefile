@@ -28,9 +28,16 @@ $(STAMP): pyproject.toml
 run: setup
 	$(PY) sweep.py wrn_depth_grid
 
+# mypy cannot follow setuptools' editable finder (search_spaces/, trainables/ and analysis/ install as
+# tune_robust.*), so it reads the installed layout from a tree of links rebuilt here each time.
+MYPY_TREE := .mypy_tree/tune_robust
+
 lint: setup
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	rm -rf $(MYPY_TREE) && mkdir -p $(MYPY_TREE)
+	ln -s $(CURDIR)/tune_robust/* $(MYPY_TREE)/
+	for d in search_spaces trainables analysis; do ln -s $(CURDIR)/$$d $(MYPY_TREE)/$$d; done
 	$(PY) -m mypy
 
 test: lint
@@ -44,4 +51,4 @@ bench: setup
 	$(PY) bench/sweep_overhead.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .mypy_tree .mypy_cache .ruff_cache .pytest_cache

@@ -1,7 +1,7 @@
 """Sweep results in pandas: loading, ranking helpers, paper figures and the sweep report.
 
 Example:
-    >>> from analysis import load_sweep, top_k, pareto_front
+    >>> from tune_robust.analysis import load_sweep, top_k, pareto_front
     >>> res = load_sweep("results/wrn_depth_grid")  # doctest: +SKIP
     >>> top_k(res.trials, 5)  # doctest: +SKIP
     >>> pareto_front(res.trials, {"best_robust_acc": "max", "params": "min"})  # doctest: +SKIP
@@ -9,8 +9,8 @@ Example:
 
 from __future__ import annotations
 
-from analysis.load import SweepResults, config_keys, expand_stages, load_sweep, stage_keys
-from analysis.stats import fidelity_correlation, pareto_front, rank_correlation, top_k
+from tune_robust.analysis.load import SweepResults, config_keys, expand_stages, load_sweep, stage_keys
+from tune_robust.analysis.stats import fidelity_correlation, pareto_front, rank_correlation, top_k
 
 __all__ = [
     "SweepResults",

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.load import config_keys, expand_stages, stage_keys
+from tune_robust.analysis.load import config_keys, expand_stages, stage_keys
 
 
 def transfer_matrix(df: pd.DataFrame, value: str = "accuracy") -> pd.DataFrame:

@@ -11,9 +11,15 @@ from typing import Any
 
 import pandas as pd
 
-from analysis import plots
-from analysis.load import SweepResults, config_keys, load_sweep, stage_keys
-from analysis.stats import cost_totals, fidelity_correlation, pareto_front, rank_correlation, top_k
+from tune_robust.analysis import plots
+from tune_robust.analysis.load import SweepResults, config_keys, load_sweep, stage_keys
+from tune_robust.analysis.stats import (
+    cost_totals,
+    fidelity_correlation,
+    pareto_front,
+    rank_correlation,
+    top_k,
+)
 
 REPORT_DIR = "report"
 PARETO = {"best_robust_acc": "max", "params": "min", "best_clean_acc": "max"}

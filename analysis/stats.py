@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from analysis.load import config_keys
+from tune_robust.analysis.load import config_keys
 
 Objectives = Mapping[str, str] | Sequence[str]
 

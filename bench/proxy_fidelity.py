@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis import fidelity_correlation, load_sweep, rank_correlation
-from tune_robust.runner import RunOptions, execute, plan
+from tune_robust.analysis import fidelity_correlation, load_sweep, rank_correlation
+from tune_robust.api import RunOptions, plan, run_plan
 
 SWEEP = "wrn_depth_grid"
 
@@ -50,7 +50,7 @@ def main() -> None:
                 sets=(f"train.epochs={n}", f"train.warmup_epochs={min(1, n - 1)}"),
             ),
         )
-        execute(p, command=f"bench/proxy_fidelity.py epochs={n}")
+        run_plan(p, command=f"bench/proxy_fidelity.py epochs={n}")
         run = load_sweep(d / SWEEP)
         done = completed(run.trials)
         fc = fidelity_correlation(done, ref_done, keys=["model.depths"])

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tune_robust.runner import RunOptions, execute, plan
+from tune_robust.api import RunOptions, plan, run_plan
 
 SWEEP = "wrn_depth_grid"
 TOP = 5
@@ -43,7 +43,7 @@ def run(out: Path, name: str, **options: Any) -> Path:
     d = out / name
     resume = (d / SWEEP / "sweep.json").exists()  # finished runs return at once, interrupted ones go on
     p = plan(SWEEP, RunOptions(results_dir=str(d), verbose=0, resume=resume, **options))
-    execute(p, command=f"bench/search_efficiency.py {name}")
+    run_plan(p, command=f"bench/search_efficiency.py {name}")
     return d / SWEEP
 
 

@@ -16,8 +16,8 @@ import time
 
 import torch
 
+from tune_robust.api import RunOptions, plan, run_plan
 from tune_robust.config import TrialConfig
-from tune_robust.runner import RunOptions, execute, plan
 from tune_robust.training.loop import Trainer
 
 
@@ -47,7 +47,7 @@ def main() -> None:
             p.configs.append(cfg)
             p.points.append({"train.seed": seed})
         start = time.perf_counter()
-        summary = execute(p)
+        summary = run_plan(p)
         ray_time = time.perf_counter() - start
         assert summary["n_finished"] == args.trials, summary
     serial2 = serial(p.configs, torch.get_num_threads() if torch.get_num_threads() > 1 else 2)

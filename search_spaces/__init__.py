@@ -1,8 +1,2 @@
-"""Registered sweeps, one module per family. Importing this package registers them all (cheaply)."""
-
-import importlib
-import pkgutil
-
-for _mod in pkgutil.iter_modules(__path__):
-    if not _mod.name.startswith("_"):
-        importlib.import_module(f"{__name__}.{_mod.name}")
+"""The built-in sweeps, one module per family. The sweep registry imports every public module here the
+first time it is used (this package is tune_robust's ``sweeps`` plugin; see tune_robust/plugins.py)."""

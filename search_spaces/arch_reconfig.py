@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from search_spaces.wrn import PAPER_CIFAR10, SMOKE_DIGITS, TABLE2_EVAL
 from tune_robust.models.reconfig import r_config
+from tune_robust.search_spaces.wrn import PAPER_CIFAR10, SMOKE_DIGITS, TABLE2_EVAL
 from tune_robust.sweeps import SweepSpec, Variants, register_sweep
 
 # (arch, kwargs the -R rule is applied to, gamma, kwargs of the network it is compared with: None = the
@@ -30,16 +30,18 @@ def pairs(families: list[Family]) -> list[dict[str, Any]]:
 # "to make sure the two models have a similar amount of parameters". The DARTS network's size is not
 # given beyond 11 cells and its counts (6.58M -> 2.53M); C = 72 pins them (6.61M -> 2.54M).
 WRN_34 = {"depths": (5, 5, 5), "widths": (10.0, 10.0, 10.0)}
+# Widths are written out (the builders' defaults, tests/test_zoo.py checks they are) so that defining the
+# sweep builds nothing: `sweep.py --list` imports no torch.
 PAPER_FAMILIES: list[Family] = [
-    ("vgg11", {}, 1.0, None),
-    ("densenet121", {}, 1.0, None),
-    ("darts", {"genotype": "DARTS_V2", "channels": 72, "layers": 11}, 1.0, None),
+    ("vgg11", {"widths": (1.0, 1.0, 1.0, 1.0, 1.0)}, 1.0, None),
+    ("densenet121", {"widths": (1.0, 1.0, 1.0, 1.0)}, 1.0, None),
+    ("darts", {"genotype": "DARTS_V2", "channels": 72, "layers": 11, "widths": (1.0, 1.0, 1.0)}, 1.0, None),
     ("wrn", WRN_34, 2.0, {**WRN_34, "widths": (12.0, 12.0, 12.0)}),
 ]
 SMOKE_FAMILIES: list[Family] = [
     ("vgg11", {"widths": (0.125, 0.125, 0.125, 0.125, 0.125)}, 1.0, None),
-    ("densenet121", {"growth": 4}, 1.0, None),
-    ("darts", {"genotype": "DARTS_V2", "channels": 8, "layers": 5}, 1.0, None),
+    ("densenet121", {"growth": 4, "widths": (1.0, 1.0, 1.0, 1.0)}, 1.0, None),
+    ("darts", {"genotype": "DARTS_V2", "channels": 8, "layers": 5, "widths": (1.0, 1.0, 1.0)}, 1.0, None),
     (
         "wrn",
         {**WRN_34, "width_scale": 0.05},

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from search_spaces.wrn import PAPER_CIFAR10, SMOKE_DIGITS, TABLE2_EVAL
+from tune_robust.search_spaces.wrn import PAPER_CIFAR10, SMOKE_DIGITS, TABLE2_EVAL
 from tune_robust.sweeps import Grid, SweepSpec, Variants, register_sweep
 
 # Huang et al. Table 2: SAT / TRADES (beta 6) / MART (beta 6) share the PGD-10 inner maximisation.

@@ -3,8 +3,8 @@ gamma = 2 is WRN-34-R, 68.12M parameters)."""
 
 from __future__ import annotations
 
-from search_spaces.wrn_width_grid import NOTES, wrn_fidelities
 from tune_robust.models.reconfig import r_widths
+from tune_robust.search_spaces.wrn_width_grid import NOTES, wrn_fidelities
 from tune_robust.sweeps import Grid, SweepSpec, register_sweep
 
 GAMMAS = (0.25, 0.5, 1.0, 1.5, 2.0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 
-from search_spaces.wrn import PAPER_CIFAR10, SMOKE_DIGITS
+from tune_robust.search_spaces.wrn import PAPER_CIFAR10, SMOKE_DIGITS
 from tune_robust.sweeps import Grid, SweepSpec, register_sweep
 
 WIDTHS = (2, 4, 6, 8, 10)

@@ -13,9 +13,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import fidelity_correlation, load_sweep, pareto_front, plots, rank_correlation, top_k
-from analysis.report import write_report
-from analysis.stats import cost_totals
+from tune_robust.analysis import (
+    fidelity_correlation,
+    load_sweep,
+    pareto_front,
+    plots,
+    rank_correlation,
+    top_k,
+)
+from tune_robust.analysis.report import write_report
+from tune_robust.analysis.stats import cost_totals
 from tune_robust.results.writer import SCHEMA_VERSION
 
 ROOT = Path(__file__).resolve().parents[1]

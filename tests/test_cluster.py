@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from sweep import main
+from tune_robust.cli import main
 
 
 @pytest.fixture(scope="module")

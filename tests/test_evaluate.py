@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 import torch
 
-from sweep import main
-from tune_robust.checkpoints import load_checkpoint, plain_state_dict
+from tune_robust.cli import main
 from tune_robust.models import create_model
+from tune_robust.models.checkpoint import load_checkpoint, plain_state_dict
 
 
 def run_cli(capsys, *args: str) -> tuple[int, str, str]:

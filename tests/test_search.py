@@ -16,7 +16,7 @@ import pytest
 from conftest import crash_sweep
 from conftest import read_parquet as _read
 
-import sweep
+from tune_robust import cli
 from tune_robust.runner import RunOptions, plan
 from tune_robust.search import GridEncoding
 from tune_robust.sweeps import get_sweep
@@ -74,17 +74,17 @@ def test_width_grid_and_variants_decode_to_their_points():
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--search", "tpe", "--max-trials", "3"], "with --search random/tpe/nsga2 use --num-samples"),
-        (["--num-samples", "5"], "--num-samples applies to --search random/tpe/nsga2"),
+        (["--search", "tpe", "--max-trials", "3"], "with --search tpe use --num-samples"),
+        (["--num-samples", "5"], "--num-samples applies to searches that pick a subset"),
         (["--search", "random", "--num-samples", "200"], "the grid has 125, --num-samples 200"),
         (["--scheduler", "asha", "--grace-period", "5"], "below train.epochs (5), got 5"),
         (["--scheduler", "asha", "--reduction-factor", "1"], "--reduction-factor must be > 1"),
         (["--search", "nsga2", "--objective", "test_acc:max"], "expected METRIC:max|min"),
-        (["--objective", "params:min"], "--objective applies to --search tpe or nsga2"),
+        (["--objective", "params:min"], "--objective applies to model-based searches"),
     ],
 )
 def test_bad_strategy_is_one_clear_line(capsys, tmp_path, args, message):
-    code = sweep.main(["wrn_depth_grid", "--results-dir", str(tmp_path), *args])
+    code = cli.main(["wrn_depth_grid", "--results-dir", str(tmp_path), *args])
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error: ") and message in err and err.count("\n") == 1
 
@@ -186,7 +186,7 @@ def test_notebook_executes_against_a_real_sweep(tpe_asha_sweep):
 
 def test_report_on_a_real_sweep(tpe_asha_sweep, tmp_path):
     d, _ = tpe_asha_sweep
-    code = sweep.main(["report", str(d), "--out", str(tmp_path)])
+    code = cli.main(["report", str(d), "--out", str(tmp_path)])
     assert code == 0
     md = (tmp_path / "summary.md").read_text()
     assert "stopped early by the scheduler" in md and "search=tpe, scheduler=asha" in md

@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 import torch
 
-from search_spaces.wrn import SMOKE_DIGITS
-from sweep import main
+from tune_robust.cli import main
+from tune_robust.search_spaces.wrn import SMOKE_DIGITS
 from tune_robust.sweeps import SWEEPS, SweepSpec, Upstream
 from tune_robust.training.loop import load_model_file
 

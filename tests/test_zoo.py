@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from sweep import main
+from tune_robust.cli import main
 from tune_robust.config import builder_params
 from tune_robust.errors import ConfigError
 from tune_robust.evaluation.metrics import feature_blocks
@@ -144,7 +144,7 @@ def test_darts_11_cells_pins_huang_table_2_within_one_percent():
 
 
 def test_arch_reconfig_paper_pairs_are_table_2s():
-    from search_spaces.arch_reconfig import PAPER_FAMILIES, pairs
+    from tune_robust.search_spaces.arch_reconfig import PAPER_FAMILIES, pairs
 
     millions = []
     for section in pairs(PAPER_FAMILIES):
@@ -153,6 +153,17 @@ def test_arch_reconfig_paper_pairs_are_table_2s():
         millions.append(round(params / 1e6, 2))
     # VGG-11, VGG-11-R, DN-121, DN-121-R, DARTS, DARTS-R, WRN-34-12 (not 34-10), WRN-34-R
     assert millions == [9.23, 5.83, 6.96, 6.00, 6.61, 2.54, 66.46, 68.12]
+
+
+def test_arch_reconfig_written_out_widths_are_the_builders_defaults():
+    import inspect
+
+    from tune_robust.models import MODELS
+    from tune_robust.search_spaces.arch_reconfig import PAPER_FAMILIES, SMOKE_FAMILIES
+
+    for arch, kwargs, _, _ in [*PAPER_FAMILIES, *SMOKE_FAMILIES]:
+        if arch != "wrn" and set(kwargs["widths"]) == {1.0}:
+            assert inspect.signature(MODELS.get(arch)).parameters["widths"].default == kwargs["widths"], arch
 
 
 @pytest.mark.parametrize(

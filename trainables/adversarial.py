@@ -19,15 +19,17 @@ from typing import Any
 import torch
 from ray import tune
 
-from trainables._common import placement, trial_state_dir, trial_threads
 from tune_robust.attacks import create_attack
 from tune_robust.config import TrialConfig
 from tune_robust.models import profile_model
+from tune_robust.trainables import register_trainable
+from tune_robust.trainables._common import placement, trial_state_dir, trial_threads
 from tune_robust.training.loop import Trainer, has_state
 
 MARKER_FILE = "tune_robust_checkpoint.json"
 
 
+@register_trainable("adversarial_training")
 def adversarial_training(config: dict[str, Any]) -> None:
     started = time.time()
     cfg = TrialConfig.from_dict(config)

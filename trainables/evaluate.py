@@ -13,13 +13,14 @@ from typing import Any
 import torch
 from ray import tune
 
-from trainables._common import placement, trial_threads
-from tune_robust.checkpoints import describe_checkpoint, load_checkpoint
 from tune_robust.config import TrialConfig
 from tune_robust.data import TrialData, prepare_data
 from tune_robust.errors import ConfigError
 from tune_robust.evaluation.suite import run_suite
 from tune_robust.models import count_params
+from tune_robust.models.checkpoint import describe_checkpoint, load_checkpoint
+from tune_robust.trainables import register_trainable
+from tune_robust.trainables._common import placement, trial_threads
 from tune_robust.training.loop import resolve_device
 
 
@@ -58,6 +59,7 @@ def checkpoint_trial(config: dict[str, Any]) -> tuple[TrialConfig, torch.device,
     return cfg, device, prepare_data(device=device, **dataclasses.asdict(cfg.data))
 
 
+@register_trainable("evaluate")
 def evaluate_checkpoint(config: dict[str, Any]) -> None:
     started = time.time()
     cfg, device, data = checkpoint_trial(config)

@@ -16,16 +16,18 @@ from typing import Any
 import torch
 from ray import tune
 
-from trainables._common import placement
-from trainables.evaluate import checkpoint_trial, load_for
-from tune_robust.checkpoints import describe_checkpoint
 from tune_robust.data import batches
 from tune_robust.evaluation.basic import Tally
 from tune_robust.evaluation.suite import build_attacks
+from tune_robust.models.checkpoint import describe_checkpoint
+from tune_robust.trainables import register_trainable
+from tune_robust.trainables._common import placement
+from tune_robust.trainables.evaluate import checkpoint_trial, load_for
 
 TARGET = "target:"
 
 
+@register_trainable("transfer")
 def transfer_row(config: dict[str, Any]) -> None:
     started = time.time()
     cfg, device, data = checkpoint_trial(config)

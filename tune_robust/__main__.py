@@ -1,5 +1,5 @@
 """``python -m tune_robust ...``: the same command line as ``python sweep.py`` and ``tune-robust``."""
 
-from sweep import main
+from tune_robust.cli import main
 
 raise SystemExit(main())

@@ -19,146 +19,28 @@ Parquet column names. Values given as strings (from the command line) are parsed
 from __future__ import annotations
 
 import dataclasses
-import inspect
-import re
-import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Any, Literal
 
+from tune_robust.coerce import ComponentSpec, builder_params, coerce, coerce_kwargs, is_eps_relative
 from tune_robust.errors import ConfigError
+from tune_robust.evaluation.config import EvalConfig, eval_attack_specs
+
+__all__ = [
+    "SECTIONS",
+    "ComponentSpec",
+    "DataConfig",
+    "EvalConfig",
+    "TrainConfig",
+    "TrialConfig",
+    "apply_override",
+    "flatten",
+    "valid_keys",
+]
 
 SECTIONS = ("data", "model", "train", "method", "attack", "eval_attack", "eval", "upstream")
-
-
-# ---------------------------------------------------------------------------------------------------
-# Value coercion by type annotation
-
-
-def _type_name(tp: Any) -> str:
-    origin = get_origin(tp)
-    if origin is tuple:
-        args = get_args(tp)
-        inner = _type_name(args[0])
-        if len(args) == 2 and args[1] is Ellipsis:
-            return f"a list of {inner} (e.g. 1,2,3)"
-        return f"{len(args)} comma-separated {inner} values"
-    if origin is Literal:
-        return "one of " + ", ".join(repr(a) for a in get_args(tp))
-    if origin in (Union, types.UnionType):
-        return " or ".join(_type_name(a) for a in get_args(tp) if a is not type(None)) + " (or none)"
-    return getattr(tp, "__name__", str(tp))
-
-
-def _parse_float(text: str) -> float:
-    if "/" in text:
-        num, den = text.split("/", 1)
-        return float(num) / float(den)
-    return float(text)
-
-
-def coerce(value: Any, tp: Any, key: str) -> Any:
-    """Return ``value`` converted to annotation ``tp``, or raise a ConfigError naming ``key``."""
-    origin = get_origin(tp)
-    bad = ConfigError(f"{key} expects {_type_name(tp)}, got {value!r}")
-    if origin in (Union, types.UnionType):
-        args = get_args(tp)
-        is_none = value is None or (isinstance(value, str) and value.lower() in ("none", "null", ""))
-        if is_none and type(None) in args:
-            return None
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return coerce(value, arg, key)
-            except ConfigError:
-                continue
-        raise bad
-    if origin is Literal:
-        if value in get_args(tp):
-            return value
-        raise bad
-    if origin is tuple:
-        args = get_args(tp)
-        if isinstance(value, str):
-            value = [v for v in value.strip().strip("[]()").replace(" ", "").split(",") if v]
-        if not isinstance(value, (list, tuple)):
-            raise bad
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(coerce(v, args[0], key) for v in value)
-        if len(value) != len(args):
-            raise bad
-        return tuple(coerce(v, a, key) for v, a in zip(value, args, strict=True))
-    if origin in (dict, Mapping) or tp is dict:
-        if isinstance(value, Mapping):
-            return dict(value)
-        raise bad
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
-            return value.lower() in ("true", "1", "yes")
-        raise bad
-    if tp is int:
-        if isinstance(value, bool):
-            raise bad
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
-            try:
-                return int(value)
-            except ValueError:
-                raise bad from None
-        raise bad
-    if tp is float:
-        if isinstance(value, bool):
-            raise bad
-        if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return _parse_float(value)
-            except (ValueError, ZeroDivisionError):
-                raise bad from None
-        raise bad
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        raise bad
-    if tp is Any:
-        return value
-    raise ConfigError(f"{key}: unsupported annotation {tp!r}")
-
-
-def _hints(obj: Callable[..., Any]) -> dict[str, Any]:
-    target = obj.__init__ if inspect.isclass(obj) and not dataclasses.is_dataclass(obj) else obj
-    return typing.get_type_hints(target)
-
-
-def builder_params(builder: Callable[..., Any], skip: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Keyword parameters of a builder or dataclass with their annotations (and defaults)."""
-    hints = _hints(builder)
-    params = {}
-    for name, p in inspect.signature(builder).parameters.items():
-        if name in skip or p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
-            continue
-        params[name] = hints.get(name, Any)
-    return params
-
-
-def coerce_kwargs(
-    builder: Callable[..., Any], kwargs: Mapping[str, Any], where: str, skip: tuple[str, ...] = ()
-) -> dict[str, Any]:
-    params = builder_params(builder, skip)
-    out = {}
-    for k, v in kwargs.items():
-        if k not in params:
-            raise ConfigError(f"{where}: unknown option {k!r}; valid options: {', '.join(sorted(params))}")
-        out[k] = coerce(v, params[k], f"{where} option {k!r}")
-    return out
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -261,99 +143,6 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
-class EvalConfig:
-    """The end-of-trial evaluation on the test split (see tune_robust.evaluation.suite)."""
-
-    # Attacks: preset names (tune_robust.attacks.presets: fgsm, pgd20, pgd20_step2, pgd100, mim, cw_inf,
-    # aa, aa_rand, ...), registered attack names (their defaults at the dataset's eps), or
-    # {"name": ..., "label": ..., <options>} dicts. Each gets a test_<label>_acc column.
-    attacks: tuple[Any, ...] = ("fgsm", "pgd20")
-    # Evaluate the first N test examples (0 = all).
-    limit: int = 0
-    batch_size: int = 256
-    # Sanity flags on the first sanity_examples of the evaluated examples.
-    sanity: bool = True
-    sanity_examples: int = 256
-    # Accuracy tolerance of the sanity flags (e.g. PGD-2k may differ from PGD-k by at most this).
-    tolerance: float = 0.02
-    # Perturbation stability per attack and empirical Lipschitz constants (logits and every block).
-    metrics: bool = True
-    # Accuracy-vs-eps table (PGD-20 step eps/4 and FGSM at each eps) and accuracy-vs-iterations table
-    # (PGD at the dataset's eps, step eps/4), on the first curve_examples examples. Empty = off.
-    eps_curve: tuple[float, ...] = ()
-    steps_curve: tuple[int, ...] = ()
-    curve_examples: int = 500
-    # Normalisation a plain (external) checkpoint expects, applied as a layer: mean and std per channel.
-    input_mean: tuple[float, ...] = ()
-    input_std: tuple[float, ...] = ()
-    # Name of the evaluated checkpoint in the results (the evaluate/transfer sweeps set it).
-    label: str = ""
-    # Also run the suite on the last epoch's weights (columns last_test_*, last_stability_*, ...), as
-    # Huang et al. Table 2 reports Best and Last; the paper fidelities of their sweeps turn it on.
-    last: bool = False
-    # The transfer sweep: "white_box" crafts on the source itself (RACL Table 3: its diagonal is
-    # white-box); "independent_copy" crafts on another training run of each source (RobNet supplement
-    # Table 4: no entry is white-box, the diagonal is the transfer between two seeds).
-    transfer_protocol: Literal["white_box", "independent_copy"] = "white_box"
-
-    def __post_init__(self) -> None:
-        checks = [
-            (self.limit >= 0, "eval.limit must be >= 0 (0 = all)"),
-            (self.batch_size >= 1, "eval.batch_size must be >= 1"),
-            (self.sanity_examples >= 1, "eval.sanity_examples must be >= 1"),
-            (0 <= self.tolerance < 1, "eval.tolerance must be in [0, 1)"),
-            (all(e >= 0 for e in self.eps_curve), "eval.eps_curve values must be >= 0"),
-            (all(k >= 1 for k in self.steps_curve), "eval.steps_curve values must be >= 1"),
-            (self.curve_examples >= 1, "eval.curve_examples must be >= 1"),
-            (
-                len(self.input_mean) == len(self.input_std),
-                "eval.input_mean and eval.input_std differ in length",
-            ),
-            (all(s > 0 for s in self.input_std), "eval.input_std values must be > 0"),
-        ]
-        for ok, msg in checks:
-            if not ok:
-                raise ConfigError(msg)
-
-
-def eval_attack_specs(cfg: EvalConfig, dataset: str) -> list[tuple[str, ComponentSpec]]:
-    """(label, validated attack spec) for each entry of ``eval.attacks``; labels are unique."""
-    from tune_robust.attacks import ATTACKS, PRESETS
-
-    out: list[tuple[str, ComponentSpec]] = []
-    for item in cfg.attacks:
-        if isinstance(item, str):
-            if item in PRESETS:
-                label, values = item, dict(PRESETS[item])
-            elif item in ATTACKS:
-                label, values = item, {"name": item, "eps": "auto"}
-            else:
-                raise ConfigError(
-                    f"eval.attacks: unknown attack {item!r}; presets: {', '.join(sorted(PRESETS))}; "
-                    f"attacks: {', '.join(ATTACKS.names())}"
-                )
-        elif isinstance(item, Mapping):
-            values = dict(item)
-            label = str(values.pop("label", values.get("name", "attack")))
-        else:
-            raise ConfigError(f"eval.attacks entries are names or {{'name': ...}} dicts, got {item!r}")
-        if not re.fullmatch(r"[A-Za-z0-9_]+", label):
-            raise ConfigError(f"eval.attacks label {label!r} must be letters, digits and _ (a column name)")
-        if any(label == seen for seen, _ in out):
-            raise ConfigError(f"eval.attacks lists {label!r} twice; give dict entries distinct 'label's")
-        out.append((label, _attack_spec(values, dataset)))
-    return out
-
-
-@dataclass(frozen=True)
-class ComponentSpec:
-    """A registered component by name plus its validated keyword arguments."""
-
-    name: str
-    kwargs: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
 class TrialConfig:
     data: DataConfig
     model: ComponentSpec
@@ -436,40 +225,12 @@ def _method_spec(values: Mapping[str, Any], attack: ComponentSpec) -> ComponentS
     return ComponentSpec(name, method.config())
 
 
-_EPS_EXPR = re.compile(r"eps((?:[*/][0-9.]+)*)")
-
-
-def resolve_eps(value: Any, eps: float, key: str) -> Any:
-    """Turn ``"eps/10"``-style strings into numbers relative to the resolved ``eps``."""
-    if not isinstance(value, str):
-        return value
-    m = _EPS_EXPR.fullmatch(value.replace(" ", ""))
-    if not m:
-        return value
-    out = eps
-    for op, num in re.findall(r"([*/])([0-9.]+)", m.group(1)):
-        try:
-            out = out * float(num) if op == "*" else out / float(num)
-        except (ValueError, ZeroDivisionError):
-            raise ConfigError(f"{key}: cannot evaluate {value!r}") from None
-    return out
-
-
 def _attack_spec(values: Mapping[str, Any], dataset: str) -> ComponentSpec:
-    """Validate an attack section. ``eps: "auto"`` is the dataset's conventional budget (8/255 for
-    CIFAR/SVHN, 0.3 for MNIST); other float fields may be written relative to it (``"eps/10"``)."""
-    from tune_robust.attacks import create_attack
+    """An attack section, ``eps: "auto"`` being the dataset's conventional budget."""
+    from tune_robust.attacks import attack_spec
     from tune_robust.data import DATASETS
 
-    values = dict(values)
-    name = str(values.pop("name", "none"))
-    if values.get("eps") == "auto":
-        values["eps"] = DATASETS.get(dataset).default_eps
-    if "eps" in values:
-        eps = coerce(values["eps"], float, f"attack {name!r} option 'eps'")
-        values = {k: resolve_eps(v, eps, f"attack {name!r} option {k!r}") for k, v in values.items()}
-    attack = create_attack(name, **values)  # validates names, types and ranges (e.g. eps >= 0)
-    return ComponentSpec(name, attack.config())
+    return attack_spec(values, DATASETS.get(dataset).default_eps)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -527,8 +288,7 @@ def apply_override(cfg: dict[str, Any], key: str, raw: Any) -> None:
     if key not in keys:
         raise ConfigError(f"unknown --set key {key!r}; valid keys: {', '.join(sorted(keys))}")
     section, name = key.split(".", 1)
-    relative = isinstance(raw, str) and (raw == "auto" or _EPS_EXPR.fullmatch(raw.replace(" ", "")))
-    if section in ("attack", "eval_attack") and relative:
+    if section in ("attack", "eval_attack") and is_eps_relative(raw):
         cfg.setdefault(section, {})[name] = raw  # resolved against eps when the config is validated
         return
     cfg.setdefault(section, {})[name] = coerce(raw, keys[key], f"--set {key}")

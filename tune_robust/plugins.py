@@ -1,10 +1,16 @@
-"""Plugins: a user's own models, attacks, training methods, datasets, sweeps and trainables, registered
-from outside this repository.
+"""Plugins: how every component reaches its registry, the built-in ones and a user's own from outside
+this repository (models, attacks, training methods, datasets, sweeps, trainables, search methods).
 
-A plugin is a Python module (``my_lab.robust_models``) or a file (``./my_model.py``) that registers
-components with the usual decorators (``register_model``, ``register_attack``, ``register_method``,
-``register_dataset``, ``register_sweep``, ``register_trainable``) when imported. Three ways to name one,
-all combined (in this order, duplicates dropped):
+A plugin is a Python module (``my_lab.robust_models``), a package (each of its public modules is
+imported) or a file (``./my_model.py``) that registers components with the usual decorators
+(``register_model``, ``register_attack``, ``register_method``, ``register_dataset``, ``register_sweep``,
+``register_trainable``, ``register_search``) when imported.
+
+The built-ins are plugins too: tune_robust's own pyproject declares one ``tune_robust.plugins`` entry
+point per kind (``models = "tune_robust.models"``, ``sweeps = "tune_robust.search_spaces"``, ...), and a
+registry imports the one for its kind on first use (:func:`discover`), so listing sweeps never imports a
+model and adding a component is adding one file to its package. Three ways to name a user's plugin, all
+combined (in this order, duplicates dropped):
 
 - installed packages: the entry-point group ``tune_robust.plugins`` (``[project.entry-points]`` in the
   package's pyproject: ``mine = "my_lab.robust_models"``);
@@ -26,6 +32,7 @@ import hashlib
 import importlib
 import importlib.util
 import os
+import pkgutil
 import sys
 import types
 from collections.abc import Callable, Sequence
@@ -66,12 +73,40 @@ class Plugin:
 _LOADED: dict[str, Plugin] = {}
 
 
+# Plugins being imported right now: a registry first used inside one (its register decorator discovers
+# the built-ins and the installed plugins) must not import it a second time.
+_LOADING: set[str] = set()
+
+OWN_DISTRIBUTION = "tune_robust"
+
+
+def _entry_points() -> list[metadata.EntryPoint]:
+    return list(metadata.entry_points(group=ENTRY_POINT_GROUP))
+
+
+def _is_builtin(ep: metadata.EntryPoint) -> bool:
+    dist = getattr(ep, "dist", None)
+    return dist is not None and dist.name.replace("-", "_") == OWN_DISTRIBUTION
+
+
+def builtin(kind: str) -> list[str]:
+    """The module(s) tune_robust's own entry point ``kind`` names (its built-in components)."""
+    return list(dict.fromkeys(ep.value for ep in _entry_points() if _is_builtin(ep) and ep.name == kind))
+
+
 def requested(cli: Sequence[str] = ()) -> list[str]:
-    """Plugin names from the entry points, ``TUNE_ROBUST_PLUGINS`` and ``cli``, first occurrence kept."""
-    names = [ep.value.split(":")[0] for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)]
+    """A user's plugins: installed entry points, ``TUNE_ROBUST_PLUGINS`` and ``cli``, first occurrence
+    kept (the built-ins are not listed: they are the library itself)."""
+    names = [ep.value.split(":")[0] for ep in _entry_points() if not _is_builtin(ep)]
     names += [s for s in os.environ.get(ENV_VAR, "").split(os.pathsep) if s.strip()]
     names += list(cli)
     return list(dict.fromkeys(s.strip() for s in names))
+
+
+def discover(kind: str) -> list[Plugin]:
+    """Import the built-in components of ``kind`` and every installed / environment plugin (each once
+    per process); a registry calls this the first time it is used."""
+    return load([*builtin(kind), *requested()])
 
 
 def _is_file(spec: str) -> bool:
@@ -104,7 +139,10 @@ def _import(plugin: Plugin) -> None:
             del sys.modules[name]
             raise
     else:
-        importlib.import_module(plugin.name)
+        module = importlib.import_module(plugin.name)
+        for sub in pkgutil.iter_modules(getattr(module, "__path__", [])):
+            if not sub.name.startswith("_"):
+                importlib.import_module(f"{plugin.name}.{sub.name}")
 
 
 def load(specs: Sequence[str]) -> list[Plugin]:
@@ -115,10 +153,14 @@ def load(specs: Sequence[str]) -> list[Plugin]:
 
 def _load_once(plugin: Plugin, shown_as: str) -> Plugin:
     key = _module_name(plugin)
-    if key not in _LOADED:
-        _import_checked(plugin, shown_as)
+    if key not in _LOADED and key not in _LOADING:
+        _LOADING.add(key)
+        try:
+            _import_checked(plugin, shown_as)
+        finally:
+            _LOADING.discard(key)
         _LOADED[key] = plugin
-    return _LOADED[key]
+    return _LOADED.get(key, plugin)
 
 
 def _import_checked(plugin: Plugin, spec: str) -> None:

@@ -1,7 +1,11 @@
-"""One small registry class, used once per kind (datasets, models, attacks, training methods, sweeps).
+"""One small registry class, used once per kind (datasets, models, attacks, training methods, sweeps,
+trainables, search methods).
 
 A registry maps a name to a *builder* (a function or class), never to a built object, so importing a
-registry is cheap and nothing heavy happens until ``create`` is called.
+registry is cheap and nothing heavy happens until ``create`` is called. A registry fills itself on first
+use through :func:`tune_robust.plugins.discover`: the built-in components of its kind (tune_robust's own
+``tune_robust.plugins`` entry point named ``plugin``) and every installed or ``TUNE_ROBUST_PLUGINS``
+plugin, one discovery path for built-ins and plugins alike.
 """
 
 from __future__ import annotations
@@ -26,12 +30,27 @@ class Registry(Generic[T]):
         1
     """
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, plugin: str = "") -> None:
         self.kind = kind
+        # Name of tune_robust's own entry point that provides the built-in components of this kind.
+        self.plugin = plugin
         self._entries: dict[str, T] = {}
+        self._discovered = not plugin
+
+    def _discover(self) -> None:
+        if not self._discovered:
+            self._discovered = True  # before importing: the imported modules register into this registry
+            from tune_robust.plugins import discover
+
+            try:
+                discover(self.plugin)
+            except BaseException:
+                self._discovered = False
+                raise
 
     def register(self, name: str | None = None) -> Callable[[T], T]:
         def decorator(obj: T) -> T:
+            self._discover()  # the built-ins first, so a plugin reusing a built-in name is the one refused
             key = name or getattr(obj, "__name__", None)
             if not key:
                 raise ValueError(f"cannot infer a {self.kind} name for {obj!r}; pass name=")
@@ -48,21 +67,26 @@ class Registry(Generic[T]):
         del self._entries[name]
 
     def get(self, name: str) -> T:
+        if name not in self._entries:
+            self._discover()
         try:
             return self._entries[name]
         except KeyError:
-            raise ConfigError(
-                f"unknown {self.kind} {name!r}; known {self.kind}s: {', '.join(sorted(self._entries))}"
-            ) from None
+            known = ", ".join(sorted(self._entries)) or "none (is tune_robust installed? pip install -e .)"
+            raise ConfigError(f"unknown {self.kind} {name!r}; known {self.kind}s: {known}") from None
 
     def names(self) -> list[str]:
+        self._discover()
         return sorted(self._entries)
 
     def __contains__(self, name: object) -> bool:
+        if name not in self._entries:
+            self._discover()
         return name in self._entries
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
 
     def __len__(self) -> int:
+        self._discover()
         return len(self._entries)

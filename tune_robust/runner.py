@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -161,8 +161,8 @@ def plan(name: str, options: RunOptions) -> Plan:
     return Plan(spec, options, base, points, configs, cpus, gpus, strategy)
 
 
-SEARCHES = ("grid", "random", "tpe", "nsga2")
 SCHEDULERS = ("fifo", "asha")
+
 # What every epoch report of the training trainables carries, so a searcher or scheduler can use it.
 OBJECTIVE_METRICS = (
     "val_robust_acc",
@@ -175,123 +175,85 @@ OBJECTIVE_METRICS = (
 )
 
 
+def _search_method(name: str) -> Any:
+    from tune_robust.searchers import SEARCHES
+
+    try:
+        return SEARCHES.get(name)()
+    except ConfigError as e:
+        raise ConfigError(f"--search: {e}") from None
+
+
 def _strategy(spec: SweepSpec, options: RunOptions, configs: list[dict[str, Any]]) -> dict[str, Any]:
     """Validate --search/--scheduler/--num-samples/--objective; the resolved strategy."""
     o = options
-    if o.search not in SEARCHES:
-        raise ConfigError(f"--search must be one of {', '.join(SEARCHES)}, got {o.search!r}")
+    method = _search_method(o.search)
     if o.scheduler not in SCHEDULERS:
         raise ConfigError(f"--scheduler must be one of {', '.join(SCHEDULERS)}, got {o.scheduler!r}")
-    n = len(configs)
-    if o.search != "grid" or o.scheduler != "fifo":
-        if spec.inputs != "grid":
-            raise ConfigError(
-                f"sweep {spec.name!r} runs one trial per checkpoint; --search and --scheduler apply "
-                f"to grid sweeps"
-            )
-        if o.max_trials is not None and o.search != "grid":
-            raise ConfigError("--max-trials cuts the grid; with --search random/tpe/nsga2 use --num-samples")
-    strategy: dict[str, Any] = {"search": o.search, "scheduler": o.scheduler, "search_seed": o.search_seed}
-    if o.search == "grid":
-        if o.num_samples is not None:
-            raise ConfigError(
-                "--num-samples applies to --search random/tpe/nsga2; the grid runs each config once "
-                "(use --max-trials to run only the first N)"
-            )
-        num = n
-    elif o.num_samples is not None and o.num_samples < 1:
-        raise ConfigError(f"--num-samples must be >= 1, got {o.num_samples}")
-    elif o.search == "random":
-        num = n if o.num_samples is None else o.num_samples
-        if num > n:
-            raise ConfigError(
-                f"--search random draws configs without replacement; the grid has {n}, --num-samples {num}"
-            )
-    else:
-        num = o.num_samples if o.num_samples is not None else min(n, max(10, -(-n // 4)))
-        if n < 2:
-            raise ConfigError(f"--search {o.search}: the grid has {n} config; nothing to search")
-        if num > n:
-            raise ConfigError(
-                f"--search {o.search} runs each of the grid's configs at most once; the grid has {n}, "
-                f"--num-samples {num}"
-            )
-    strategy["num_samples"] = num
-    if o.objectives and o.search not in ("tpe", "nsga2"):
-        raise ConfigError(f"--objective applies to --search tpe or nsga2, not {o.search}")
-    if o.search in ("tpe", "nsga2"):
-        given = o.objectives or (
-            (f"{spec.metric}:{spec.mode}",) + (("params:min",) if o.search == "nsga2" else ())
+    if (o.search != "grid" or o.scheduler != "fifo") and spec.inputs != "grid":
+        raise ConfigError(
+            f"sweep {spec.name!r} runs one trial per checkpoint; --search and --scheduler apply to "
+            "grid sweeps"
         )
-        objectives = []
-        for item in given:
-            metric, _, mode = item.partition(":")
-            mode = mode or "max"
-            if metric not in OBJECTIVE_METRICS or mode not in ("max", "min"):
-                raise ConfigError(
-                    f"--objective {item!r}: expected METRIC:max|min with METRIC one of "
-                    f"{', '.join(OBJECTIVE_METRICS)}"
-                )
-            objectives.append(f"{metric}:{mode}")
-        if len(set(objectives)) != len(objectives):
-            raise ConfigError(f"--objective lists a metric twice: {', '.join(objectives)}")
-        strategy["objectives"] = objectives
+    if o.max_trials is not None and method.samples:
+        raise ConfigError(f"--max-trials cuts the grid; with --search {o.search} use --num-samples")
+    if o.num_samples is not None and o.num_samples < 1:
+        raise ConfigError(f"--num-samples must be >= 1, got {o.num_samples}")
+    strategy: dict[str, Any] = {"search": o.search, "scheduler": o.scheduler, "search_seed": o.search_seed}
+    strategy["num_samples"] = method.num_samples(len(configs), o.num_samples)
+    if o.objectives and not method.objectives:
+        raise ConfigError(f"--objective applies to model-based searches (e.g. tpe, nsga2), not {o.search}")
+    if method.objectives:
+        strategy["objectives"] = _objectives(
+            o.objectives or method.default_objectives(spec.metric, spec.mode)
+        )
     if o.scheduler == "asha":
-        from tune_robust.config import TrialConfig
-
-        max_t = max(TrialConfig.from_dict(c).train.epochs for c in configs)
-        if not 1 <= o.grace_period < max_t:
-            raise ConfigError(
-                f"--grace-period must be >= 1 epoch and below train.epochs ({max_t}), got {o.grace_period}"
-            )
-        if o.reduction_factor <= 1:
-            raise ConfigError(f"--reduction-factor must be > 1, got {o.reduction_factor}")
-        strategy.update(max_t=max_t, grace_period=o.grace_period, reduction_factor=o.reduction_factor)
+        strategy.update(_asha(o, configs))
     return strategy
+
+
+def _objectives(given: Sequence[str]) -> list[str]:
+    objectives = []
+    for item in given:
+        metric, _, mode = item.partition(":")
+        mode = mode or "max"
+        if metric not in OBJECTIVE_METRICS or mode not in ("max", "min"):
+            raise ConfigError(
+                f"--objective {item!r}: expected METRIC:max|min with METRIC one of "
+                f"{', '.join(OBJECTIVE_METRICS)}"
+            )
+        objectives.append(f"{metric}:{mode}")
+    if len(set(objectives)) != len(objectives):
+        raise ConfigError(f"--objective lists a metric twice: {', '.join(objectives)}")
+    return objectives
+
+
+def _asha(o: RunOptions, configs: list[dict[str, Any]]) -> dict[str, Any]:
+    max_t = max(TrialConfig.from_dict(c).train.epochs for c in configs)
+    if not 1 <= o.grace_period < max_t:
+        raise ConfigError(
+            f"--grace-period must be >= 1 epoch and below train.epochs ({max_t}), got {o.grace_period}"
+        )
+    if o.reduction_factor <= 1:
+        raise ConfigError(f"--reduction-factor must be > 1, got {o.reduction_factor}")
+    return {"max_t": max_t, "grace_period": o.grace_period, "reduction_factor": o.reduction_factor}
 
 
 def build_search(p: Plan) -> tuple[Any, Any, list[Any]]:
     """(search_alg, scheduler, extra callbacks) for ``p.strategy``."""
-    import random
-
-    from tune_robust.search import (
-        ASHA,
-        ChoiceSearcher,
-        GridEncoding,
-        PointsSearcher,
-        SchedulerState,
-        SweepSearch,
-    )
+    from tune_robust.search import ASHA, SchedulerState, SweepSearch
+    from tune_robust.searchers import SearchInputs
 
     s = p.strategy
-    searcher: Any
-    if s["search"] == "grid":
-        searcher = PointsSearcher(p.configs)
-    elif s["search"] == "random":
-        order = list(range(len(p.configs)))
-        random.Random(s["search_seed"]).shuffle(order)
-        searcher = PointsSearcher([p.configs[i] for i in order[: s["num_samples"]]])
-    else:
-        import optuna
-        from ray.tune.search.optuna import OptunaSearch
-
-        pinned = {item.split("=", 1)[0].strip(): True for item in p.options.sets}
-        encoding = GridEncoding.from_space(p.spec.space_for(p.options.fidelity), pinned)
-        metrics = [o.split(":")[0] for o in s["objectives"]]
-        modes = [o.split(":")[1] for o in s["objectives"]]
-        sampler: Any
-        if s["search"] == "tpe":
-            sampler = optuna.samplers.TPESampler(seed=s["search_seed"])
-        else:
-            population = max(4, min(50, s["num_samples"] // 3))
-            sampler = optuna.samplers.NSGAIISampler(seed=s["search_seed"], population_size=population)
-        optuna_search = OptunaSearch(
-            space=encoding.distributions(),
-            metric=metrics if len(metrics) > 1 else metrics[0],
-            mode=modes if len(modes) > 1 else modes[0],
-            sampler=sampler,
-        )
-        searcher = ChoiceSearcher(optuna_search, encoding, p.configs)
+    inputs = SearchInputs(
+        configs=p.configs,
+        space=p.spec.space_for(p.options.fidelity),
+        pinned={item.split("=", 1)[0].strip(): True for item in p.options.sets},
+        num_samples=s["num_samples"],
+        seed=s["search_seed"],
+        objectives=s.get("objectives", ()),
+    )
+    searcher = _search_method(s["search"]).searcher(inputs)
     search_alg = SweepSearch(searcher, storage_dir=str(p.sweep_dir / TUNE_DIR))
     scheduler, callbacks = None, []
     if s["scheduler"] == "asha":
@@ -318,7 +280,8 @@ def _labelled(item: str) -> tuple[str | None, str]:
 def checkpoint_list(options: RunOptions, first_seed_only: bool = False) -> dict[str, str]:
     """``{label: absolute path}`` from --checkpoint and --from-sweep, labels unique (``first_seed_only``:
     a sweep's other seeds of one config are copies, not checkpoints of their own)."""
-    from tune_robust.checkpoints import describe_checkpoint, resolve_path, sweep_checkpoints
+    from tune_robust.checkpoints import sweep_checkpoints
+    from tune_robust.models.checkpoint import describe_checkpoint, resolve_path
 
     items = [_labelled(item) for item in options.checkpoints]
     for d in options.from_sweeps:
@@ -362,7 +325,8 @@ def crafting_copies(options: RunOptions, found: dict[str, str]) -> dict[str, str
     """``{source label: path of the independently trained copy its examples are crafted on}``: from
     --craft-on LABEL=PATH, else a trial of --craft-on-sweep (or of the --from-sweep itself) with the
     source's config and another train.seed. Every source needs one (RobNet supplement Table 4)."""
-    from tune_robust.checkpoints import resolve_path, seed_copies
+    from tune_robust.checkpoints import seed_copies
+    from tune_robust.models.checkpoint import resolve_path
 
     copies: dict[str, str] = {}
     for item in options.craft_on:
@@ -420,8 +384,8 @@ def _validate(configs: Sequence[dict[str, Any]]) -> None:
 def _check_checkpoint(key: str, path: str, dataset: str) -> None:
     """A checkpoint of ours must match the dataset's classes and channels (plain ones are checked when
     their trial loads them)."""
-    from tune_robust.checkpoints import checkpoint_info
     from tune_robust.data import DATASETS
+    from tune_robust.models.checkpoint import checkpoint_info
 
     if key == "init" and not Path(path).exists():
         return  # an upstream stage of this run: resolved later
@@ -617,13 +581,14 @@ def _no_gpu_locally(p: Plan) -> None:
             )
 
 
-def execute(p: Plan, command: str = "") -> dict[str, Any]:
-    """Run (or resume) a validated plan; returns paths and the summary table."""
+def execute(p: Plan, trainable: Callable[[dict[str, Any]], None], command: str = "") -> str | None:
+    """Run (or resume) a validated plan with ``trainable`` (the function Ray Tune runs per trial, e.g.
+    ``tune_robust.trainables.get_trainable(p.spec.trainable)``); returns the Ray dashboard's address
+    (None without one). The results are in ``p.sweep_dir`` (``tune_robust.analysis.summarize``)."""
     import ray
     from ray import tune
     from ray.tune.logger import JsonLoggerCallback
 
-    from trainables import get_trainable
     from tune_robust.plugins import with_plugins
     from tune_robust.results.callback import ParquetCallback
 
@@ -642,11 +607,11 @@ def execute(p: Plan, command: str = "") -> dict[str, Any]:
         check_cluster(p)
         if not (p.sweep_dir / SWEEP_FILE).exists():
             _write_state(p, command)
-        run_trial = with_plugins(get_trainable(p.spec.trainable), p.options.plugins)
-        trainable = tune.with_resources(run_trial, {"cpu": p.cpus, "gpu": p.gpus})
+        run_trial = with_plugins(trainable, p.options.plugins)
+        resourced = tune.with_resources(run_trial, {"cpu": p.cpus, "gpu": p.gpus})
         if resuming:
             tuner = tune.Tuner.restore(
-                str(tune_path), trainable, resume_unfinished=True, resume_errored=False, restart_errored=False
+                str(tune_path), resourced, resume_unfinished=True, resume_errored=False, restart_errored=False
             )
         else:
             columns = {k: p.strategy[k] for k in ("search", "scheduler", "search_seed")}
@@ -654,7 +619,7 @@ def execute(p: Plan, command: str = "") -> dict[str, Any]:
             callback = ParquetCallback(p.sweep_dir, p.spec.name, p.options.fidelity, columns)
             search_alg, scheduler, extra_callbacks = build_search(p)
             tuner = tune.Tuner(
-                trainable,
+                resourced,
                 param_space={},
                 tune_config=tune.TuneConfig(
                     metric=p.spec.metric,
@@ -676,62 +641,7 @@ def execute(p: Plan, command: str = "") -> dict[str, Any]:
                 ),
             )
         tuner.fit()
-        dashboard = getattr(ctx, "dashboard_url", None)
+        dashboard: str | None = getattr(ctx, "dashboard_url", None)
     finally:
         ray.shutdown()
-    return summarize(p, dashboard)
-
-
-def summarize(p: Plan, dashboard: str | None = None, top: int = 10) -> dict[str, Any]:
-    import pandas as pd
-
-    trials_path = p.sweep_dir / "trials.parquet"
-    epochs_path = p.sweep_dir / "epochs.parquet"
-    df = pd.read_parquet(trials_path) if trials_path.exists() else pd.DataFrame()
-    out: dict[str, Any] = {"trials_path": trials_path, "epochs_path": epochs_path, "dashboard": dashboard}
-    out["n_finished"] = int((df["status"] == "TERMINATED").sum()) if len(df) else 0
-    out["n_error"] = int((df["status"] == "ERROR").sum()) if len(df) else 0
-    out["table"] = pd.DataFrame()
-    out["warnings"] = []
-    out["extra_files"] = []
-    ok = df[df["status"] == "TERMINATED"] if len(df) else df
-    out["n_stopped"] = (
-        int(ok["stopped_by_scheduler"].fillna(False).astype(bool).sum())
-        if "stopped_by_scheduler" in ok
-        else 0
-    )
-    if out["n_stopped"]:  # stopped early by ASHA: validation numbers only, no test suite to rank by
-        ok = ok[~ok["stopped_by_scheduler"].fillna(False).astype(bool)]
-    from analysis.stats import cost_totals
-
-    out["totals"] = cost_totals(df)
-    if len(ok) and "sanity_messages" in ok:
-        flagged = ok[ok["sanity_messages"].notna()]
-        for _, r in flagged.iterrows():
-            out["warnings"].append(f"trial {r['trial_id']}: {r['sanity_messages']}")
-    if p.spec.inputs == "pairs":
-        out["table"], out["extra_files"] = _transfer_outputs(p)
-    elif len(ok) and p.spec.rank_by in ok:
-        keys = [k for k in varying_keys(p) if not k.startswith(("upstream.", "eval.label"))]
-        metrics = [c for c in ok if c.startswith("test_") and c.endswith("_acc")]
-        cols = [*keys, "checkpoint_label", "params", "best_clean_acc", *metrics, p.spec.rank_by]
-        cols += ["suspect_gradient_masking"]
-        cols = [c for c in dict.fromkeys(cols) if c in ok]
-        ascending = p.spec.mode == "min"
-        out["table"] = ok.sort_values(p.spec.rank_by, ascending=ascending)[cols].head(top)
-    return out
-
-
-def _transfer_outputs(p: Plan) -> tuple[Any, list[Path]]:
-    """The source x target accuracy matrix (printed) and its heatmap PNG next to transfer.parquet."""
-    import pandas as pd
-
-    table = p.sweep_dir / "transfer.parquet"
-    if not table.exists():
-        return pd.DataFrame(), []
-    from analysis.plots import transfer_heatmap, transfer_matrix
-
-    df = pd.read_parquet(table)
-    png = p.sweep_dir / "transfer.png"
-    transfer_heatmap(df, png)
-    return transfer_matrix(df).reset_index(), [table, png]
+    return dashboard

@@ -1,4 +1,4 @@
-"""Declarative sweep specs, registered by name from ``search_spaces/`` (one file per family).
+"""Declarative sweep specs, registered by name (built-ins: ``search_spaces/``, one file per family).
 
 A spec names a trainable, a base trial config per fidelity (``smoke`` runs on the embedded default in
 minutes; ``paper`` is the seed paper's setting), the searched values (flat dotted keys -> ``Grid``),
@@ -105,7 +105,7 @@ class SweepSpec:
             yield point
 
 
-SWEEPS: Registry[Callable[[], SweepSpec]] = Registry("sweep")
+SWEEPS: Registry[Callable[[], SweepSpec]] = Registry("sweep", plugin="sweeps")
 
 
 def register_sweep(fn: Callable[[], SweepSpec]) -> Callable[[], SweepSpec]:
@@ -114,8 +114,6 @@ def register_sweep(fn: Callable[[], SweepSpec]) -> Callable[[], SweepSpec]:
 
 
 def get_sweep(name: str) -> SweepSpec:
-    import search_spaces  # noqa: F401  (registers every family's sweeps)
-
     spec = SWEEPS.get(name)()
     if spec.name != name:
         raise ConfigError(f"sweep registered as {name!r} calls itself {spec.name!r}")
@@ -123,8 +121,6 @@ def get_sweep(name: str) -> SweepSpec:
 
 
 def list_sweeps() -> list[SweepSpec]:
-    import search_spaces  # noqa: F401
-
     return [SWEEPS.get(n)() for n in SWEEPS.names()]
 
 

@@ -6,8 +6,24 @@ Example:
     'pgd20-linf-eps0.03137-step0.007843'
 """
 
-from tune_robust.attacks import autoattack, cw, fgsm, gama, mim, pgd, transfer  # noqa: F401  (registration)
-from tune_robust.attacks._base import ATTACKS, Attack, NoAttack, attack_loss, create_attack, register_attack
+from tune_robust.attacks._base import (
+    ATTACKS,
+    Attack,
+    NoAttack,
+    attack_loss,
+    attack_spec,
+    create_attack,
+    register_attack,
+)
 from tune_robust.attacks.presets import PRESETS
 
-__all__ = ["ATTACKS", "PRESETS", "Attack", "NoAttack", "attack_loss", "create_attack", "register_attack"]
+__all__ = [
+    "ATTACKS",
+    "PRESETS",
+    "Attack",
+    "NoAttack",
+    "attack_loss",
+    "attack_spec",
+    "create_attack",
+    "register_attack",
+]

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from typing import Any, Literal, TypeVar
 
 import torch
 from torch import nn
 
+from tune_robust.coerce import ComponentSpec, coerce, coerce_kwargs, resolve_eps
 from tune_robust.errors import ConfigError
 from tune_robust.registry import Registry
 
@@ -50,7 +52,7 @@ class Attack(ABC):
         return self.name
 
 
-ATTACKS: Registry[type[Attack]] = Registry("attack")
+ATTACKS: Registry[type[Attack]] = Registry("attack", plugin="attacks")
 _A = TypeVar("_A", bound=type[Attack])
 
 
@@ -64,10 +66,23 @@ def register_attack(name: str) -> Any:
 
 
 def create_attack(name: str, **kwargs: Any) -> Attack:
-    from tune_robust.config import coerce_kwargs
-
     cls = ATTACKS.get(name)
     return cls(**coerce_kwargs(cls, kwargs, where=f"attack {name!r}"))
+
+
+def attack_spec(values: Mapping[str, Any], auto_eps: float) -> ComponentSpec:
+    """Validate an attack section (``{"name": ..., <options>}``). ``eps: "auto"`` is ``auto_eps`` (the
+    dataset's conventional budget: 8/255 for CIFAR/SVHN, 0.3 for MNIST); other float options may be
+    written relative to eps (``"eps/10"``)."""
+    values = dict(values)
+    name = str(values.pop("name", "none"))
+    if values.get("eps") == "auto":
+        values["eps"] = auto_eps
+    if "eps" in values:
+        eps = coerce(values["eps"], float, f"attack {name!r} option 'eps'")
+        values = {k: resolve_eps(v, eps, f"attack {name!r} option {k!r}") for k, v in values.items()}
+    attack = create_attack(name, **values)  # validates names, types and ranges (e.g. eps >= 0)
+    return ComponentSpec(name, attack.config())
 
 
 def check_eps(eps: float, what: str = "eps") -> None:

@@ -16,7 +16,7 @@ from tune_robust.errors import ConfigError
 
 @functools.lru_cache(maxsize=8)
 def _source_model(path: str, device: str) -> nn.Module:
-    from tune_robust.checkpoints import load_checkpoint
+    from tune_robust.models.checkpoint import load_checkpoint
 
     return load_checkpoint(path, device=device)
 

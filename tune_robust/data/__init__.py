@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tune_robust.data import cifar, digits, imagefolder, mnist, svhn  # noqa: F401  (registration)
 from tune_robust.data._base import DATASETS, DatasetInfo, ImageDataset
 from tune_robust.data.augment import random_crop_flip
 from tune_robust.errors import DataError

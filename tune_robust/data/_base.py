@@ -59,7 +59,7 @@ class DatasetInfo:
     needs_data_dir: bool = True
 
 
-DATASETS: Registry[DatasetInfo] = Registry("dataset")
+DATASETS: Registry[DatasetInfo] = Registry("dataset", plugin="datasets")
 
 
 def register_dataset(info: DatasetInfo) -> DatasetInfo:

@@ -17,10 +17,10 @@ import torch
 from torch import nn
 
 from tune_robust.attacks import Attack, create_attack
-from tune_robust.config import EvalConfig, eval_attack_specs
 from tune_robust.data import DATASETS, Split, batches
 from tune_robust.evaluation import sanity
 from tune_robust.evaluation.basic import Tally
+from tune_robust.evaluation.config import EvalConfig, eval_attack_specs
 from tune_robust.evaluation.metrics import LipschitzMeter, stability
 
 log = logging.getLogger("tune_robust")

@@ -1,4 +1,7 @@
-"""Model registry; one file per family.
+"""Model registry; one file per family (each registers its builders when the registry is first used).
+
+The names below load on first access, so ``import tune_robust.models.reconfig`` (the -R rule, which the
+sweep definitions use) does not import torch.
 
 Example:
     >>> from tune_robust.models import create_model, count_params
@@ -6,18 +9,24 @@ Example:
     68.12
 """
 
-from tune_robust.models import (  # noqa: F401  (registration)
-    darts,
-    densenet,
-    mobilenet,
-    resnet,
-    resnext,
-    small_cnn,
-    vgg,
-    wrn,
-)
-from tune_robust.models._registry import MODELS, count_params, create_model, profile_model, register_model
-from tune_robust.models.reconfig import Reconfiguration, reconfigure
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tune_robust.models._registry import MODELS, count_params, create_model, profile_model, register_model
+    from tune_robust.models.reconfig import Reconfiguration, reconfigure
+
+_HOME = {
+    "MODELS": "_registry",
+    "count_params": "_registry",
+    "create_model": "_registry",
+    "profile_model": "_registry",
+    "register_model": "_registry",
+    "Reconfiguration": "reconfig",
+    "reconfigure": "reconfig",
+}
 
 __all__ = [
     "MODELS",
@@ -28,3 +37,9 @@ __all__ = [
     "reconfigure",
     "register_model",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOME:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_HOME[name]}"), name)

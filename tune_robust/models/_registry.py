@@ -8,10 +8,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from tune_robust.coerce import coerce_kwargs
 from tune_robust.registry import Registry
 
 ModelBuilder = Callable[..., nn.Module]
-MODELS: Registry[ModelBuilder] = Registry("model")
+MODELS: Registry[ModelBuilder] = Registry("model", plugin="models")
 
 
 def register_model(fn: ModelBuilder) -> ModelBuilder:
@@ -21,8 +22,6 @@ def register_model(fn: ModelBuilder) -> ModelBuilder:
 
 def create_model(name: str, num_classes: int = 10, in_channels: int = 3, **kwargs: Any) -> nn.Module:
     """Build a registered model. Unknown keyword arguments raise a ConfigError naming the valid ones."""
-    from tune_robust.config import coerce_kwargs
-
     builder = MODELS.get(name)
     kwargs = coerce_kwargs(builder, kwargs, where=f"model {name!r}", skip=("num_classes", "in_channels"))
     return builder(num_classes=num_classes, in_channels=in_channels, **kwargs)

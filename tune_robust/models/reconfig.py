@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from tune_robust.errors import ConfigError
-from tune_robust.models._registry import MODELS, profile_model
 
 # Fixed-size registered models -> the family builder and keyword arguments they stand for.
 ALIASES: dict[str, tuple[str, dict[str, Any]]] = {
@@ -58,16 +57,22 @@ def r_config(
     if arch in ALIASES:
         arch, fixed = ALIASES[arch]
         base = {**fixed, **base}
-    builder = MODELS.get(arch)
-    default = inspect.signature(builder).parameters.get("widths")
+    # Given widths need no builder (a sweep definition stays torch-free); create_model checks them later.
+    widths = tuple(base["widths"]) if "widths" in base else _default_widths(arch)
+    return arch, base, {**base, "widths": r_widths(widths, ratio, gamma)}
+
+
+def _default_widths(arch: str) -> tuple[float, ...]:
+    from tune_robust.models._registry import MODELS
+
+    default = inspect.signature(MODELS.get(arch)).parameters.get("widths")
     if default is None:
         families = [n for n in MODELS.names() if "widths" in inspect.signature(MODELS.get(n)).parameters]
         raise ConfigError(
             f"model {arch!r} has no per-stage 'widths' option, so the -R rule cannot be applied; families "
             f"with one: {', '.join(families)}"
         )
-    widths = tuple(base.get("widths", default.default))
-    return arch, base, {**base, "widths": r_widths(widths, ratio, gamma)}
+    return tuple(default.default)
 
 
 def reconfigure(
@@ -79,6 +84,8 @@ def reconfigure(
     num_classes: int = 10,
 ) -> Reconfiguration:
     """The -R version of ``arch`` (with ``kwargs``) and both parameter counts (built on the meta device)."""
+    from tune_robust.models._registry import profile_model
+
     arch, base, new = r_config(arch, kwargs, ratio, gamma)
     params, _ = profile_model(arch, input_shape, num_classes, **base)
     r_params, _ = profile_model(arch, input_shape, num_classes, **new)

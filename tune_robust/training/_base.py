@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from tune_robust.attacks import Attack
+from tune_robust.coerce import coerce_kwargs
 from tune_robust.errors import ConfigError
 from tune_robust.registry import Registry
 
@@ -79,7 +80,7 @@ class Method:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init}  # type: ignore[arg-type]
 
 
-METHODS: Registry[type[Method]] = Registry("training method")
+METHODS: Registry[type[Method]] = Registry("training method", plugin="methods")
 _M = TypeVar("_M", bound=type[Method])
 
 
@@ -93,8 +94,6 @@ def register_method(name: str) -> Callable[[_M], _M]:
 
 
 def create_method(name: str, **kwargs: Any) -> Method:
-    from tune_robust.config import coerce_kwargs
-
     cls = METHODS.get(name)
     return cls(**coerce_kwargs(cls, kwargs, where=f"method {name!r}"))
 

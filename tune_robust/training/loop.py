@@ -22,13 +22,13 @@ import torch
 from torch import nn
 
 from tune_robust.attacks import Attack, NoAttack, create_attack
-from tune_robust.checkpoints import MODEL_FILE
 from tune_robust.config import TrialConfig
 from tune_robust.data import TrialData, batches, prepare_data
 from tune_robust.errors import ConfigError
 from tune_robust.evaluation import evaluate
 from tune_robust.evaluation.suite import run_suite
 from tune_robust.models import count_params, create_model
+from tune_robust.models.checkpoint import MODEL_FILE
 from tune_robust.training._base import create_method
 from tune_robust.training.schedule import lr_multiplier
 
@@ -57,7 +57,7 @@ def resolve_device(name: str) -> torch.device:
 
 def load_model_file(path: str | Path, device: torch.device | str = "cpu") -> nn.Module:
     """Rebuild a model saved by ``Trainer.save`` (``model.pt``: best weights plus what built them)."""
-    from tune_robust.checkpoints import load_checkpoint
+    from tune_robust.models.checkpoint import load_checkpoint
 
     return load_checkpoint(path, device)
 

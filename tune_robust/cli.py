@@ -1,0 +1,274 @@
+"""Run a registered sweep: ``python sweep.py wrn_depth_grid`` (see ``--help`` and ``--list``).
+
+The only place with argparse; everything else takes explicit arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="sweep.py",
+        description="Run a tune_robust sweep on Ray Tune; results land in <results-dir>/<sweep>/*.parquet.",
+    )
+    p.add_argument(
+        "name", nargs="?", help="registered sweep name (see --list), or `report NAME` (see report --help)"
+    )
+    p.add_argument("--list", action="store_true", help="list registered sweeps and exit")
+    p.add_argument(
+        "--plugin",
+        dest="plugins",
+        action="append",
+        default=[],
+        metavar="MODULE_OR_FILE.py",
+        help="import this module or file first: its models, attacks, methods, datasets, sweeps and "
+        "trainables join the registries, in the driver and in every trial (repeatable; also "
+        "TUNE_ROBUST_PLUGINS and the tune_robust.plugins entry-point group)",
+    )
+    p.add_argument(
+        "--dry-run", action="store_true", help="print the trial configs and their count, run nothing"
+    )
+    p.add_argument(
+        "--fidelity", default="smoke", help="smoke (embedded data, minutes) or paper (default: smoke)"
+    )
+    p.add_argument(
+        "--dataset", help="override the fidelity's dataset (digits, mnist, cifar10, cifar100, svhn, ...)"
+    )
+    p.add_argument("--data-dir", help="folder holding the dataset's official files")
+    p.add_argument("--download", action="store_true", help="download missing official files (needs internet)")
+    p.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one config value, e.g. train.epochs=3, attack.eps=8/255, model.depths=9,7,1 "
+        "(repeatable; a searched key is pinned to the value)",
+    )
+    p.add_argument("--max-trials", type=int, help="run only the first N configs of the grid")
+    p.add_argument("--cpus-per-trial", type=float, help="CPUs per trial (default: the sweep's, usually 1)")
+    p.add_argument("--gpus-per-trial", type=float, help="GPUs per trial, fractions allowed (e.g. 0.25)")
+    p.add_argument("--address", help="join a running Ray cluster (e.g. auto or ray://host:10001)")
+    p.add_argument(
+        "--results-dir", default="results", help="where <sweep>/trials.parquet goes (default: results)"
+    )
+    p.add_argument("--resume", action="store_true", help="continue an interrupted sweep in --results-dir")
+    p.add_argument("--max-failures", type=int, default=0, help="retries per failing trial before ERROR")
+    p.add_argument(
+        "--checkpoint",
+        dest="checkpoints",
+        action="append",
+        default=[],
+        metavar="[LABEL=]PATH",
+        help="evaluate/transfer: a checkpoint (a trial's state dir, its model.pt, or a plain state dict "
+        "of a registered architecture named with --set model.arch=...); repeatable",
+    )
+    p.add_argument(
+        "--from-sweep",
+        dest="from_sweeps",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="evaluate/transfer: the finished trials of <results>/<sweep> (repeatable)",
+    )
+    p.add_argument(
+        "--craft-on",
+        action="append",
+        default=[],
+        metavar="LABEL=PATH",
+        help="transfer, independent_copy protocol: the independently trained copy (another seed) that "
+        "source LABEL's examples are crafted on; repeatable",
+    )
+    p.add_argument(
+        "--craft-on-sweep",
+        dest="craft_on_sweeps",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="transfer, independent_copy protocol: find each source's copy among these finished trials "
+        "(same config, another train.seed); default: the --from-sweep dirs themselves",
+    )
+    p.add_argument("--top-k", type=int, default=0, help="with --from-sweep: only the best K trials (0 = all)")
+    g = p.add_argument_group("search strategy (grid sweeps)")
+    g.add_argument(
+        "--search",
+        default="grid",
+        metavar="METHOD",
+        help="grid: every config in order (default); random: a seeded random order without "
+        "replacement; tpe / nsga2: Optuna samplers through Ray's OptunaSearch over the grid's values; "
+        "or a plugin's registered search method",
+    )
+    g.add_argument(
+        "--scheduler",
+        default="fifo",
+        choices=("fifo", "asha"),
+        help="fifo: every trial trains its full epochs (default); asha: stop weak trials early on the "
+        "sweep's robust-accuracy metric (stopped trials get no test suite)",
+    )
+    g.add_argument(
+        "--num-samples",
+        type=int,
+        help="random/tpe/nsga2: trials to run (default: the grid's size for random, a quarter of it, at "
+        "least 10, for tpe/nsga2)",
+    )
+    g.add_argument("--seed", type=int, default=0, help="seed of the search order / Optuna sampler")
+    g.add_argument(
+        "--objective",
+        dest="objectives",
+        action="append",
+        default=[],
+        metavar="METRIC:max|min",
+        help="tpe/nsga2 objective, repeatable for multi-objective (default: val_robust_acc:max; nsga2 "
+        "adds params:min)",
+    )
+    g.add_argument("--grace-period", type=int, default=1, help="asha: epochs before the first cut (1)")
+    g.add_argument(
+        "--reduction-factor", type=float, default=3.0, help="asha: keep 1/this of trials per rung (3)"
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="less Ray Tune progress output")
+    return p
+
+
+def build_report_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="sweep.py report",
+        description="Write figures and a Markdown + HTML summary of a finished or partial sweep "
+        "(to <results-dir>/<sweep>/report/ unless --out).",
+    )
+    p.add_argument("name", help="a sweep name (read from --results-dir) or a sweep's results directory")
+    p.add_argument(
+        "--results-dir", default="results", help="where <sweep>/trials.parquet is (default: results)"
+    )
+    p.add_argument("--out", help="write the report here instead")
+    p.add_argument(
+        "--compare",
+        metavar="DIR",
+        help="another run of the same configs (e.g. a cheaper fidelity): report the rank correlation",
+    )
+    p.add_argument("--top", type=int, default=10, help="rows of the top-configs table (10)")
+    return p
+
+
+def report(argv: list[str]) -> int:
+    from pathlib import Path
+
+    args = build_report_parser().parse_args(argv)
+    directory = Path(args.name)
+    if not directory.is_dir():
+        directory = Path(args.results_dir) / args.name
+    from tune_robust.analysis.report import write_report
+
+    try:
+        files = write_report(directory, args.out, args.compare, args.top)
+    except (FileNotFoundError, KeyError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for name, path in files.items():
+        print(f"{name}: {path}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["report"]:
+        return report(argv[1:])
+    args = build_parser().parse_args(argv)
+    from tune_robust.errors import ConfigError
+
+    try:
+        from tune_robust import plugins as plugin_loader
+
+        loaded = plugin_loader.load(plugin_loader.requested(args.plugins))
+        if args.list:
+            from tune_robust.sweeps import list_sweeps
+
+            for spec in list_sweeps():
+                print(f"{spec.name:24s} {spec.description}")
+                for fid, note in spec.notes.items():
+                    print(f"{'':24s}   {fid}: {note}")
+            return 0
+        if not args.name:
+            raise ConfigError("name a sweep to run (python sweep.py NAME); --list shows them")
+        from tune_robust.api import RunOptions, describe, plan, run_plan
+
+        options = RunOptions(
+            fidelity=args.fidelity,
+            dataset=args.dataset,
+            data_dir=args.data_dir,
+            download=args.download,
+            sets=tuple(args.sets),
+            max_trials=args.max_trials,
+            cpus_per_trial=args.cpus_per_trial,
+            gpus_per_trial=args.gpus_per_trial,
+            address=args.address,
+            results_dir=args.results_dir,
+            resume=args.resume,
+            max_failures=args.max_failures,
+            dry_run=args.dry_run,
+            verbose=0 if args.quiet else 1,
+            checkpoints=tuple(args.checkpoints),
+            from_sweeps=tuple(args.from_sweeps),
+            top_k=args.top_k,
+            craft_on=tuple(args.craft_on),
+            craft_on_sweeps=tuple(args.craft_on_sweeps),
+            plugins=tuple(loaded),
+            search=args.search,
+            scheduler=args.scheduler,
+            num_samples=args.num_samples,
+            search_seed=args.seed,
+            objectives=tuple(args.objectives),
+            grace_period=args.grace_period,
+            reduction_factor=args.reduction_factor,
+        )
+        p = plan(args.name, options)
+        if args.dry_run:
+            print(describe(p))
+            print(f"{p.strategy['num_samples']} trials")
+            return 0
+        summary = run_plan(p, shlex.join(["python", "sweep.py", *argv]))
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    import pandas as pd
+
+    with pd.option_context("display.width", 160, "display.max_columns", 20):
+        print()
+        stopped = f" ({summary['n_stopped']} stopped early by the scheduler)" if summary["n_stopped"] else ""
+        print(f"{summary['n_finished']} trials finished{stopped}, {summary['n_error']} failed")
+        if summary["totals"]:
+            t = summary["totals"]
+            print(
+                f"cost: {t['trial_hours']:.3f} trial-hours ({t['cpu_hours']:.3f} CPU-h, {t['gpu_hours']:.3f} "
+                f"GPU-h), {t['epochs']:.0f} epochs, {t['attack_passes']:.3g} attack forward-backward passes"
+            )
+        if len(summary["table"]):
+            if p.spec.inputs == "pairs":
+                on = (
+                    "its copy"
+                    if p.base.get("eval", {}).get("transfer_protocol") == "independent_copy"
+                    else "it"
+                )
+                print(f"transfer accuracy (rows: source, crafted on {on}; columns: target):")
+            else:
+                print(f"top configs by {p.spec.rank_by} (test set):")
+            print(summary["table"].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+        for w in summary["warnings"]:
+            print(f"WARNING {w}")
+    print(f"trials: {summary['trials_path']}")
+    if summary["epochs_path"].exists():
+        print(f"epochs: {summary['epochs_path']}")
+    for f in summary["extra_files"]:
+        print(f"{f.stem}: {f}")
+    if summary["dashboard"]:
+        print(f"Ray dashboard (while the cluster runs): http://{summary['dashboard']}")
+    else:
+        print("Ray dashboard: install the [dashboard] extra (ray[default]) to get one")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,34 @@
+"""Every config in grid order, or a seeded random order without replacement."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from tune_robust.errors import ConfigError
+from tune_robust.search import PointsSearcher
+from tune_robust.searchers._base import SearchInputs, SearchMethod, register_search
+
+
+@register_search("grid")
+class Grid(SearchMethod):
+    samples = False
+
+    def num_samples(self, grid_size: int, requested: int | None) -> int:
+        if requested is not None:
+            raise ConfigError(
+                "--num-samples applies to searches that pick a subset (--search random, tpe, nsga2, ...); "
+                "the grid runs each config once (use --max-trials to run only the first N)"
+            )
+        return grid_size
+
+    def searcher(self, inputs: SearchInputs) -> Any:
+        return PointsSearcher(list(inputs.configs))
+
+
+@register_search("random")
+class Random(SearchMethod):
+    def searcher(self, inputs: SearchInputs) -> Any:
+        order = list(range(len(inputs.configs)))
+        random.Random(inputs.seed).shuffle(order)
+        return PointsSearcher([inputs.configs[i] for i in order[: inputs.num_samples]])
