@@ -207,6 +207,44 @@ def test_autoattack_flag_fires_through_the_suite(honest, digits):
     assert res.metrics["suspect_gradient_masking"] is True
 
 
+def test_a_users_attack_takes_part_by_its_class_attributes_not_its_name(honest, digits):
+    """The Lipschitz x' and the self-check flag follow Attack.lipschitz_preference / self_checking, so a
+    plugin's attack (any name) takes part as a built-in does."""
+    from dataclasses import dataclass
+
+    from tune_robust.attacks import ATTACKS, register_attack
+    from tune_robust.attacks.fgsm import FGSM
+
+    @register_attack("probe_first")
+    @dataclass(frozen=True)
+    class Preferred(FGSM):
+        lipschitz_preference = 3
+
+    @register_attack("probe_checked")
+    @dataclass(frozen=True)
+    class Checked(FGSM):
+        self_checking = True
+
+        def perturb_with_notes(self, model, x, y):
+            return self.perturb(model, x, y), ["the probe's own check failed"]
+
+    try:
+        data, _, _ = digits
+        attacks = ("pgd20", {"name": "probe_first", "label": "probe", "eps": 0.1})
+        res = run_suite(
+            honest, data.test, EvalConfig(attacks=attacks, limit=48, sanity_examples=48), 10, "digits"
+        )
+        assert res.metrics["lipschitz_attack"] == "probe"  # not pgd20, the built-in PGD
+        assert res.metrics["sanity_autoattack"] is None  # no self-checking attack ran
+        checked = EvalConfig(attacks=("fgsm", "probe_checked"), limit=48, sanity_examples=48, metrics=False)
+        res = run_suite(honest, data.test, checked, 10, "digits")
+        assert res.metrics["sanity_autoattack"] is False
+        assert any("the probe's own check failed" in w for w in res.warnings)
+    finally:
+        ATTACKS.unregister("probe_first")
+        ATTACKS.unregister("probe_checked")
+
+
 def test_suite_restores_training_mode_and_runs_in_eval_mode(honest, digits):
     data, _, _ = digits
     seen = []

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from typing import Any, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 import torch
 from torch import nn
@@ -28,6 +28,13 @@ class Attack(ABC):
     """Base class: subclasses are ``@dataclass(frozen=True)`` and registered with ``@register_attack``."""
 
     name: str = ""
+    # How much the evaluation suite prefers this attack's examples as x' of the empirical Lipschitz
+    # estimate (0 = never, e.g. a transfer attack's, which are not crafted on the evaluated model; among
+    # L-inf attacks the highest wins, then the first listed): PGD-type 2, single-direction ones 1.
+    lipschitz_preference: ClassVar[int] = 0
+    # True: perturb_with_notes reports the attack's own failed checks (AutoAttack's), which the suite
+    # turns into the sanity_autoattack flag.
+    self_checking: ClassVar[bool] = False
 
     @abstractmethod
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -34,6 +34,7 @@ class _Collect(logging.Handler):
 @register_attack("autoattack")
 @dataclass(frozen=True)
 class AutoAttackPA(Attack):
+    self_checking = True
     eps: float = 8 / 255
     norm: Literal["linf", "l2"] = "linf"
     version: Literal["standard", "rand", "plus"] = "standard"

@@ -13,6 +13,7 @@ from tune_robust.attacks._base import Attack, check_eps, input_grad, project, ra
 @register_attack("fgsm")
 @dataclass(frozen=True)
 class FGSM(Attack):
+    lipschitz_preference = 1
     eps: float = 8 / 255
     # Step size; None means eps (the classic FGSM). Fast AT uses a random start and 1.25 * eps.
     step: float | None = None

@@ -13,6 +13,7 @@ from tune_robust.attacks._base import Attack, check_eps, check_steps, input_grad
 @register_attack("mim")
 @dataclass(frozen=True)
 class MIM(Attack):
+    lipschitz_preference = 1
     eps: float = 8 / 255
     # Step size; None means eps / steps (the paper's choice, so the last step can reach the boundary).
     step: float | None = None

@@ -55,6 +55,7 @@ def keep_worst(
 @register_attack("pgd")
 @dataclass(frozen=True)
 class PGD(Attack):
+    lipschitz_preference = 2
     eps: float = 8 / 255
     step: float = 2 / 255
     steps: int = 10

@@ -39,12 +39,13 @@ def build_attacks(cfg: EvalConfig, dataset: str) -> dict[str, Attack]:
 
 
 def _lipschitz_attack(attacks: dict[str, Attack]) -> str | None:
-    """The first gradient attack of the suite (PGD-type preferred): its examples give x'."""
-    for kinds in (("pgd", "cw_inf"), ("mim", "fgsm")):
-        for label, a in attacks.items():
-            if a.name in kinds and getattr(a, "norm", "linf") == "linf":
-                return label
-    return None
+    """The L-inf attack whose examples give x' (highest ``lipschitz_preference``, then first listed)."""
+    usable = [
+        (-a.lipschitz_preference, i, label)
+        for i, (label, a) in enumerate(attacks.items())
+        if a.lipschitz_preference > 0 and getattr(a, "norm", "linf") == "linf"
+    ]
+    return min(usable)[2] if usable else None
 
 
 def _curves(
@@ -152,7 +153,7 @@ def run_suite(
                 pgd = sanity.sanity_attack(list(attacks.values()), default_eps)
                 xs, ys = next(batches(s, len(s)))
                 flags, msgs = sanity.run_checks(model, xs, ys, num_classes, pgd, cfg.tolerance)
-                aa = [label for label, a in attacks.items() if a.name == "autoattack"]
+                aa = [label for label, a in attacks.items() if a.self_checking]
                 flags["autoattack"] = None if not aa else not any(notes[label] for label in aa)
                 for label in aa:
                     msgs.extend(f"sanity_autoattack failed ({label}): {t}" for t in notes[label])
