@@ -61,6 +61,22 @@ def sanity_attack(attacks: list[Attack], default_eps: float) -> PGD:
     return PGD(eps=eps, step=eps / 10, steps=20)
 
 
+Run = Callable[[Attack, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclasses.dataclass
+class _Checks:
+    """Flags and failure messages, filled by one check at a time."""
+
+    flags: dict[str, bool | None] = dataclasses.field(default_factory=dict)
+    msgs: list[str] = dataclasses.field(default_factory=list)
+
+    def check(self, name: str, ok: bool, why: str) -> None:
+        self.flags[name] = bool(ok)
+        if not ok:
+            self.msgs.append(f"sanity_{name} failed: {why}")
+
+
 def run_checks(
     model: nn.Module,
     x: torch.Tensor,
@@ -68,31 +84,34 @@ def run_checks(
     num_classes: int,
     pgd: PGD,
     tol: float,
-    attack_fn: Callable[[Attack, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    attack_fn: Run | None = None,
 ) -> tuple[dict[str, bool | None], list[str]]:
     """Flags and failure messages; ``model`` must already be in eval mode."""
-    run = attack_fn or (lambda a, xs, ys: a.perturb(model, xs, ys))
-    flags: dict[str, bool | None] = {}
-    msgs: list[str] = []
+    run: Run = attack_fn or (lambda a, xs, ys: a.perturb(model, xs, ys))
+    c = _Checks()
+    clean = _output_checks(c, model, x, y, tol)
+    pgd_acc = _strength_checks(c, model, run, x, y, pgd, clean, tol)
+    _eps_curve_check(c, model, run, x, y, pgd, clean, pgd_acc, tol)
+    _convergence_check(c, model, run, x, y, pgd, pgd_acc, tol)
+    _chance_check(c, model, run, x, y, pgd, num_classes, tol)
+    return c.flags, c.msgs
 
-    def check(name: str, ok: bool, why: str) -> None:
-        flags[name] = bool(ok)
-        if not ok:
-            msgs.append(f"sanity_{name} failed: {why}")
 
+def _output_checks(c: _Checks, model: nn.Module, x: torch.Tensor, y: torch.Tensor, tol: float) -> float:
+    """Logits, determinism, usable input gradients; returns the clean accuracy."""
     with torch.no_grad():
         out1 = model(x).float()
         out2 = model(x).float()
     probs = bool(
         (out1 >= -1e-5).all() and (out1 <= 1 + 1e-5).all() and ((out1.sum(1) - 1).abs() < 1e-4).all()
     )
-    check(
+    c.check(
         "logits",
         not probs,
         "the model outputs probabilities (rows in [0,1] summing to 1); attacks need logits",
     )
     diff = float((out1 - out2).abs().max())
-    check(
+    c.check(
         "deterministic",
         bool(torch.allclose(out1, out2, rtol=1e-4, atol=1e-5)),
         f"two forward passes of the same inputs differ by up to {diff:.3g} (randomised? use aa_rand/EOT)",
@@ -100,64 +119,114 @@ def run_checks(
     grad, _ = input_grad(model, x, y)
     finite = bool(torch.isfinite(grad).all())
     zero = float((grad.flatten(1).abs().sum(1) == 0).float().mean())
-    check(
+    c.check(
         "gradients",
         finite and zero <= tol,
         f"input gradients: finite={finite}, {zero:.1%} of examples have an all-zero gradient",
     )
-    clean = float((out1.argmax(1) == y).float().mean())
-    eps, k = pgd.eps, pgd.steps
+    return float((out1.argmax(1) == y).float().mean())
+
+
+def _strength_checks(
+    c: _Checks,
+    model: nn.Module,
+    run: Run,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    pgd: PGD,
+    clean: float,
+    tol: float,
+) -> float:
+    """eps = 0 changes nothing, attacks never help, iterative beats single-step; returns PGD accuracy."""
     at_eps0 = _acc(model, run(dataclasses.replace(pgd, eps=0.0), x, y), y)
-    check(
+    c.check(
         "eps0",
         abs(at_eps0 - clean) < 1e-9,
         f"PGD at eps=0 gives {at_eps0:.4f}, clean accuracy is {clean:.4f}",
     )
-    fgsm = _acc(model, run(create_attack("fgsm", eps=eps), x, y), y)
+    fgsm = _acc(model, run(create_attack("fgsm", eps=pgd.eps), x, y), y)
     pgd_acc = _acc(model, run(pgd, x, y), y)
-    check(
+    c.check(
         "adv_le_clean",
         max(fgsm, pgd_acc) <= clean + tol,
         f"accuracy under attack (FGSM {fgsm:.4f}, PGD {pgd_acc:.4f}) exceeds clean accuracy {clean:.4f}",
     )
-    check(
+    c.check(
         "iterative_ge_fgsm",
         pgd_acc <= fgsm + tol,
-        f"PGD-{k} accuracy {pgd_acc:.4f} > FGSM accuracy {fgsm:.4f}: the iterative attack is weaker",
+        f"PGD-{pgd.steps} accuracy {pgd_acc:.4f} > FGSM accuracy {fgsm:.4f}: the iterative attack is weaker",
     )
+    return pgd_acc
+
+
+def _eps_curve_check(
+    c: _Checks,
+    model: nn.Module,
+    run: Run,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    pgd: PGD,
+    clean: float,
+    pgd_acc: float,
+    tol: float,
+) -> None:
+    """Accuracy does not rise as eps grows."""
+    eps = pgd.eps
     curve = [(0.0, clean)]
     for f in EPS_FACTORS:
-        acc = (
-            pgd_acc
-            if f == 1.0
-            else _acc(model, run(dataclasses.replace(pgd, eps=eps * f, step=pgd.step * f), x, y), y)
-        )
-        curve.append((eps * f, acc))
+        scaled = dataclasses.replace(pgd, eps=eps * f, step=pgd.step * f)
+        curve.append((eps * f, pgd_acc if f == 1.0 else _acc(model, run(scaled, x, y), y)))
     rises = [(a, b) for a, b in itertools.pairwise(curve) if b[1] > a[1] + tol]
-    check(
+    c.check(
         "monotone_eps",
         not rises,
         "accuracy rises with eps: "
         + ", ".join(f"{a[1]:.4f} at eps {a[0]:.4g} -> {b[1]:.4f} at {b[0]:.4g}" for a, b in rises),
     )
+
+
+def _chance_check(
+    c: _Checks,
+    model: nn.Module,
+    run: Run,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    pgd: PGD,
+    num_classes: int,
+    tol: float,
+) -> None:
+    """An attack that can reach any image leaves no more than chance accuracy."""
+    # From x itself (a random start at eps=1 would be a random image and hide zero gradients).
+    huge = PGD(eps=1.0, step=0.1, steps=max(pgd.steps, 20), random_start=False)
+    at_huge = _acc(model, run(huge, x, y), y)
+    chance = 1.0 / num_classes
+    c.check(
+        "large_eps_chance",
+        at_huge <= chance + tol,
+        f"PGD at eps=1 (any image reachable) leaves accuracy {at_huge:.4f} > chance {chance:.4f}",
+    )
+
+
+def _convergence_check(
+    c: _Checks,
+    model: nn.Module,
+    run: Run,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    pgd: PGD,
+    pgd_acc: float,
+    tol: float,
+) -> None:
+    """Twice the steps or three restarts change the accuracy by at most the tolerance."""
+    k = pgd.steps
     doubled = _acc(model, run(dataclasses.replace(pgd, steps=2 * k), x, y), y)
     restarted = _acc(model, run(dataclasses.replace(pgd, restarts=3), x, y), y)
-    check(
+    c.check(
         "steps_converged",
         abs(doubled - pgd_acc) <= tol and pgd_acc - restarted <= tol,
         f"PGD-{k} {pgd_acc:.4f} vs PGD-{2 * k} {doubled:.4f} vs 3 restarts {restarted:.4f} "
         f"(tolerance {tol}): the evaluation attack has not converged",
     )
-    # From x itself (a random start at eps=1 would be a random image and hide zero gradients).
-    huge = PGD(eps=1.0, step=0.1, steps=max(k, 20), random_start=False)
-    at_huge = _acc(model, run(huge, x, y), y)
-    chance = 1.0 / num_classes
-    check(
-        "large_eps_chance",
-        at_huge <= chance + tol,
-        f"PGD at eps=1 (any image reachable) leaves accuracy {at_huge:.4f} > chance {chance:.4f}",
-    )
-    return flags, msgs
 
 
 def masking_suspected(flags: dict[str, Any]) -> bool:

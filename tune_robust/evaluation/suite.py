@@ -88,6 +88,92 @@ def _curves(
     return rows
 
 
+@dataclass
+class _Pass:
+    """What one pass of every attack over the evaluated examples counted."""
+
+    tally: Tally
+    stable: dict[str, int]
+    notes: dict[str, list[str]]
+    lipschitz: dict[str, float] | None
+
+
+def _attack_pass(
+    model: nn.Module, data: Split, attacks: dict[str, Attack], batch_size: int, lip_label: str | None
+) -> _Pass:
+    tally = Tally(attacks)
+    stable = dict.fromkeys(attacks, 0)
+    notes: dict[str, list[str]] = {label: [] for label in attacks}
+    lip = LipschitzMeter(model) if lip_label else None
+    for x, y in batches(data, batch_size):
+        with torch.no_grad():
+            pred = model(x).argmax(1)
+        tally.clean(pred == y)
+        for label, attack in attacks.items():
+            x_adv, msgs = attack.perturb_with_notes(model, x, y)
+            notes[label].extend(m for m in msgs if m not in notes[label])
+            with torch.no_grad():
+                pred_adv = model(x_adv.float()).argmax(1)
+            tally.attacked(label, pred_adv == y)
+            stable[label] += int(stability(pred, pred_adv).sum())
+            if lip is not None and label == lip_label:
+                lip.update(x, x_adv)
+    return _Pass(tally, stable, notes, lip.result() if lip is not None else None)
+
+
+def _accuracy_metrics(
+    done: _Pass, attacks: dict[str, Attack], n: int, prefix: str, with_stability: bool
+) -> dict[str, Any]:
+    frac = done.tally.fraction
+    m: dict[str, Any] = {f"{prefix}_clean_acc": frac(done.tally.clean_ok)}
+    for label in attacks:
+        m[f"{prefix}_{label}_acc"] = frac(done.tally.robust[label])
+    m[f"{prefix}_worst_acc"] = done.tally.worst_fraction()
+    m[f"{prefix}_eval_examples"] = n
+    m["eval_attacks"] = "; ".join(f"{k}={a.describe()}" for k, a in attacks.items())
+    m["attack_grad_passes"] = n * sum(a.gradient_steps for a in attacks.values())
+    if with_stability:
+        for label in attacks:
+            m[f"stability_{label}"] = frac(done.stable[label])
+    return m
+
+
+def _lipschitz_rows(values: dict[str, float], lip_label: str) -> list[dict[str, Any]]:
+    blocks = [k for k in values if k != "logits"]
+    return [
+        {"table": "lipschitz", "attack": lip_label, "x": float(i), "label": name, "value": values[name]}
+        for i, name in enumerate([*blocks, "logits"])
+    ]
+
+
+def _sanity_metrics(
+    model: nn.Module,
+    data: Split,
+    cfg: EvalConfig,
+    attacks: dict[str, Attack],
+    done: _Pass,
+    num_classes: int,
+    default_eps: float,
+    buffers_before: dict[str, torch.Tensor],
+) -> tuple[dict[str, Any], list[str]]:
+    """The sanity flag columns and their messages."""
+    s = data.head(cfg.sanity_examples)
+    pgd = sanity.sanity_attack(list(attacks.values()), default_eps)
+    xs, ys = next(batches(s, len(s)))
+    flags, msgs = sanity.run_checks(model, xs, ys, num_classes, pgd, cfg.tolerance)
+    checked = [label for label, a in attacks.items() if a.self_checking]
+    flags["autoattack"] = None if not checked else not any(done.notes[label] for label in checked)
+    for label in checked:
+        msgs.extend(f"sanity_autoattack failed ({label}): {t}" for t in done.notes[label])
+    flags["bn_unchanged"] = sanity.buffers_unchanged(model, buffers_before)
+    if not flags["bn_unchanged"]:
+        msgs.append("sanity_bn_unchanged failed: BatchNorm statistics/buffers changed during the attacks")
+    m: dict[str, Any] = {f"sanity_{name}": flags.get(name) for name in sanity.ALL_FLAGS}
+    m["suspect_gradient_masking"] = sanity.masking_suspected(flags)
+    m["sanity_messages"] = " | ".join(msgs) if msgs else None
+    return m, msgs
+
+
 def run_suite(
     model: nn.Module, split: Split, cfg: EvalConfig, num_classes: int, dataset: str, prefix: str = "test"
 ) -> SuiteResult:
@@ -95,82 +181,28 @@ def run_suite(
     attacks = build_attacks(cfg, dataset)
     default_eps = DATASETS.get(dataset).default_eps
     data = split.head(cfg.limit)
-    n = len(data)
     res = SuiteResult()
     was_training = model.training
     model.eval()
     before = sanity.buffers_snapshot(model)
-    device_type = split.x.device.type
-    notes: dict[str, list[str]] = {label: [] for label in attacks}
     lip_label = _lipschitz_attack(attacks) if cfg.metrics else None
-    lip = LipschitzMeter(model) if lip_label else None
     try:
-        with torch.autocast(device_type=device_type, enabled=False):
-            tally = Tally(attacks)
-            stable = dict.fromkeys(attacks, 0)
-            for x, y in batches(data, cfg.batch_size):
-                with torch.no_grad():
-                    pred = model(x).argmax(1)
-                tally.clean(pred == y)
-                for label, attack in attacks.items():
-                    x_adv, msgs = attack.perturb_with_notes(model, x, y)
-                    notes[label].extend(m for m in msgs if m not in notes[label])
-                    with torch.no_grad():
-                        pred_adv = model(x_adv.float()).argmax(1)
-                    tally.attacked(label, pred_adv == y)
-                    stable[label] += int(stability(pred, pred_adv).sum())
-                    if lip is not None and label == lip_label:
-                        lip.update(x, x_adv)
-            m = res.metrics
-            frac = tally.fraction
-            m[f"{prefix}_clean_acc"] = frac(tally.clean_ok)
-            for label in attacks:
-                m[f"{prefix}_{label}_acc"] = frac(tally.robust[label])
-            m[f"{prefix}_worst_acc"] = tally.worst_fraction()
-            m[f"{prefix}_eval_examples"] = n
-            m["eval_attacks"] = "; ".join(f"{k}={a.describe()}" for k, a in attacks.items())
-            m["attack_grad_passes"] = n * sum(a.gradient_steps for a in attacks.values())
-            if cfg.metrics:
-                for label in attacks:
-                    m[f"stability_{label}"] = frac(stable[label])
-            if lip is not None:
-                values = lip.result()
-                m["lipschitz_logits"] = values.get("logits", float("nan"))
-                m["lipschitz_attack"] = lip_label
-                blocks = [k for k in values if k != "logits"]
-                res.tables["lipschitz"] = [
-                    {
-                        "table": "lipschitz",
-                        "attack": lip_label,
-                        "x": float(i),
-                        "label": name,
-                        "value": values[name],
-                    }
-                    for i, name in enumerate([*blocks, "logits"])
-                ]
-            if cfg.sanity and n:
-                s = data.head(cfg.sanity_examples)
-                pgd = sanity.sanity_attack(list(attacks.values()), default_eps)
-                xs, ys = next(batches(s, len(s)))
-                flags, msgs = sanity.run_checks(model, xs, ys, num_classes, pgd, cfg.tolerance)
-                aa = [label for label, a in attacks.items() if a.self_checking]
-                flags["autoattack"] = None if not aa else not any(notes[label] for label in aa)
-                for label in aa:
-                    msgs.extend(f"sanity_autoattack failed ({label}): {t}" for t in notes[label])
-                flags["bn_unchanged"] = sanity.buffers_unchanged(model, before)
-                if not flags["bn_unchanged"]:
-                    msgs.append(
-                        "sanity_bn_unchanged failed: BatchNorm statistics/buffers changed during the attacks"
-                    )
-                for name in sanity.ALL_FLAGS:
-                    m[f"sanity_{name}"] = flags.get(name)
-                m["suspect_gradient_masking"] = sanity.masking_suspected(flags)
-                m["sanity_messages"] = " | ".join(msgs) if msgs else None
+        with torch.autocast(device_type=split.x.device.type, enabled=False):
+            done = _attack_pass(model, data, attacks, cfg.batch_size, lip_label)
+            res.metrics.update(_accuracy_metrics(done, attacks, len(data), prefix, cfg.metrics))
+            if done.lipschitz is not None and lip_label is not None:
+                res.metrics["lipschitz_logits"] = done.lipschitz.get("logits", float("nan"))
+                res.metrics["lipschitz_attack"] = lip_label
+                res.tables["lipschitz"] = _lipschitz_rows(done.lipschitz, lip_label)
+            if cfg.sanity and len(data):
+                flags, msgs = _sanity_metrics(
+                    model, data, cfg, attacks, done, num_classes, default_eps, before
+                )
+                res.metrics.update(flags)
                 res.warnings.extend(msgs)
             if cfg.eps_curve or cfg.steps_curve:
                 eps = float(getattr(attacks[lip_label], "eps", default_eps)) if lip_label else default_eps
-                rows = _curves(model, data.head(cfg.curve_examples), cfg, eps, cfg.batch_size)
-                for row in rows:
+                for row in _curves(model, data.head(cfg.curve_examples), cfg, eps, cfg.batch_size):
                     res.tables.setdefault(row["table"], []).append(row)
     finally:
         model.train(was_training)
