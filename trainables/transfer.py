@@ -13,12 +13,10 @@ import dataclasses
 import time
 from typing import Any
 
-import torch
 from ray import tune
 
-from tune_robust.data import batches
-from tune_robust.evaluation.basic import Tally
 from tune_robust.evaluation.suite import build_attacks
+from tune_robust.evaluation.transfer import transfer_accuracy
 from tune_robust.models.checkpoint import describe_checkpoint
 from tune_robust.trainables import register_trainable
 from tune_robust.trainables._common import placement
@@ -46,34 +44,20 @@ def transfer_row(config: dict[str, Any]) -> None:
         t: load_for(dataclasses.replace(cfg, upstream={"m": p}), "m", data, device)
         for t, p in targets.items()
     }
-    adv_ok = dict.fromkeys(models, 0)  # the tables' number: accuracy on the transferred examples
-    tallies = {t: Tally(["transfer"]) for t in models}
-    with torch.autocast(device_type=device.type, enabled=False):
-        for x, y in batches(test, cfg.eval.batch_size):
-            x_adv = attack.perturb(source, x, y)  # source in eval mode (load_checkpoint)
-            with torch.no_grad():
-                for t, m in models.items():
-                    ok_adv = m(x_adv).argmax(1) == y
-                    tallies[t].clean(m(x).argmax(1) == y)
-                    tallies[t].attacked("transfer", ok_adv)
-                    adv_ok[t] += int(ok_adv.sum())
-    n = max(1, len(test))
+    scores = transfer_accuracy(source, models, test, attack, cfg.eval.batch_size)
     rows = [
         {
             "source": source_label,
             "target": t,
             "attack": attack.describe(),
-            # accuracy of the target on the transferred examples (the papers' tables)
-            "accuracy": adv_ok[t] / n,
-            "clean_accuracy": tallies[t].fraction(tallies[t].clean_ok),
-            "robust_accuracy": tallies[t].fraction(tallies[t].robust["transfer"]),
+            **dataclasses.asdict(score),
             "examples": len(test),
             "protocol": cfg.eval.transfer_protocol,
             "source_path": source_path,
             "crafted_on": crafted_on,
             "target_path": targets[t],
         }
-        for t in models
+        for t, score in scores.items()
     ]
     tune.report(
         {

@@ -1,6 +1,8 @@
-"""Run a registered sweep: ``python sweep.py wrn_depth_grid`` (see ``--help`` and ``--list``).
+"""The command line: ``python sweep.py wrn_depth_grid``, ``tune-robust ...`` or ``python -m tune_robust``
+(see ``--help`` and ``--list``).
 
-The only place with argparse; everything else takes explicit arguments.
+The only place with argparse; everything else takes explicit arguments (tune_robust.api is the same
+steps for Python callers).
 """
 
 from __future__ import annotations
@@ -8,6 +10,8 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from collections.abc import Sequence
+from typing import Any
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -15,6 +19,15 @@ def build_parser() -> argparse.ArgumentParser:
         prog="sweep.py",
         description="Run a tune_robust sweep on Ray Tune; results land in <results-dir>/<sweep>/*.parquet.",
     )
+    _sweep_arguments(p)
+    _checkpoint_arguments(p)
+    _strategy_arguments(p.add_argument_group("search strategy (grid sweeps)"))
+    p.add_argument("-q", "--quiet", action="store_true", help="less Ray Tune progress output")
+    return p
+
+
+def _sweep_arguments(p: argparse.ArgumentParser) -> None:
+    """Which sweep, its configs, resources and where results go."""
     p.add_argument(
         "name", nargs="?", help="registered sweep name (see --list), or `report NAME` (see report --help)"
     )
@@ -58,6 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--resume", action="store_true", help="continue an interrupted sweep in --results-dir")
     p.add_argument("--max-failures", type=int, default=0, help="retries per failing trial before ERROR")
+
+
+def _checkpoint_arguments(p: argparse.ArgumentParser) -> None:
+    """The evaluate and transfer sweeps' inputs."""
     p.add_argument(
         "--checkpoint",
         dest="checkpoints",
@@ -93,7 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
         "(same config, another train.seed); default: the --from-sweep dirs themselves",
     )
     p.add_argument("--top-k", type=int, default=0, help="with --from-sweep: only the best K trials (0 = all)")
-    g = p.add_argument_group("search strategy (grid sweeps)")
+
+
+def _strategy_arguments(g: argparse._ArgumentGroup) -> None:
     g.add_argument(
         "--search",
         default="grid",
@@ -129,8 +148,6 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--reduction-factor", type=float, default=3.0, help="asha: keep 1/this of trials per rung (3)"
     )
-    p.add_argument("-q", "--quiet", action="store_true", help="less Ray Tune progress output")
-    return p
 
 
 def build_report_parser() -> argparse.ArgumentParser:
@@ -184,47 +201,12 @@ def main(argv: list[str] | None = None) -> int:
 
         loaded = plugin_loader.load(plugin_loader.requested(args.plugins))
         if args.list:
-            from tune_robust.sweeps import list_sweeps
-
-            for spec in list_sweeps():
-                print(f"{spec.name:24s} {spec.description}")
-                for fid, note in spec.notes.items():
-                    print(f"{'':24s}   {fid}: {note}")
-            return 0
+            return list_sweeps()
         if not args.name:
             raise ConfigError("name a sweep to run (python sweep.py NAME); --list shows them")
-        from tune_robust.api import RunOptions, describe, plan, run_plan
+        from tune_robust.api import describe, plan, run_plan
 
-        options = RunOptions(
-            fidelity=args.fidelity,
-            dataset=args.dataset,
-            data_dir=args.data_dir,
-            download=args.download,
-            sets=tuple(args.sets),
-            max_trials=args.max_trials,
-            cpus_per_trial=args.cpus_per_trial,
-            gpus_per_trial=args.gpus_per_trial,
-            address=args.address,
-            results_dir=args.results_dir,
-            resume=args.resume,
-            max_failures=args.max_failures,
-            dry_run=args.dry_run,
-            verbose=0 if args.quiet else 1,
-            checkpoints=tuple(args.checkpoints),
-            from_sweeps=tuple(args.from_sweeps),
-            top_k=args.top_k,
-            craft_on=tuple(args.craft_on),
-            craft_on_sweeps=tuple(args.craft_on_sweeps),
-            plugins=tuple(loaded),
-            search=args.search,
-            scheduler=args.scheduler,
-            num_samples=args.num_samples,
-            search_seed=args.seed,
-            objectives=tuple(args.objectives),
-            grace_period=args.grace_period,
-            reduction_factor=args.reduction_factor,
-        )
-        p = plan(args.name, options)
+        p = plan(args.name, run_options(args, loaded))
         if args.dry_run:
             print(describe(p))
             print(f"{p.strategy['num_samples']} trials")
@@ -233,6 +215,56 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    print_summary(p, summary)
+    return 0
+
+
+def list_sweeps() -> int:
+    from tune_robust.sweeps import list_sweeps as registered
+
+    for spec in registered():
+        print(f"{spec.name:24s} {spec.description}")
+        for fid, note in spec.notes.items():
+            print(f"{'':24s}   {fid}: {note}")
+    return 0
+
+
+def run_options(args: argparse.Namespace, plugins: Sequence[Any]) -> Any:
+    """The parsed command line as the runner's RunOptions."""
+    from tune_robust.api import RunOptions
+
+    return RunOptions(
+        fidelity=args.fidelity,
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        download=args.download,
+        sets=tuple(args.sets),
+        max_trials=args.max_trials,
+        cpus_per_trial=args.cpus_per_trial,
+        gpus_per_trial=args.gpus_per_trial,
+        address=args.address,
+        results_dir=args.results_dir,
+        resume=args.resume,
+        max_failures=args.max_failures,
+        dry_run=args.dry_run,
+        verbose=0 if args.quiet else 1,
+        checkpoints=tuple(args.checkpoints),
+        from_sweeps=tuple(args.from_sweeps),
+        top_k=args.top_k,
+        craft_on=tuple(args.craft_on),
+        craft_on_sweeps=tuple(args.craft_on_sweeps),
+        plugins=tuple(plugins),
+        search=args.search,
+        scheduler=args.scheduler,
+        num_samples=args.num_samples,
+        search_seed=args.seed,
+        objectives=tuple(args.objectives),
+        grace_period=args.grace_period,
+        reduction_factor=args.reduction_factor,
+    )
+
+
+def print_summary(p: Any, summary: dict[str, Any]) -> None:
     import pandas as pd
 
     with pd.option_context("display.width", 160, "display.max_columns", 20):
@@ -246,15 +278,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"GPU-h), {t['epochs']:.0f} epochs, {t['attack_passes']:.3g} attack forward-backward passes"
             )
         if len(summary["table"]):
-            if p.spec.inputs == "pairs":
-                on = (
-                    "its copy"
-                    if p.base.get("eval", {}).get("transfer_protocol") == "independent_copy"
-                    else "it"
-                )
-                print(f"transfer accuracy (rows: source, crafted on {on}; columns: target):")
-            else:
-                print(f"top configs by {p.spec.rank_by} (test set):")
+            print(_table_title(p))
             print(summary["table"].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
         for w in summary["warnings"]:
             print(f"WARNING {w}")
@@ -267,7 +291,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Ray dashboard (while the cluster runs): http://{summary['dashboard']}")
     else:
         print("Ray dashboard: install the [dashboard] extra (ray[default]) to get one")
-    return 0
+
+
+def _table_title(p: Any) -> str:
+    if p.spec.inputs != "pairs":
+        return f"top configs by {p.spec.rank_by} (test set):"
+    independent = p.base.get("eval", {}).get("transfer_protocol") == "independent_copy"
+    on = "its copy" if independent else "it"
+    return f"transfer accuracy (rows: source, crafted on {on}; columns: target):"
 
 
 if __name__ == "__main__":

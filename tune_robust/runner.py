@@ -587,10 +587,8 @@ def execute(p: Plan, trainable: Callable[[dict[str, Any]], None], command: str =
     (None without one). The results are in ``p.sweep_dir`` (``tune_robust.analysis.summarize``)."""
     import ray
     from ray import tune
-    from ray.tune.logger import JsonLoggerCallback
 
     from tune_robust.plugins import with_plugins
-    from tune_robust.results.callback import ParquetCallback
 
     _no_gpu_locally(p)
     # Upstream paths are part of the configs sweep.json stores: fill them in before comparing on resume.
@@ -614,34 +612,44 @@ def execute(p: Plan, trainable: Callable[[dict[str, Any]], None], command: str =
                 str(tune_path), resourced, resume_unfinished=True, resume_errored=False, restart_errored=False
             )
         else:
-            columns = {k: p.strategy[k] for k in ("search", "scheduler", "search_seed")}
-            columns["plugins"] = ", ".join(pl.label() for pl in p.options.plugins) or None
-            callback = ParquetCallback(p.sweep_dir, p.spec.name, p.options.fidelity, columns)
-            search_alg, scheduler, extra_callbacks = build_search(p)
-            tuner = tune.Tuner(
-                resourced,
-                param_space={},
-                tune_config=tune.TuneConfig(
-                    metric=p.spec.metric,
-                    mode=p.spec.mode,
-                    search_alg=search_alg,
-                    scheduler=scheduler,
-                    num_samples=p.strategy["num_samples"],
-                    reuse_actors=True,
-                ),
-                run_config=tune.RunConfig(
-                    name=TUNE_DIR,
-                    storage_path=str(p.sweep_dir),
-                    failure_config=tune.FailureConfig(max_failures=p.options.max_failures),
-                    # Checkpoints are small markers (the state lives in one directory per trial), so
-                    # all are kept and a resume never meets a deleted one.
-                    checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
-                    callbacks=[callback, JsonLoggerCallback(), *extra_callbacks],
-                    verbose=p.options.verbose,
-                ),
-            )
+            tuner = _new_tuner(p, resourced)
         tuner.fit()
         dashboard: str | None = getattr(ctx, "dashboard_url", None)
     finally:
         ray.shutdown()
     return dashboard
+
+
+def _new_tuner(p: Plan, trainable: Any) -> Any:
+    """A fresh Tuner for ``p``: its search, scheduler, and the Parquet and JSON logger callbacks."""
+    from ray import tune
+    from ray.tune.logger import JsonLoggerCallback
+
+    from tune_robust.results.callback import ParquetCallback
+
+    columns = {k: p.strategy[k] for k in ("search", "scheduler", "search_seed")}
+    columns["plugins"] = ", ".join(pl.label() for pl in p.options.plugins) or None
+    callback = ParquetCallback(p.sweep_dir, p.spec.name, p.options.fidelity, columns)
+    search_alg, scheduler, extra_callbacks = build_search(p)
+    return tune.Tuner(
+        trainable,
+        param_space={},
+        tune_config=tune.TuneConfig(
+            metric=p.spec.metric,
+            mode=p.spec.mode,
+            search_alg=search_alg,
+            scheduler=scheduler,
+            num_samples=p.strategy["num_samples"],
+            reuse_actors=True,
+        ),
+        run_config=tune.RunConfig(
+            name=TUNE_DIR,
+            storage_path=str(p.sweep_dir),
+            failure_config=tune.FailureConfig(max_failures=p.options.max_failures),
+            # Checkpoints are small markers (the state lives in one directory per trial), so
+            # all are kept and a resume never meets a deleted one.
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
+            callbacks=[callback, JsonLoggerCallback(), *extra_callbacks],
+            verbose=p.options.verbose,
+        ),
+    )

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from tune_robust.attacks import Attack, NoAttack, create_attack
-from tune_robust.config import TrialConfig
+from tune_robust.config import TrainConfig, TrialConfig
 from tune_robust.data import TrialData, batches, prepare_data
 from tune_robust.errors import ConfigError
 from tune_robust.evaluation import evaluate
@@ -66,6 +66,43 @@ def load_model_file(path: str | Path, device: torch.device | str = "cpu") -> nn.
 COST_KEYS = ("total_train_attack_passes", "total_val_attack_passes")
 
 
+def build_model(cfg: TrialConfig, data: TrialData, device: torch.device) -> nn.Module:
+    """The trial's model on ``device`` (NHWC weights), from an upstream stage's weights if it names one."""
+    model = create_model(
+        cfg.model.name,
+        num_classes=data.num_classes,
+        in_channels=int(data.train.x.shape[1]),
+        **cfg.model.kwargs,
+    ).to(device)
+    # NHWC weights to match the NHWC batches (torch's stubs omit this documented keyword).
+    model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    if "init" in cfg.upstream:  # multi-stage sweeps start from an upstream stage's weights
+        model.load_state_dict(load_model_file(cfg.upstream["init"], device).state_dict())
+    return model
+
+
+def build_optimizer(model: nn.Module, t: TrainConfig) -> torch.optim.Optimizer:
+    """SGD (momentum, optional Nesterov) or Adam; ``train.exclude_norm_bias_decay``: BN affine
+    parameters and biases get no weight decay."""
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
+    for p in model.parameters():
+        (no_decay if p.ndim <= 1 else decay).append(p)
+    groups = [
+        {"params": decay, "weight_decay": t.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0 if t.exclude_norm_bias_decay else t.weight_decay},
+    ]
+    if t.optimizer == "adam":
+        return torch.optim.Adam(groups, lr=t.lr)
+    return torch.optim.SGD(groups, lr=t.lr, momentum=t.momentum, nesterov=t.nesterov and t.momentum > 0)
+
+
+def selection_metric(t: TrainConfig, adversarial: bool) -> str | None:
+    """The validation metric that picks the best epoch (None: the last epoch is the best)."""
+    select = ("robust" if adversarial else "clean") if t.select_by == "auto" else t.select_by
+    return {"robust": "val_robust_acc", "clean": "val_clean_acc"}.get(select)
+
+
 class Trainer:
     def __init__(self, cfg: TrialConfig, data: TrialData | None = None) -> None:
         self.cfg = cfg
@@ -75,15 +112,7 @@ class Trainer:
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(t.seed)
         self.data = data or prepare_data(device=self.device, **dataclasses.asdict(cfg.data))
-        in_channels = int(self.data.train.x.shape[1])
-        self.model = create_model(
-            cfg.model.name, num_classes=self.data.num_classes, in_channels=in_channels, **cfg.model.kwargs
-        ).to(self.device)
-        # NHWC weights to match the NHWC batches (torch's stubs omit this documented keyword).
-        self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-        if "init" in cfg.upstream:  # multi-stage sweeps start from an upstream stage's weights
-            src = load_model_file(cfg.upstream["init"], self.device)
-            self.model.load_state_dict(src.state_dict())
+        self.model = build_model(cfg, self.data, self.device)
         self.params = count_params(self.model)
         self.method = create_method(cfg.method.name, **cfg.method.kwargs)
         self.epochs_total = self.method.epochs_to_run(t.epochs)
@@ -91,37 +120,21 @@ class Trainer:
         self.eval_attacks: dict[str, Attack] = {"clean": NoAttack()}
         if cfg.eval_attack.name != "none":
             self.eval_attacks["robust"] = create_attack(cfg.eval_attack.name, **cfg.eval_attack.kwargs)
-        decay: list[nn.Parameter] = []
-        no_decay: list[nn.Parameter] = []
-        for p in self.model.parameters():
-            (no_decay if p.ndim <= 1 else decay).append(p)
-        # train.exclude_norm_bias_decay: BN affine parameters and biases get no weight decay.
-        groups = [
-            {"params": decay, "weight_decay": t.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0 if t.exclude_norm_bias_decay else t.weight_decay},
-        ]
-        self.optimizer: torch.optim.Optimizer
-        if t.optimizer == "adam":
-            self.optimizer = torch.optim.Adam(groups, lr=t.lr)
-        else:
-            self.optimizer = torch.optim.SGD(
-                groups, lr=t.lr, momentum=t.momentum, nesterov=t.nesterov and t.momentum > 0
-            )
+        self.optimizer = build_optimizer(self.model, t)
         n_train = len(self.data.train)
         self.steps_per_epoch = max(1, n_train // t.batch_size) if n_train >= t.batch_size else 1
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer,
-            lr_multiplier(
-                t.schedule,
-                self.epochs_total,
-                self.steps_per_epoch * self.method.updates_per_batch,
-                t.milestones,
-                t.lr_gamma,
-                t.warmup_epochs,
-                t.cycle_peak,
-                budget_epochs=t.epochs,
-            ),
+        updates = self.steps_per_epoch * self.method.updates_per_batch
+        multiplier = lr_multiplier(
+            t.schedule,
+            self.epochs_total,
+            updates,
+            t.milestones,
+            t.lr_gamma,
+            t.warmup_epochs,
+            t.cycle_peak,
+            budget_epochs=t.epochs,
         )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, multiplier)
         if t.amp != "off" and self.device.type != "cuda":
             raise ConfigError(f"train.amp={t.amp} needs a CUDA device; this trial runs on {self.device}")
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(t.amp)
@@ -129,24 +142,24 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=t.amp == "fp16")
         # A fixed, un-augmented training batch for methods that watch their own robustness (Fast).
         self.probe = next(batches(self.data.train, t.batch_size))
+        self.select_metric = selection_metric(t, self.method.adversarial)
+        self._init_progress()
+
+    def _init_progress(self) -> None:
+        """Where training stands: epoch, best epoch, history and cost (all kept in checkpoints)."""
         # Why training ended before epochs_total (Fast's catastrophic-overfitting stop), else None.
         self.stopped: str | None = None
         self.epoch = 0
         self.best: dict[str, Any] = {"epoch": -1, "score": -1.0, "robust_acc": -1.0, "clean_acc": -1.0}
-        select = t.select_by
-        if select == "auto":
-            select = "robust" if self.method.adversarial else "clean"
-        # The validation metric that picks the best epoch (None: the last epoch is the best).
-        self.select_metric = {"robust": "val_robust_acc", "clean": "val_clean_acc"}.get(select)
         self.best_state: dict[str, torch.Tensor] | None = None
-        # The last epoch's metrics, kept in checkpoints so a trial restored after its final epoch can
-        # report them again together with the test numbers.
+        # The last epoch's metrics, so a trial restored after its final epoch can report them again
+        # together with the test numbers.
         self.last_metrics: dict[str, Any] = {}
         # Every epoch's metrics: a trial's final report carries them, so rows whose report was lost when
         # a driver died can still be recorded.
         self.history: list[dict[str, Any]] = []
         # Cost so far (attack forward-backward passes per example, summed) and wall seconds of earlier
-        # runs of this trial (before a restart), both kept in checkpoints.
+        # runs of this trial (before a restart).
         self.cost: dict[str, int] = dict.fromkeys(COST_KEYS, 0)
         self.elapsed = 0.0
 
