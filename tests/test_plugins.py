@@ -181,3 +181,32 @@ def test_plugin_sources_combine_in_order(monkeypatch):
     )
     monkeypatch.setenv(plugins.ENV_VAR, os.pathsep.join(["env_mod", "lab_pkg.models"]))
     assert plugins.requested(["cli_file.py", "env_mod"]) == ["lab_pkg.models", "env_mod", "cli_file.py"]
+
+
+SEARCH_PLUGIN = textwrap.dedent(
+    """
+    from tune_robust.search import PointsSearcher
+    from tune_robust.searchers import SearchMethod, register_search
+
+
+    @register_search("corners_first")
+    class CornersFirst(SearchMethod):
+        \"\"\"The shallowest and the deepest config first (a researcher's own order).\"\"\"
+
+        def num_samples(self, grid_size, requested):
+            return 2 if requested is None else super().num_samples(grid_size, requested)
+
+        def searcher(self, inputs):
+            return PointsSearcher([inputs.configs[0], inputs.configs[-1]][: inputs.num_samples])
+    """
+)
+
+
+def test_a_plugins_search_method_plans_a_sweep(tmp_path):
+    path = tmp_path / "my_search.py"
+    path.write_text(SEARCH_PLUGIN)
+    out = run_cli("wrn_depth_grid", "--plugin", str(path), "--search", "corners_first", "--dry-run")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().endswith("2 trials")
+    out = run_cli("wrn_depth_grid", "--search", "corners_first", "--dry-run")
+    assert out.returncode == 2 and "unknown search method 'corners_first'" in out.stderr

@@ -1,0 +1,60 @@
+"""What installing puts on the path, what `--list` imports, and how built-ins are discovered."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tune_robust import plugins
+
+
+def python(code: str, cwd) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=cwd, timeout=120)
+
+
+@pytest.mark.parametrize("generic", ["analysis", "trainables", "search_spaces", "sweep"])
+def test_only_tune_robust_is_installed(tmp_path, generic):
+    """Outside the checkout no generic top-level name exists; the folders live under tune_robust."""
+    out = python(f"import {generic}", tmp_path)
+    assert out.returncode == 1 and "ModuleNotFoundError" in out.stderr
+    out = python("import tune_robust.analysis, tune_robust.trainables, tune_robust.search_spaces", tmp_path)
+    assert out.returncode == 0, out.stderr
+
+
+def test_import_and_list_load_no_heavy_module(tmp_path):
+    code = (
+        "import sys, io, contextlib\n"
+        "import tune_robust\n"
+        "heavy = ('torch', 'ray', 'pandas', 'optuna')\n"
+        "assert not [m for m in heavy if m in sys.modules], 'import tune_robust'\n"
+        "from tune_robust.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()) as out:\n"
+        "    assert main(['--list']) == 0\n"
+        "assert 'wrn_depth_grid' in out.getvalue() and 'arch_reconfig' in out.getvalue()\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
+    )
+    out = python(code, tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+def test_a_registry_discovers_its_builtins_on_first_use_and_only_its_kind(tmp_path):
+    code = (
+        "import sys\n"
+        "from tune_robust.sweeps import SWEEPS\n"
+        "assert 'wrn_depth_grid' in SWEEPS\n"
+        "assert 'tune_robust.models.wrn' not in sys.modules  # listing sweeps builds no model\n"
+        "from tune_robust.models import create_model\n"
+        "create_model('wrn', depths=(1, 1, 1))  # no import list: the registry finds its package\n"
+        "assert 'tune_robust.models.wrn' in sys.modules\n"
+    )
+    out = python(code, tmp_path)
+    assert out.returncode == 0, out.stderr
+
+
+def test_builtins_are_tune_robusts_own_entry_points_and_not_recorded_as_plugins():
+    assert plugins.builtin("models") == ["tune_robust.models"]
+    assert plugins.builtin("sweeps") == ["tune_robust.search_spaces"]
+    assert not [name for name in plugins.requested() if name.startswith("tune_robust")]
