@@ -26,19 +26,25 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _repeatable(
+    p: argparse.ArgumentParser | argparse._ArgumentGroup, flag: str, dest: str, metavar: str, help: str
+) -> None:
+    """A flag that may be given several times; its values collect in a list (empty by default)."""
+    p.add_argument(flag, dest=dest, action="append", default=[], metavar=metavar, help=help)
+
+
 def _sweep_arguments(p: argparse.ArgumentParser) -> None:
     """Which sweep, its configs, resources and where results go."""
     p.add_argument(
         "name", nargs="?", help="registered sweep name (see --list), or `report NAME` (see report --help)"
     )
     p.add_argument("--list", action="store_true", help="list registered sweeps and exit")
-    p.add_argument(
+    _repeatable(
+        p,
         "--plugin",
-        dest="plugins",
-        action="append",
-        default=[],
-        metavar="MODULE_OR_FILE.py",
-        help="import this module or file first: its models, attacks, methods, datasets, sweeps and "
+        "plugins",
+        "MODULE_OR_FILE.py",
+        "import this module or file first: its models, attacks, methods, datasets, sweeps and "
         "trainables join the registries, in the driver and in every trial (repeatable; also "
         "TUNE_ROBUST_PLUGINS and the tune_robust.plugins entry-point group)",
     )
@@ -53,13 +59,12 @@ def _sweep_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--data-dir", help="folder holding the dataset's official files")
     p.add_argument("--download", action="store_true", help="download missing official files (needs internet)")
-    p.add_argument(
+    _repeatable(
+        p,
         "--set",
-        dest="sets",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override one config value, e.g. train.epochs=3, attack.eps=8/255, model.depths=9,7,1 "
+        "sets",
+        "KEY=VALUE",
+        "override one config value, e.g. train.epochs=3, attack.eps=8/255, model.depths=9,7,1 "
         "(repeatable; a searched key is pinned to the value)",
     )
     p.add_argument("--max-trials", type=int, help="run only the first N configs of the grid")
@@ -75,38 +80,35 @@ def _sweep_arguments(p: argparse.ArgumentParser) -> None:
 
 def _checkpoint_arguments(p: argparse.ArgumentParser) -> None:
     """The evaluate and transfer sweeps' inputs."""
-    p.add_argument(
+    _repeatable(
+        p,
         "--checkpoint",
-        dest="checkpoints",
-        action="append",
-        default=[],
-        metavar="[LABEL=]PATH",
-        help="evaluate/transfer: a checkpoint (a trial's state dir, its model.pt, or a plain state dict "
+        "checkpoints",
+        "[LABEL=]PATH",
+        "evaluate/transfer: a checkpoint (a trial's state dir, its model.pt, or a plain state dict "
         "of a registered architecture named with --set model.arch=...); repeatable",
     )
-    p.add_argument(
+    _repeatable(
+        p,
         "--from-sweep",
-        dest="from_sweeps",
-        action="append",
-        default=[],
-        metavar="DIR",
-        help="evaluate/transfer: the finished trials of <results>/<sweep> (repeatable)",
+        "from_sweeps",
+        "DIR",
+        "evaluate/transfer: the finished trials of <results>/<sweep> (repeatable)",
     )
-    p.add_argument(
+    _repeatable(
+        p,
         "--craft-on",
-        action="append",
-        default=[],
-        metavar="LABEL=PATH",
-        help="transfer, independent_copy protocol: the independently trained copy (another seed) that "
+        "craft_on",
+        "LABEL=PATH",
+        "transfer, independent_copy protocol: the independently trained copy (another seed) that "
         "source LABEL's examples are crafted on; repeatable",
     )
-    p.add_argument(
+    _repeatable(
+        p,
         "--craft-on-sweep",
-        dest="craft_on_sweeps",
-        action="append",
-        default=[],
-        metavar="DIR",
-        help="transfer, independent_copy protocol: find each source's copy among these finished trials "
+        "craft_on_sweeps",
+        "DIR",
+        "transfer, independent_copy protocol: find each source's copy among these finished trials "
         "(same config, another train.seed); default: the --from-sweep dirs themselves",
     )
     p.add_argument("--top-k", type=int, default=0, help="with --from-sweep: only the best K trials (0 = all)")
@@ -135,13 +137,12 @@ def _strategy_arguments(g: argparse._ArgumentGroup) -> None:
         "least 10, for tpe/nsga2)",
     )
     g.add_argument("--seed", type=int, default=0, help="seed of the search order / Optuna sampler")
-    g.add_argument(
+    _repeatable(
+        g,
         "--objective",
-        dest="objectives",
-        action="append",
-        default=[],
-        metavar="METRIC:max|min",
-        help="tpe/nsga2 objective, repeatable for multi-objective (default: val_robust_acc:max; nsga2 "
+        "objectives",
+        "METRIC:max|min",
+        "tpe/nsga2 objective, repeatable for multi-objective (default: val_robust_acc:max; nsga2 "
         "adds params:min)",
     )
     g.add_argument("--grace-period", type=int, default=1, help="asha: epochs before the first cut (1)")
@@ -230,38 +231,16 @@ def list_sweeps() -> int:
 
 
 def run_options(args: argparse.Namespace, plugins: Sequence[Any]) -> Any:
-    """The parsed command line as the runner's RunOptions."""
+    """The parsed command line as the runner's RunOptions (a flag's dest is the field's name, except
+    the three renamed here)."""
+    import dataclasses
+
     from tune_robust.api import RunOptions
 
-    return RunOptions(
-        fidelity=args.fidelity,
-        dataset=args.dataset,
-        data_dir=args.data_dir,
-        download=args.download,
-        sets=tuple(args.sets),
-        max_trials=args.max_trials,
-        cpus_per_trial=args.cpus_per_trial,
-        gpus_per_trial=args.gpus_per_trial,
-        address=args.address,
-        results_dir=args.results_dir,
-        resume=args.resume,
-        max_failures=args.max_failures,
-        dry_run=args.dry_run,
-        verbose=0 if args.quiet else 1,
-        checkpoints=tuple(args.checkpoints),
-        from_sweeps=tuple(args.from_sweeps),
-        top_k=args.top_k,
-        craft_on=tuple(args.craft_on),
-        craft_on_sweeps=tuple(args.craft_on_sweeps),
-        plugins=tuple(plugins),
-        search=args.search,
-        scheduler=args.scheduler,
-        num_samples=args.num_samples,
-        search_seed=args.seed,
-        objectives=tuple(args.objectives),
-        grace_period=args.grace_period,
-        reduction_factor=args.reduction_factor,
-    )
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(RunOptions) if hasattr(args, f.name)}
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in given.items()}
+    renamed = {"verbose": 0 if args.quiet else 1, "plugins": tuple(plugins), "search_seed": args.seed}
+    return RunOptions(**{**values, **renamed})
 
 
 def print_summary(p: Any, summary: dict[str, Any]) -> None:

@@ -11,11 +11,12 @@ plugin, one discovery path for built-ins and plugins alike.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, cast
 
 from tune_robust.errors import ConfigError
 
 T = TypeVar("T")
+C = TypeVar("C")
 
 
 class Registry(Generic[T]):
@@ -58,6 +59,16 @@ class Registry(Generic[T]):
                 raise ValueError(f"{self.kind} {key!r} is registered twice")
             self._entries[key] = obj
             return obj
+
+        return decorator
+
+    def register_class(self, name: str) -> Callable[[C], C]:
+        """Register a class under ``name`` and set its ``name`` attribute (attacks, methods, searches)."""
+
+        def decorator(cls: C) -> C:
+            cls.name = name  # type: ignore[attr-defined]
+            self.register(name)(cast(T, cls))
+            return cls
 
         return decorator
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Literal, TypeVar
 
 import torch
@@ -63,13 +63,8 @@ ATTACKS: Registry[type[Attack]] = Registry("attack", plugin="attacks")
 _A = TypeVar("_A", bound=type[Attack])
 
 
-def register_attack(name: str) -> Any:
-    def decorator(cls: _A) -> _A:
-        cls.name = name
-        ATTACKS.register(name)(cls)
-        return cls
-
-    return decorator
+def register_attack(name: str) -> Callable[[_A], _A]:
+    return ATTACKS.register_class(name)
 
 
 def create_attack(name: str, **kwargs: Any) -> Attack:

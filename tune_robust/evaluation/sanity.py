@@ -64,17 +64,115 @@ def sanity_attack(attacks: list[Attack], default_eps: float) -> PGD:
 Run = Callable[[Attack, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-@dataclasses.dataclass
-class _Checks:
-    """Flags and failure messages, filled by one check at a time."""
+class _Probe:
+    """One model, one evaluation subset and the PGD the checks vary; collects flags and messages."""
 
-    flags: dict[str, bool | None] = dataclasses.field(default_factory=dict)
-    msgs: list[str] = dataclasses.field(default_factory=list)
+    def __init__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, pgd: PGD, tol: float, run: Run):
+        self.model, self.x, self.y, self.pgd, self.tol, self.run = model, x, y, pgd, tol, run
+        self.flags: dict[str, bool | None] = {}
+        self.msgs: list[str] = []
 
     def check(self, name: str, ok: bool, why: str) -> None:
         self.flags[name] = bool(ok)
         if not ok:
             self.msgs.append(f"sanity_{name} failed: {why}")
+
+    def acc(self, attack: Attack) -> float:
+        """Accuracy on the subset under ``attack``."""
+        return _acc(self.model, self.run(attack, self.x, self.y), self.y)
+
+    def varied(self, **changes: Any) -> float:
+        """Accuracy under the checks' PGD with ``changes`` (eps, step, steps, restarts)."""
+        return self.acc(dataclasses.replace(self.pgd, **changes))
+
+    def outputs(self) -> float:
+        """Logits, determinism, usable input gradients; returns the clean accuracy."""
+        with torch.no_grad():
+            out1 = self.model(self.x).float()
+            out2 = self.model(self.x).float()
+        probs = bool(
+            (out1 >= -1e-5).all() and (out1 <= 1 + 1e-5).all() and ((out1.sum(1) - 1).abs() < 1e-4).all()
+        )
+        self.check(
+            "logits",
+            not probs,
+            "the model outputs probabilities (rows in [0,1] summing to 1); attacks need logits",
+        )
+        diff = float((out1 - out2).abs().max())
+        self.check(
+            "deterministic",
+            bool(torch.allclose(out1, out2, rtol=1e-4, atol=1e-5)),
+            f"two forward passes of the same inputs differ by up to {diff:.3g} (randomised? use aa_rand/EOT)",
+        )
+        grad, _ = input_grad(self.model, self.x, self.y)
+        finite = bool(torch.isfinite(grad).all())
+        zero = float((grad.flatten(1).abs().sum(1) == 0).float().mean())
+        self.check(
+            "gradients",
+            finite and zero <= self.tol,
+            f"input gradients: finite={finite}, {zero:.1%} of examples have an all-zero gradient",
+        )
+        return float((out1.argmax(1) == self.y).float().mean())
+
+    def strength(self, clean: float) -> float:
+        """eps = 0 changes nothing, attacks never help, iterative beats single-step; returns PGD accuracy."""
+        tol, k = self.tol, self.pgd.steps
+        at_eps0 = self.varied(eps=0.0)
+        self.check(
+            "eps0",
+            abs(at_eps0 - clean) < 1e-9,
+            f"PGD at eps=0 gives {at_eps0:.4f}, clean accuracy is {clean:.4f}",
+        )
+        fgsm = self.acc(create_attack("fgsm", eps=self.pgd.eps))
+        pgd_acc = self.acc(self.pgd)
+        self.check(
+            "adv_le_clean",
+            max(fgsm, pgd_acc) <= clean + tol,
+            f"accuracy under attack (FGSM {fgsm:.4f}, PGD {pgd_acc:.4f}) exceeds clean accuracy {clean:.4f}",
+        )
+        self.check(
+            "iterative_ge_fgsm",
+            pgd_acc <= fgsm + tol,
+            f"PGD-{k} accuracy {pgd_acc:.4f} > FGSM accuracy {fgsm:.4f}: the iterative attack is weaker",
+        )
+        return pgd_acc
+
+    def eps_curve(self, clean: float, pgd_acc: float) -> None:
+        """Accuracy does not rise as eps grows."""
+        eps, step = self.pgd.eps, self.pgd.step
+        curve = [(0.0, clean)]
+        for f in EPS_FACTORS:
+            curve.append((eps * f, pgd_acc if f == 1.0 else self.varied(eps=eps * f, step=step * f)))
+        rises = [(a, b) for a, b in itertools.pairwise(curve) if b[1] > a[1] + self.tol]
+        self.check(
+            "monotone_eps",
+            not rises,
+            "accuracy rises with eps: "
+            + ", ".join(f"{a[1]:.4f} at eps {a[0]:.4g} -> {b[1]:.4f} at {b[0]:.4g}" for a, b in rises),
+        )
+
+    def convergence(self, pgd_acc: float) -> None:
+        """Twice the steps or three restarts change the accuracy by at most the tolerance."""
+        k, tol = self.pgd.steps, self.tol
+        doubled = self.varied(steps=2 * k)
+        restarted = self.varied(restarts=3)
+        self.check(
+            "steps_converged",
+            abs(doubled - pgd_acc) <= tol and pgd_acc - restarted <= tol,
+            f"PGD-{k} {pgd_acc:.4f} vs PGD-{2 * k} {doubled:.4f} vs 3 restarts {restarted:.4f} "
+            f"(tolerance {tol}): the evaluation attack has not converged",
+        )
+
+    def chance(self, num_classes: int) -> None:
+        """An attack that can reach any image leaves no more than chance accuracy."""
+        # From x itself (a random start at eps=1 would be a random image and hide zero gradients).
+        at_huge = self.acc(PGD(eps=1.0, step=0.1, steps=max(self.pgd.steps, 20), random_start=False))
+        chance = 1.0 / num_classes
+        self.check(
+            "large_eps_chance",
+            at_huge <= chance + self.tol,
+            f"PGD at eps=1 (any image reachable) leaves accuracy {at_huge:.4f} > chance {chance:.4f}",
+        )
 
 
 def run_checks(
@@ -87,146 +185,13 @@ def run_checks(
     attack_fn: Run | None = None,
 ) -> tuple[dict[str, bool | None], list[str]]:
     """Flags and failure messages; ``model`` must already be in eval mode."""
-    run: Run = attack_fn or (lambda a, xs, ys: a.perturb(model, xs, ys))
-    c = _Checks()
-    clean = _output_checks(c, model, x, y, tol)
-    pgd_acc = _strength_checks(c, model, run, x, y, pgd, clean, tol)
-    _eps_curve_check(c, model, run, x, y, pgd, clean, pgd_acc, tol)
-    _convergence_check(c, model, run, x, y, pgd, pgd_acc, tol)
-    _chance_check(c, model, run, x, y, pgd, num_classes, tol)
-    return c.flags, c.msgs
-
-
-def _output_checks(c: _Checks, model: nn.Module, x: torch.Tensor, y: torch.Tensor, tol: float) -> float:
-    """Logits, determinism, usable input gradients; returns the clean accuracy."""
-    with torch.no_grad():
-        out1 = model(x).float()
-        out2 = model(x).float()
-    probs = bool(
-        (out1 >= -1e-5).all() and (out1 <= 1 + 1e-5).all() and ((out1.sum(1) - 1).abs() < 1e-4).all()
-    )
-    c.check(
-        "logits",
-        not probs,
-        "the model outputs probabilities (rows in [0,1] summing to 1); attacks need logits",
-    )
-    diff = float((out1 - out2).abs().max())
-    c.check(
-        "deterministic",
-        bool(torch.allclose(out1, out2, rtol=1e-4, atol=1e-5)),
-        f"two forward passes of the same inputs differ by up to {diff:.3g} (randomised? use aa_rand/EOT)",
-    )
-    grad, _ = input_grad(model, x, y)
-    finite = bool(torch.isfinite(grad).all())
-    zero = float((grad.flatten(1).abs().sum(1) == 0).float().mean())
-    c.check(
-        "gradients",
-        finite and zero <= tol,
-        f"input gradients: finite={finite}, {zero:.1%} of examples have an all-zero gradient",
-    )
-    return float((out1.argmax(1) == y).float().mean())
-
-
-def _strength_checks(
-    c: _Checks,
-    model: nn.Module,
-    run: Run,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    pgd: PGD,
-    clean: float,
-    tol: float,
-) -> float:
-    """eps = 0 changes nothing, attacks never help, iterative beats single-step; returns PGD accuracy."""
-    at_eps0 = _acc(model, run(dataclasses.replace(pgd, eps=0.0), x, y), y)
-    c.check(
-        "eps0",
-        abs(at_eps0 - clean) < 1e-9,
-        f"PGD at eps=0 gives {at_eps0:.4f}, clean accuracy is {clean:.4f}",
-    )
-    fgsm = _acc(model, run(create_attack("fgsm", eps=pgd.eps), x, y), y)
-    pgd_acc = _acc(model, run(pgd, x, y), y)
-    c.check(
-        "adv_le_clean",
-        max(fgsm, pgd_acc) <= clean + tol,
-        f"accuracy under attack (FGSM {fgsm:.4f}, PGD {pgd_acc:.4f}) exceeds clean accuracy {clean:.4f}",
-    )
-    c.check(
-        "iterative_ge_fgsm",
-        pgd_acc <= fgsm + tol,
-        f"PGD-{pgd.steps} accuracy {pgd_acc:.4f} > FGSM accuracy {fgsm:.4f}: the iterative attack is weaker",
-    )
-    return pgd_acc
-
-
-def _eps_curve_check(
-    c: _Checks,
-    model: nn.Module,
-    run: Run,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    pgd: PGD,
-    clean: float,
-    pgd_acc: float,
-    tol: float,
-) -> None:
-    """Accuracy does not rise as eps grows."""
-    eps = pgd.eps
-    curve = [(0.0, clean)]
-    for f in EPS_FACTORS:
-        scaled = dataclasses.replace(pgd, eps=eps * f, step=pgd.step * f)
-        curve.append((eps * f, pgd_acc if f == 1.0 else _acc(model, run(scaled, x, y), y)))
-    rises = [(a, b) for a, b in itertools.pairwise(curve) if b[1] > a[1] + tol]
-    c.check(
-        "monotone_eps",
-        not rises,
-        "accuracy rises with eps: "
-        + ", ".join(f"{a[1]:.4f} at eps {a[0]:.4g} -> {b[1]:.4f} at {b[0]:.4g}" for a, b in rises),
-    )
-
-
-def _chance_check(
-    c: _Checks,
-    model: nn.Module,
-    run: Run,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    pgd: PGD,
-    num_classes: int,
-    tol: float,
-) -> None:
-    """An attack that can reach any image leaves no more than chance accuracy."""
-    # From x itself (a random start at eps=1 would be a random image and hide zero gradients).
-    huge = PGD(eps=1.0, step=0.1, steps=max(pgd.steps, 20), random_start=False)
-    at_huge = _acc(model, run(huge, x, y), y)
-    chance = 1.0 / num_classes
-    c.check(
-        "large_eps_chance",
-        at_huge <= chance + tol,
-        f"PGD at eps=1 (any image reachable) leaves accuracy {at_huge:.4f} > chance {chance:.4f}",
-    )
-
-
-def _convergence_check(
-    c: _Checks,
-    model: nn.Module,
-    run: Run,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    pgd: PGD,
-    pgd_acc: float,
-    tol: float,
-) -> None:
-    """Twice the steps or three restarts change the accuracy by at most the tolerance."""
-    k = pgd.steps
-    doubled = _acc(model, run(dataclasses.replace(pgd, steps=2 * k), x, y), y)
-    restarted = _acc(model, run(dataclasses.replace(pgd, restarts=3), x, y), y)
-    c.check(
-        "steps_converged",
-        abs(doubled - pgd_acc) <= tol and pgd_acc - restarted <= tol,
-        f"PGD-{k} {pgd_acc:.4f} vs PGD-{2 * k} {doubled:.4f} vs 3 restarts {restarted:.4f} "
-        f"(tolerance {tol}): the evaluation attack has not converged",
-    )
+    probe = _Probe(model, x, y, pgd, tol, attack_fn or (lambda a, xs, ys: a.perturb(model, xs, ys)))
+    clean = probe.outputs()
+    pgd_acc = probe.strength(clean)
+    probe.eps_curve(clean, pgd_acc)
+    probe.convergence(pgd_acc)
+    probe.chance(num_classes)
+    return probe.flags, probe.msgs
 
 
 def masking_suspected(flags: dict[str, Any]) -> bool:

@@ -59,9 +59,4 @@ _S = TypeVar("_S", bound=type[SearchMethod])
 
 
 def register_search(name: str) -> Callable[[_S], _S]:
-    def decorator(cls: _S) -> _S:
-        cls.name = name
-        SEARCHES.register(name)(cls)
-        return cls
-
-    return decorator
+    return SEARCHES.register_class(name)

@@ -85,12 +85,7 @@ _M = TypeVar("_M", bound=type[Method])
 
 
 def register_method(name: str) -> Callable[[_M], _M]:
-    def decorator(cls: _M) -> _M:
-        cls.name = name
-        METHODS.register(name)(cls)
-        return cls
-
-    return decorator
+    return METHODS.register_class(name)
 
 
 def create_method(name: str, **kwargs: Any) -> Method:
