@@ -19,6 +19,7 @@ def cluster():
     c.shutdown()
 
 
+@pytest.mark.slow  # ~50 s: with the slow tests, so the default run stays under 10 minutes on 2 cores
 def test_trials_spread_over_both_nodes_and_fractional_gpus(cluster, tmp_path, capsys):
     c, gpu_node = cluster
     common = ["--results-dir", str(tmp_path), "--address", c.address, "-q", "--set", "train.epochs=2"]

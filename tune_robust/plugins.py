@@ -105,8 +105,21 @@ def requested(cli: Sequence[str] = ()) -> list[str]:
 
 def discover(kind: str) -> list[Plugin]:
     """Import the built-in components of ``kind`` and every installed / environment plugin (each once
-    per process); a registry calls this the first time it is used."""
-    return load([*builtin(kind), *requested()])
+    per process); a registry calls this the first time it is used (never while a module registers, so
+    no package is half-imported when a plugin imports it)."""
+    _load_builtins(builtin(kind))
+    return load(requested())
+
+
+def _load_builtins(specs: Sequence[str]) -> None:
+    for spec in specs:
+        _load_once(_describe(spec), spec)
+
+
+def load_all_builtins() -> None:
+    """Every kind's built-in components (before a user's plugin, so a plugin that reuses a built-in
+    name is the one refused, whichever registry it fills)."""
+    _load_builtins(list(dict.fromkeys(ep.value for ep in _entry_points() if _is_builtin(ep))))
 
 
 def _is_file(spec: str) -> bool:
@@ -146,9 +159,12 @@ def _import(plugin: Plugin) -> None:
 
 
 def load(specs: Sequence[str]) -> list[Plugin]:
-    """Import each plugin once per process; a missing file, an import error or a name that clashes with
-    a registered component is one ConfigError naming the plugin."""
-    return [_load_once(_describe(spec), spec) for spec in specs]
+    """Import each plugin once per process, after every built-in; a missing file, an import error or a
+    name that clashes with a registered component is one ConfigError naming the plugin."""
+    plugins = [_describe(spec) for spec in specs]
+    if plugins:
+        load_all_builtins()
+    return [_load_once(plugin, spec) for plugin, spec in zip(plugins, specs, strict=True)]
 
 
 def _load_once(plugin: Plugin, shown_as: str) -> Plugin:
@@ -185,6 +201,8 @@ def _import_checked(plugin: Plugin, spec: str) -> None:
 def load_in_worker(plugins: Sequence[Plugin]) -> None:
     """A trial's import of the driver's plugins: a file plugin from the source text the driver read
     (the same bytes whether or not this node has the file), a module plugin by name."""
+    if plugins:
+        load_all_builtins()
     for plugin in plugins:
         _load_once(plugin, plugin.label())
 

@@ -51,7 +51,6 @@ class Registry(Generic[T]):
 
     def register(self, name: str | None = None) -> Callable[[T], T]:
         def decorator(obj: T) -> T:
-            self._discover()  # the built-ins first, so a plugin reusing a built-in name is the one refused
             key = name or getattr(obj, "__name__", None)
             if not key:
                 raise ValueError(f"cannot infer a {self.kind} name for {obj!r}; pass name=")

@@ -37,7 +37,7 @@ Version 2 (issue 4): the training method moved from ``train.method`` to the ``me
 (``method.name`` plus its options, e.g. ``method.beta``); stopped_early and probe_pgd_acc were added.
 
 Version 3 (issue 5): cost and strategy columns; wall_seconds now sums the runs of a restarted trial.
-``analysis.load_sweep`` reads versions 1-3 (version 1's ``train.method`` becomes ``method.name``).
+``tune_robust.analysis.load_sweep`` reads versions 1-3 (version 1's ``train.method`` becomes ``method.name``).
 
 Tables reported by trials, one file each, keyed by trial_id (schema_version, sweep, trial_id, ...):
     lipschitz.parquet      table, attack, x (block index), label (block name or "logits"), value

@@ -6,7 +6,6 @@ import random
 from typing import Any
 
 from tune_robust.errors import ConfigError
-from tune_robust.search import PointsSearcher
 from tune_robust.searchers._base import SearchInputs, SearchMethod, register_search
 
 
@@ -23,6 +22,8 @@ class Grid(SearchMethod):
         return grid_size
 
     def searcher(self, inputs: SearchInputs) -> Any:
+        from tune_robust.search import PointsSearcher  # Ray: only when the sweep runs
+
         return PointsSearcher(list(inputs.configs))
 
 
@@ -31,4 +32,6 @@ class Random(SearchMethod):
     def searcher(self, inputs: SearchInputs) -> Any:
         order = list(range(len(inputs.configs)))
         random.Random(inputs.seed).shuffle(order)
+        from tune_robust.search import PointsSearcher
+
         return PointsSearcher([inputs.configs[i] for i in order[: inputs.num_samples]])

@@ -7,7 +7,6 @@ from abc import abstractmethod
 from typing import Any
 
 from tune_robust.errors import ConfigError
-from tune_robust.search import ChoiceSearcher, GridEncoding
 from tune_robust.searchers._base import SearchInputs, SearchMethod, register_search
 
 
@@ -26,6 +25,8 @@ class OptunaSampler(SearchMethod):
 
     def searcher(self, inputs: SearchInputs) -> Any:
         from ray.tune.search.optuna import OptunaSearch
+
+        from tune_robust.search import ChoiceSearcher, GridEncoding
 
         encoding = GridEncoding.from_space(inputs.space, inputs.pinned)
         metrics = [o.split(":")[0] for o in inputs.objectives]

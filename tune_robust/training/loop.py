@@ -29,6 +29,7 @@ from tune_robust.evaluation import evaluate
 from tune_robust.evaluation.suite import run_suite
 from tune_robust.models import count_params, create_model
 from tune_robust.models.checkpoint import MODEL_FILE
+from tune_robust.models.oneshot import Supernet, inherit, is_sampling
 from tune_robust.training._base import create_method
 from tune_robust.training.schedule import lr_multiplier
 
@@ -77,7 +78,11 @@ def build_model(cfg: TrialConfig, data: TrialData, device: torch.device) -> nn.M
     # NHWC weights to match the NHWC batches (torch's stubs omit this documented keyword).
     model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     if "init" in cfg.upstream:  # multi-stage sweeps start from an upstream stage's weights
-        model.load_state_dict(load_model_file(cfg.upstream["init"], device).state_dict())
+        source = load_model_file(cfg.upstream["init"], device)
+        if isinstance(source, Supernet):  # a sampled sub-network inherits the supernet's weights
+            inherit(source, model)
+        else:
+            model.load_state_dict(source.state_dict())
     return model
 
 
@@ -179,6 +184,8 @@ class Trainer:
             augment=self.data.augment,
             drop_last=drop_last,
         ):
+            if is_sampling(self.model):  # one-shot search: this batch's sub-network (attack and step)
+                self.model.resample()  # type: ignore[attr-defined]
             with self._autocast():
                 loss, logits = self.method.train_batch(
                     self.model, x, y, self.train_attack, functools.partial(self._update, y=y)
@@ -243,6 +250,8 @@ class Trainer:
         if self.epoch % t.eval_every == 0 or self.finished:
             start = time.perf_counter()
             split = self.data.val if len(self.data.val) else self.data.test
+            if is_sampling(self.model):  # a supernet is validated on its one fixed probe sub-network
+                self.model.use_probe()  # type: ignore[attr-defined]
             res = evaluate(self.model, split, self.eval_attacks, limit=t.eval_limit)
             metrics["val_split"] = "val" if len(self.data.val) else "test"
             metrics["val_clean_acc"] = res["clean_acc"]
@@ -306,6 +315,8 @@ class Trainer:
             return self.model
         model = copy.deepcopy(self.model)
         model.load_state_dict(self.best_state)
+        if is_sampling(model):
+            model.use_probe()  # type: ignore[attr-defined]
         return model
 
     # ------------------------------------------------------------------ checkpoints

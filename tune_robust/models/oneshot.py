@@ -1,0 +1,149 @@
+"""The one-shot search lifecycle every supernet search shares (RobNet first; RACL and RNAS-CL reuse it).
+
+- A :class:`SearchSpace` names architectures: it samples one, writes it as text (what a model builder's
+  keyword takes and a Parquet column holds), reads it back, and measures it (``stats``).
+- A :class:`Supernet` is a model that runs any architecture of its space, chosen per forward pass with
+  :meth:`Supernet.use`; in train mode it samples a new sub-network before every training batch
+  (:meth:`Supernet.resample`, called by the training loop), so every PGD step of that batch and the
+  SGD step attack and train the same sub-network (RobNet Algorithm 1). The sampler's random state and
+  the current architecture are part of the model's ``state_dict``, so a trial resumed mid-search samples
+  exactly what an uninterrupted one would have.
+- :func:`inherit` gives a sampled sub-network's standalone model exactly the supernet's weights for the
+  ops it keeps (same parameter names by construction; anything else is an error, never a silent skip).
+- :func:`arch_record` is the derived architecture as a plain, versioned record (``arch.json`` in the
+  trial directory; the ``arch`` column of trials.parquet) that the space's model builder accepts.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from tune_robust.errors import ConfigError
+
+RECORD_VERSION = 1
+
+
+class SearchSpace(ABC):
+    """A family of architectures with a text form and the model builder that takes it."""
+
+    name: str = ""
+    # The registered builder and the keyword that takes the architecture's text.
+    builder: str = ""
+    arch_kwarg: str = ""
+
+    @abstractmethod
+    def sample(self, generator: torch.Generator, **rule: Any) -> Any:
+        """A random architecture (``rule``: the space's sampling options)."""
+
+    @abstractmethod
+    def to_text(self, arch: Any) -> str: ...
+
+    @abstractmethod
+    def from_text(self, text: str) -> Any: ...
+
+    def stats(self, arch: Any) -> dict[str, float]:
+        """Numbers describing ``arch`` (columns of the search's results)."""
+        return {}
+
+
+def arch_record(space: SearchSpace, arch: Any, **extra: Any) -> dict[str, Any]:
+    """The versioned record of an architecture: its space, its text, the builder that takes it."""
+    return {
+        "version": RECORD_VERSION,
+        "space": space.name,
+        "arch": space.to_text(arch),
+        "model": {"arch": space.builder, space.arch_kwarg: space.to_text(arch)},
+        "stats": space.stats(arch),
+        **extra,
+    }
+
+
+def read_record(record: Mapping[str, Any] | str) -> dict[str, Any]:
+    """A record back from its dict or JSON text, refusing versions this code does not know."""
+    rec = json.loads(record) if isinstance(record, str) else dict(record)
+    if rec.get("version") != RECORD_VERSION:
+        raise ConfigError(
+            f"architecture record version {rec.get('version')!r}; this tune_robust reads version "
+            f"{RECORD_VERSION} (upgrade it)"
+        )
+    return rec
+
+
+class Supernet:
+    """Mixin (before ``nn.Module`` in the bases) of a model that runs any architecture of its space.
+    Sampling is off until :meth:`configure_sampling`; then the sampler's state is the module's extra
+    state (in its ``state_dict``)."""
+
+    space: SearchSpace | None = None
+    sampling: bool = False
+    rule: dict[str, Any]
+    probe_arch: Any
+    _rng: torch.Generator
+
+    def configure_sampling(self, space: SearchSpace, seed: int = 0, **rule: Any) -> None:
+        """Sample a sub-network from ``space`` before every training batch (with ``rule``)."""
+        space.sample(torch.Generator().manual_seed(seed), **rule)  # a bad rule fails at build time
+        self.space = space
+        self.sampling = True
+        self.rule = dict(rule)
+        self._rng = torch.Generator().manual_seed(seed)
+        # The fixed sub-network a supernet is validated and evaluated on (its training samples others):
+        # the first draw of the rule from seed + 1, so it tracks the shared weights' progress epoch by
+        # epoch on one architecture.
+        self.probe_arch = space.sample(torch.Generator().manual_seed(seed + 1), **rule)
+        self.use(self.probe_arch)
+
+    def use_probe(self) -> None:
+        self.use(self.probe_arch)
+
+    def use(self, arch: Any) -> None:
+        """Run ``arch`` from now on."""
+        raise NotImplementedError
+
+    def resample(self) -> Any:
+        """Draw and use the next sub-network (the training loop calls this before each batch)."""
+        assert self.space is not None, "configure_sampling first"
+        arch = self.space.sample(self._rng, **self.rule)
+        self.use(arch)
+        return arch
+
+    def get_extra_state(self) -> Any:
+        return {"rng": self._rng.get_state()} if self.sampling else {}
+
+    def set_extra_state(self, state: Any) -> None:
+        if self.sampling and state:
+            self._rng.set_state(state["rng"])
+
+
+def is_sampling(model: nn.Module) -> bool:
+    return isinstance(model, Supernet) and model.sampling
+
+
+def inherit(supernet: nn.Module, model: nn.Module) -> int:
+    """Copy the supernet's parameters and buffers into ``model`` by name; returns how many tensors were
+    copied. Every tensor of ``model`` must exist in the supernet with the same shape (the standalone
+    sub-network keeps a subset of the supernet's ops), else a ConfigError names the first mismatch."""
+    source = supernet.state_dict()
+    target = model.state_dict()
+    missing = [k for k in target if k not in source and not k.endswith("_extra_state")]
+    if missing:
+        raise ConfigError(
+            f"the model has {len(missing)} tensors the supernet lacks (first: {missing[0]}): it is not a "
+            f"sub-network of that supernet (check the space, channels and layers)"
+        )
+    wrong = [k for k in target if k in source and source[k].shape != target[k].shape]
+    if wrong:
+        k = wrong[0]
+        raise ConfigError(
+            f"supernet tensor {k} has shape {tuple(source[k].shape)}, the model's {tuple(target[k].shape)}: "
+            f"check channels and layers"
+        )
+    kept = {k: source[k] for k in target if not k.endswith("_extra_state")}
+    model.load_state_dict(kept, strict=False)
+    return len(kept)

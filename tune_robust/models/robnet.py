@@ -1,0 +1,374 @@
+"""RobNet (Guo et al., CVPR'20): cells of 4 nodes over 14 edges, each edge a two-bit code, and the
+one-shot supernet they are sampled from.
+
+An edge code is ``00`` zero, ``01`` a 3x3 separable conv, ``10`` identity (FactorizedReduce on a stride-2
+edge), ``11`` both, summed. Node i sums its edges from ``[c_{k-2}, c_{k-1}, n_0, ..., n_{i-1}]``; the 14
+codes list node 0's 2 edges, node 1's 3, node 2's 4, node 3's 5 (the published order, in
+../shared/data/robnet/robnet_codes.json); the cell outputs the concatenation of the 4 nodes. The layout
+follows the authors' release: a 3x3 conv stem to 3C channels with affine BatchNorm, reduction cells at
+L//3 and 2L//3 doubling the channels, ReLU-1x1conv-BN preprocessing (FactorizedReduce for c_{k-2} after
+a reduction), BatchNorm without affine parameters inside the cells (``affine=True`` gives them one),
+global average pooling and a linear classifier.
+
+Every branch of an edge is a submodule named by its position (``cells.3.edges.5.conv``), so a network
+with any code has a subset of the supernet's parameters under the same names: the supernet (every edge
+``11``) runs any sub-network by switching branches off, and a sampled sub-network's standalone model
+inherits exactly the supernet's weights for the ops it keeps (:mod:`tune_robust.models.oneshot`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from tune_robust.errors import ConfigError
+from tune_robust.models._registry import register_model
+from tune_robust.models.oneshot import SearchSpace, Supernet
+
+EDGES = 14
+NODES = 4
+CODES = ("00", "01", "10", "11")
+# The published codes (robnet_codes.json): RobNet-large (v1 and v2 share it) and RobNet-free's 20.
+LARGE = "11 11 11 11 11 01 11 01 10 11 01 01 01 11"
+FREE = (
+    "11 10 11 11 10 11 01 01 10 11 11 00 11 01/11 00 01 10 01 00 10 10 00 01 11 10 11 00/"
+    "11 11 11 01 01 11 01 00 10 00 10 10 00 11/10 11 10 01 01 10 10 01 10 11 00 00 01 10/"
+    "11 11 01 00 10 10 10 01 10 01 00 10 01 11/11 10 11 11 11 01 10 11 00 10 01 11 01 11/"
+    "11 11 11 10 10 01 11 10 01 10 10 10 01 10/01 11 11 11 01 11 11 11 01 11 01 11 10 00/"
+    "11 11 11 11 11 01 01 11 10 01 00 10 01 11/10 11 01 00 11 11 10 11 01 11 11 11 11 00/"
+    "11 10 11 00 00 00 11 00 01 10 00 01 10 11/01 11 01 11 11 10 10 11 10 11 01 11 10 00/"
+    "11 11 10 10 01 00 10 11 11 01 10 10 00 01/01 11 11 11 01 01 11 01 01 11 11 01 10 10/"
+    "01 11 11 11 11 01 00 01 10 10 11 10 10 11/11 11 00 11 11 01 00 01 10 00 11 01 11 11/"
+    "11 11 01 11 11 10 11 10 10 10 10 10 11 11/10 11 01 11 11 01 11 00 11 11 00 10 00 01/"
+    "11 10 11 11 11 11 11 10 11 00 11 01 11 11/11 11 01 01 11 11 01 00 00 10 00 01 01 11"
+)
+
+Cell = tuple[str, ...]
+
+
+def parse_code(text: str) -> tuple[Cell, ...]:
+    """Cells from ``"11 01 ... 10/11 ..."`` (cells separated by ``/``; the 14 codes of a cell by spaces,
+    commas or nothing: ``"1101..."`` with 28 bits works too)."""
+    cells = []
+    for i, part in enumerate(str(text).split("/")):
+        bits = "".join(ch for ch in part if ch not in " ,-[]'\"")
+        if len(bits) != 2 * EDGES or set(bits) - {"0", "1"}:
+            raise ConfigError(
+                f"robnet code, cell {i}: expected {EDGES} two-bit edge codes (00 zero, 01 sep conv, 10 "
+                f"identity, 11 both), got {part.strip()!r}"
+            )
+        cells.append(tuple(bits[j : j + 2] for j in range(0, 2 * EDGES, 2)))
+    return tuple(cells)
+
+
+def format_code(cells: Sequence[Sequence[str]]) -> str:
+    """The canonical text of a code (what ``model.code`` holds and ``parse_code`` reads)."""
+    return "/".join(" ".join(cell) for cell in cells)
+
+
+def edge_inputs() -> list[int]:
+    """For each of the 14 edges, the state it reads (0 = c_{k-2}, 1 = c_{k-1}, 2 + i = node i)."""
+    return [j for i in range(NODES) for j in range(2 + i)]
+
+
+class Zero(nn.Module):
+    """A zero edge: nothing flows (the output of an all-zero node is zeros of the node's shape)."""
+
+    def __init__(self, stride: int) -> None:
+        super().__init__()
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, :, :: self.stride, :: self.stride].mul(0.0)
+
+
+def _bn(c: int, affine: bool) -> nn.BatchNorm2d:
+    return nn.BatchNorm2d(c, affine=affine)
+
+
+class ReLUConvBN(nn.Sequential):
+    def __init__(self, c_in: int, c_out: int, affine: bool) -> None:
+        super().__init__(nn.ReLU(inplace=False), nn.Conv2d(c_in, c_out, 1, bias=False), _bn(c_out, affine))
+
+
+class SepConv(nn.Sequential):
+    """Two ReLU - depthwise 3x3 - pointwise - BN blocks (only the first may stride)."""
+
+    def __init__(self, c: int, stride: int, affine: bool) -> None:
+        super().__init__(
+            nn.ReLU(inplace=False),
+            nn.Conv2d(c, c, 3, stride, 1, groups=c, bias=False),
+            nn.Conv2d(c, c, 1, bias=False),
+            _bn(c, affine),
+            nn.ReLU(inplace=False),
+            nn.Conv2d(c, c, 3, 1, 1, groups=c, bias=False),
+            nn.Conv2d(c, c, 1, bias=False),
+            _bn(c, affine),
+        )
+
+
+class FactorizedReduce(nn.Module):
+    """Halve the resolution: ReLU, two 1x1 stride-2 convs on grids offset by one pixel, concatenated, BN."""
+
+    def __init__(self, c_in: int, c_out: int, affine: bool) -> None:
+        super().__init__()
+        if c_out % 2:
+            raise ConfigError(f"robnet: FactorizedReduce needs an even channel count, got {c_out}")
+        self.relu = nn.ReLU(inplace=False)
+        self.conv_1 = nn.Conv2d(c_in, c_out // 2, 1, 2, bias=False)
+        self.conv_2 = nn.Conv2d(c_in, c_out // 2, 1, 2, bias=False)
+        self.bn = _bn(c_out, affine)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu(x)
+        return self.bn(torch.cat([self.conv_1(x), self.conv_2(x[:, :, 1:, 1:])], 1))
+
+
+class Edge(nn.Module):
+    """One edge: a ``conv`` branch (code bit 2) and a ``skip`` branch (bit 1), each built only if some code
+    this network can run uses it (the supernet builds both)."""
+
+    def __init__(self, c: int, stride: int, code: str, affine: bool) -> None:
+        super().__init__()
+        self.stride = stride
+        self.code = code
+        self.conv = SepConv(c, stride, affine) if code[1] == "1" else None
+        self.skip: nn.Module | None = None
+        if code[0] == "1":
+            self.skip = nn.Identity() if stride == 1 else FactorizedReduce(c, c, affine)
+
+    def forward(self, x: torch.Tensor, code: str) -> torch.Tensor | None:
+        out = None
+        if code[1] == "1":
+            assert self.conv is not None, f"edge built for code {self.code} cannot run code {code}"
+            out = self.conv(x)
+        if code[0] == "1":
+            assert self.skip is not None, f"edge built for code {self.code} cannot run code {code}"
+            out = self.skip(x) if out is None else out + self.skip(x)
+        return out
+
+
+class RobNetCell(nn.Module):
+    def __init__(
+        self, code: Cell, c_pp: int, c_p: int, c: int, reduction: bool, reduction_prev: bool, affine: bool
+    ) -> None:
+        super().__init__()
+        self.reduction = reduction
+        self.code = code
+        self.preprocess0 = (
+            FactorizedReduce(c_pp, c, affine) if reduction_prev else ReLUConvBN(c_pp, c, affine)
+        )
+        self.preprocess1 = ReLUConvBN(c_p, c, affine)
+        self.inputs = edge_inputs()
+        self.edges = nn.ModuleList(
+            Edge(c, 2 if reduction and j < 2 else 1, code[e], affine) for e, j in enumerate(self.inputs)
+        )
+
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor, code: Cell | None = None) -> torch.Tensor:
+        code = code or self.code
+        states = [self.preprocess0(s0), self.preprocess1(s1)]
+        e = 0
+        for i in range(NODES):
+            total: torch.Tensor | None = None
+            for j in range(2 + i):
+                out = self.edges[e](states[j], code[e])
+                if out is not None:
+                    total = out if total is None else total + out
+                e += 1
+            if total is None:  # every edge zero: the node is zeros (as the release's Zero op gives)
+                stride = 2 if self.reduction else 1
+                total = states[1][:, :, ::stride, ::stride].mul(0.0)
+            states.append(total)
+        return torch.cat(states[2:], 1)
+
+
+class RobNetwork(nn.Module):
+    """A RobNet of ``cells`` codes (one shared by all cells, or one per cell). ``all_branches`` builds
+    every branch of every edge (the supernet's parameters) while running ``cells``."""
+
+    def __init__(
+        self,
+        cells: Sequence[Cell],
+        channels: int,
+        layers: int,
+        num_classes: int,
+        in_channels: int,
+        affine: bool = False,
+        stem_multiplier: int = 3,
+        all_branches: bool = False,
+    ) -> None:
+        super().__init__()
+        if layers < 3:
+            raise ConfigError(f"robnet: layers must be >= 3 (two of them reduce), got {layers}")
+        if len(cells) not in (1, layers):
+            raise ConfigError(
+                f"robnet: give 1 cell code (shared) or one per cell ({layers}), got {len(cells)}"
+            )
+        self.layers = layers
+        self.arch: tuple[Cell, ...] = expand(cells, layers)
+        c_stem = stem_multiplier * channels
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, c_stem, 3, padding=1, bias=False), nn.BatchNorm2d(c_stem)
+        )
+        c_pp, c_p, c = c_stem, c_stem, channels
+        reduction_prev = False
+        self.cells = nn.ModuleList()
+        for i in range(layers):
+            reduction = i in (layers // 3, 2 * layers // 3)
+            c = 2 * c if reduction else c
+            built = ("11",) * EDGES if all_branches else self.arch[i]
+            self.cells.append(RobNetCell(built, c_pp, c_p, c, reduction, reduction_prev, affine))
+            reduction_prev = reduction
+            c_pp, c_p = c_p, NODES * c
+        self.classifier = nn.Linear(c_p, num_classes)
+        # (input c_{k-1}, output) of every cell in the last forward pass while ``record_features`` is on
+        # (the FSP-matrix distance reads them).
+        self.record_features = False
+        self.features: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s0 = s1 = self.stem(x)
+        self.features = []
+        for cell, code in zip(self.cells, self.arch, strict=True):
+            out = cell(s0, s1, code)
+            if self.record_features:
+                self.features.append((s1, out))
+            s0, s1 = s1, out
+        return self.classifier(nn.functional.adaptive_avg_pool2d(s1, 1).flatten(1))
+
+
+def expand(cells: Sequence[Sequence[str]], layers: int) -> tuple[Cell, ...]:
+    """One code per cell (a single shared code repeated)."""
+    codes = tuple(tuple(c) for c in cells)
+    return codes * layers if len(codes) == 1 else codes
+
+
+class RobNetSupernet(Supernet, RobNetwork):
+    """The one-shot supernet: every branch built; runs the architecture last given to :meth:`use` (in
+    train mode with sampling on, a fresh one per training batch)."""
+
+    def use(self, arch: Sequence[Sequence[str]]) -> None:
+        codes = expand(arch, self.layers)
+        if len(codes) != self.layers:
+            raise ConfigError(f"robnet supernet: {len(codes)} cell codes for {self.layers} cells")
+        self.arch = codes
+
+
+class RobNetSpace(SearchSpace):
+    """RobNet architectures: one shared cell code (cell-based) or ``layers`` codes (cell-free).
+
+    Sampling rules (``sample``): ``bernoulli`` sets each of the 28 bits (Algorithm 1's alpha) of a cell
+    to 1 with probability ``keep`` (0.5: every code equally likely); ``density`` first draws a density
+    d ~ U(0, 1) per architecture, then each bit with probability d (covers sparse and dense codes
+    evenly, where bernoulli concentrates around 14 of 28 bits).
+    """
+
+    name = "robnet"
+    builder = "robnet"
+    arch_kwarg = "code"
+
+    def __init__(self, layers: int = 20, share: bool = True) -> None:
+        self.layers = layers
+        self.share = share
+
+    def sample(
+        self, generator: torch.Generator, sample: str = "bernoulli", keep: float = 0.5
+    ) -> tuple[Cell, ...]:
+        if sample not in ("bernoulli", "density"):
+            raise ConfigError(f"robnet sampling rule must be 'bernoulli' or 'density', got {sample!r}")
+        if not 0 < keep <= 1:
+            raise ConfigError(f"robnet sampling: keep must be in (0, 1], got {keep}")
+        device = generator.device  # not the default device (a model built under torch.device("meta"))
+        p = float(torch.rand((), generator=generator, device=device)) if sample == "density" else keep
+        n = 1 if self.share else self.layers
+        bits = (torch.rand(n, 2 * EDGES, generator=generator, device=device) < p).tolist()
+        return tuple(tuple(f"{int(row[2 * e])}{int(row[2 * e + 1])}" for e in range(EDGES)) for row in bits)
+
+    def to_text(self, arch: Sequence[Sequence[str]]) -> str:
+        return format_code(arch)
+
+    def from_text(self, text: str) -> tuple[Cell, ...]:
+        return parse_code(text)
+
+    def stats(self, arch: Sequence[Sequence[str]]) -> dict[str, float]:
+        return arch_stats(arch)
+
+
+# Edge index of each node's direct edge: from the state just before it (c_{k-1} for node 0, node i-1
+# for node i), i.e. the chain c_{k-1} -> n_0 -> n_1 -> n_2 -> n_3.
+DIRECT_EDGES = tuple(offset + 1 + i for i, offset in enumerate((0, 2, 5, 9)))
+
+
+def arch_stats(arch: Sequence[Sequence[str]]) -> dict[str, float]:
+    """Density D (ones / bit slots), separable convs per cell (the computational budget) and the
+    portion of direct edges that carry a conv, averaged over the cells."""
+    cells = [tuple(c) for c in arch]
+    ones = sum(code.count("1") for cell in cells for code in cell)
+    convs = [sum(code[1] == "1" for code in cell) for cell in cells]
+    direct = [sum(cell[e][1] == "1" for e in DIRECT_EDGES) / len(DIRECT_EDGES) for cell in cells]
+    return {
+        "arch_density": ones / (2 * EDGES * len(cells)),
+        "arch_sep_convs": sum(convs) / len(cells),
+        "arch_direct_conv_portion": sum(direct) / len(cells),
+    }
+
+
+def _build(
+    code: str, channels: int, layers: int, num_classes: int, in_channels: int, affine: bool
+) -> RobNetwork:
+    return RobNetwork(parse_code(code), channels, layers, num_classes, in_channels, affine)
+
+
+@register_model
+def robnet(
+    num_classes: int = 10,
+    in_channels: int = 3,
+    code: str = LARGE,
+    channels: int = 36,
+    layers: int = 20,
+    affine: bool = False,
+) -> RobNetwork:
+    """Any RobNet: ``code`` one cell code shared by every cell, or ``layers`` codes separated by ``/``."""
+    return _build(code, channels, layers, num_classes, in_channels, affine)
+
+
+@register_model
+def robnet_large(num_classes: int = 10, in_channels: int = 3, affine: bool = False) -> RobNetwork:
+    """RobNet-large: the published shared code at C=36, 20 cells (supplement Table 3: 6.89M)."""
+    return _build(LARGE, 36, 20, num_classes, in_channels, affine)
+
+
+@register_model
+def robnet_large_v2(num_classes: int = 10, in_channels: int = 3, affine: bool = False) -> RobNetwork:
+    """RobNet-large-v2: the same code at C=64, 33 cells (Table 3: 33.42M)."""
+    return _build(LARGE, 64, 33, num_classes, in_channels, affine)
+
+
+@register_model
+def robnet_free(num_classes: int = 10, in_channels: int = 3, affine: bool = False) -> RobNetwork:
+    """RobNet-free: the published 20 cell-free codes at C=36 (Table 3: 5.49M)."""
+    return _build(FREE, 36, 20, num_classes, in_channels, affine)
+
+
+@register_model
+def robnet_supernet(
+    num_classes: int = 10,
+    in_channels: int = 3,
+    channels: int = 36,
+    layers: int = 20,
+    share: bool = True,
+    sample: str = "bernoulli",
+    keep: float = 0.5,
+    seed: int = 0,
+    affine: bool = False,
+) -> RobNetSupernet:
+    """The one-shot supernet (every edge ``11``): each training batch runs a sampled sub-network
+    (``share``: one code for all cells, else one per cell; ``sample``, ``keep``: the rule of
+    RobNetSpace); eval mode runs the architecture last set with ``use`` (at first: every edge ``11``)."""
+    net = RobNetSupernet(
+        (("11",) * EDGES,), channels, layers, num_classes, in_channels, affine, all_branches=True
+    )
+    net.configure_sampling(RobNetSpace(layers, share), seed=seed, sample=sample, keep=keep)
+    return net
