@@ -143,3 +143,33 @@ def test_the_architecture_record_is_versioned_and_builds_its_model():
     assert record["stats"] == arch_stats(arch)
     with pytest.raises(ConfigError, match="version"):
         read_record({**record, "version": 99})
+
+
+def test_a_finetune_trial_starts_from_the_supernets_weights(tmp_path):
+    """The finetune's model is built from the supernet checkpoint (inherited, not fresh weights)."""
+    from tune_robust.config import TrialConfig
+    from tune_robust.search_spaces.robnet import SUPERNET_SMOKE, _finetune, finetune_codes
+    from tune_robust.training.loop import Trainer
+
+    supernet = Trainer(TrialConfig.from_dict(SUPERNET_SMOKE))
+    supernet.save(tmp_path)  # untrained is enough: its weights differ from a fresh init's
+    code = finetune_codes(1, {"medium": 10})[0]
+    cfg = _finetune(SUPERNET_SMOKE, epochs=1, lr=0.02)
+    cfg = {**cfg, "model": {**cfg["model"], "code": code}, "upstream": {"init": str(tmp_path / "model.pt")}}
+    finetune = Trainer(TrialConfig.from_dict(cfg))
+    source = supernet.model.state_dict()
+    target = finetune.model.state_dict()
+    assert all(torch.equal(target[k], source[k]) for k in target)
+    fresh = Trainer(TrialConfig.from_dict({**cfg, "upstream": {}, "train": {**cfg["train"], "seed": 1}}))
+    assert not all(torch.equal(fresh.model.state_dict()[k], source[k]) for k in target if "weight" in k)
+
+
+def test_finetune_codes_pass_the_filters_and_fill_each_budget():
+    from tune_robust.search_spaces.robnet import BUDGETS, MIN_DENSITY, MIN_DIRECT, finetune_codes
+
+    codes = finetune_codes(50, BUDGETS)
+    assert len(codes) == len(set(codes)) == 150
+    stats = [arch_stats(parse_code(c)) for c in codes]
+    assert all(s["arch_density"] >= MIN_DENSITY and s["arch_direct_conv_portion"] > MIN_DIRECT for s in stats)
+    assert [s["arch_sep_convs"] for s in stats] == [7] * 50 + [10] * 50 + [13] * 50
+    assert finetune_codes(50, BUDGETS) == codes  # the paper sweep's grid is the same every time

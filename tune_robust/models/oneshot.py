@@ -64,6 +64,15 @@ def arch_record(space: SearchSpace, arch: Any, **extra: Any) -> dict[str, Any]:
     }
 
 
+def record_of(model: nn.Module) -> dict[str, Any] | None:
+    """The architecture record of a model of a search space (None for other models and for a supernet
+    that samples: it is not one architecture)."""
+    if is_sampling(model):
+        return None
+    describe = getattr(model, "arch_record", None)
+    return describe() if callable(describe) else None
+
+
 def read_record(record: Mapping[str, Any] | str) -> dict[str, Any]:
     """A record back from its dict or JSON text, refusing versions this code does not know."""
     rec = json.loads(record) if isinstance(record, str) else dict(record)

@@ -9,6 +9,7 @@ in ``state_dict`` so a resumed trial continues exactly.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
@@ -112,3 +113,12 @@ def craft_in_eval_mode(model: nn.Module, attack: Attack, x: torch.Tensor, y: tor
         return attack.perturb(model, x, y)
     finally:
         model.train()
+
+
+def state_copy(model: nn.Module) -> dict[str, Any]:
+    """A detached copy of ``model.state_dict()`` (tensors cloned; extra state, e.g. a supernet's
+    sampler, deep-copied)."""
+    return {
+        k: v.detach().clone() if isinstance(v, torch.Tensor) else copy.deepcopy(v)
+        for k, v in model.state_dict().items()
+    }

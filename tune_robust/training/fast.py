@@ -7,7 +7,6 @@ are restored."""
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +15,7 @@ from torch import nn
 
 from tune_robust.attacks import Attack, create_attack
 from tune_robust.errors import ConfigError
-from tune_robust.training._base import Method, register_method
+from tune_robust.training._base import Method, register_method, state_copy
 
 
 @register_method("fast")
@@ -80,7 +79,7 @@ class Fast(Method):
             )
             return out
         self.prev_acc = acc
-        self.prev_state = {k: v.detach().clone() for k, v in copy.copy(model.state_dict()).items()}
+        self.prev_state = state_copy(model)
         return out
 
     def state_dict(self) -> dict[str, Any]:

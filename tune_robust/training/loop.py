@@ -29,8 +29,8 @@ from tune_robust.evaluation import evaluate
 from tune_robust.evaluation.suite import run_suite
 from tune_robust.models import count_params, create_model
 from tune_robust.models.checkpoint import MODEL_FILE
-from tune_robust.models.oneshot import Supernet, inherit, is_sampling
-from tune_robust.training._base import create_method
+from tune_robust.models.oneshot import Supernet, inherit, is_sampling, record_of
+from tune_robust.training._base import create_method, state_copy
 from tune_robust.training.schedule import lr_multiplier
 
 # Suite columns repeated for the last epoch's weights when eval.last is on.
@@ -38,11 +38,19 @@ LAST_PREFIXES = ("test_", "stability_", "lipschitz_", "sanity_", "suspect_gradie
 
 STATE_FILE = "state.pt"
 CONFIG_FILE = "config.json"
+# The architecture record of a searched model (tune_robust.models.oneshot.arch_record).
+ARCH_FILE = "arch.json"
 
 
 def _atomic_torch_save(obj: Any, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
     os.replace(tmp, path)
 
 
@@ -156,7 +164,7 @@ class Trainer:
         self.stopped: str | None = None
         self.epoch = 0
         self.best: dict[str, Any] = {"epoch": -1, "score": -1.0, "robust_acc": -1.0, "clean_acc": -1.0}
-        self.best_state: dict[str, torch.Tensor] | None = None
+        self.best_state: dict[str, Any] | None = None
         # The last epoch's metrics, so a trial restored after its final epoch can report them again
         # together with the test numbers.
         self.last_metrics: dict[str, Any] = {}
@@ -267,7 +275,7 @@ class Trainer:
                     "robust_acc": metrics["val_robust_acc"],
                     "clean_acc": metrics["val_clean_acc"],
                 }
-                self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+                self.best_state = state_copy(self.model)
         metrics["best_epoch"] = self.best["epoch"]
         metrics["best_val_robust_acc"] = self.best["robust_acc"]
         for key in COST_KEYS:  # running totals, so a trial a scheduler stops still carries its cost
@@ -298,6 +306,10 @@ class Trainer:
         out["best_clean_acc"] = best["clean_acc"]
         out["best_robust_acc"] = best["worst_acc"]
         out["test_examples"] = len(self.data.test)
+        record = record_of(self.model)
+        if record is not None:  # a searched architecture: its record and statistics are columns
+            out["arch"] = json.dumps(record, sort_keys=True)
+            out.update(record["stats"])
         # The full suite (all eval.attacks, stability, Lipschitz, sanity flags, curves) on the best model.
         suite = self._suite(self.best_model())
         out.update(suite.metrics)
@@ -383,9 +395,10 @@ class Trainer:
             },
             directory / MODEL_FILE,
         )
-        tmp = directory / f".{CONFIG_FILE}.tmp"
-        tmp.write_text(json.dumps(self.cfg.to_dict(), indent=1, default=str))
-        os.replace(tmp, directory / CONFIG_FILE)
+        _atomic_write(directory / CONFIG_FILE, json.dumps(self.cfg.to_dict(), indent=1, default=str))
+        record = record_of(model)
+        if record is not None:
+            _atomic_write(directory / ARCH_FILE, json.dumps(record, indent=1))
 
     def load(self, directory: str | Path) -> None:
         state = torch.load(Path(directory) / STATE_FILE, map_location=self.device, weights_only=False)
