@@ -123,12 +123,12 @@ def test_density_rule_spreads_densities_more_than_bernoulli():
     g = torch.Generator().manual_seed(0)
 
     def spread(rule: str) -> float:
-        d = torch.tensor([arch_stats(space.sample(g, sample=rule))["arch_density"] for _ in range(300)])
+        d = torch.tensor([arch_stats(space.sample(g, {"sample": rule}))["arch_density"] for _ in range(300)])
         return float(d.std())
 
     assert spread("density") > 2 * spread("bernoulli")
     with pytest.raises(ConfigError, match="sampling rule"):
-        space.sample(g, sample="greedy")
+        space.sample(g, {"sample": "greedy"})
 
 
 def test_the_architecture_record_is_versioned_and_builds_its_model():

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeGuard
 
 import torch
 from torch import nn
@@ -38,8 +38,8 @@ class SearchSpace(ABC):
     arch_kwarg: str = ""
 
     @abstractmethod
-    def sample(self, generator: torch.Generator, **rule: Any) -> Any:
-        """A random architecture (``rule``: the space's sampling options)."""
+    def sample(self, generator: torch.Generator, rule: Mapping[str, Any] | None = None) -> Any:
+        """A random architecture (``rule``: the space's sampling options; unknown ones are an error)."""
 
     @abstractmethod
     def to_text(self, arch: Any) -> str: ...
@@ -97,7 +97,7 @@ class Supernet:
 
     def configure_sampling(self, space: SearchSpace, seed: int = 0, **rule: Any) -> None:
         """Sample a sub-network from ``space`` before every training batch (with ``rule``)."""
-        space.sample(torch.Generator().manual_seed(seed), **rule)  # a bad rule fails at build time
+        space.sample(torch.Generator().manual_seed(seed), rule)  # a bad rule fails at build time
         self.space = space
         self.sampling = True
         self.rule = dict(rule)
@@ -105,7 +105,7 @@ class Supernet:
         # The fixed sub-network a supernet is validated and evaluated on (its training samples others):
         # the first draw of the rule from seed + 1, so it tracks the shared weights' progress epoch by
         # epoch on one architecture.
-        self.probe_arch = space.sample(torch.Generator().manual_seed(seed + 1), **rule)
+        self.probe_arch = space.sample(torch.Generator().manual_seed(seed + 1), rule)
         self.use(self.probe_arch)
 
     def use_probe(self) -> None:
@@ -118,7 +118,7 @@ class Supernet:
     def resample(self) -> Any:
         """Draw and use the next sub-network (the training loop calls this before each batch)."""
         assert self.space is not None, "configure_sampling first"
-        arch = self.space.sample(self._rng, **self.rule)
+        arch = self.space.sample(self._rng, self.rule)
         self.use(arch)
         return arch
 
@@ -130,7 +130,7 @@ class Supernet:
             self._rng.set_state(state["rng"])
 
 
-def is_sampling(model: nn.Module) -> bool:
+def is_sampling(model: Any) -> TypeGuard[Supernet]:
     return isinstance(model, Supernet) and model.sampling
 
 

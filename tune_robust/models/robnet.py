@@ -18,7 +18,7 @@ inherits exactly the supernet's weights for the ops it keeps (:mod:`tune_robust.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -246,9 +246,12 @@ class RobNetSpace(SearchSpace):
         self.layers = layers
         self.share = share
 
-    def sample(
-        self, generator: torch.Generator, sample: str = "bernoulli", keep: float = 0.5
-    ) -> tuple[Cell, ...]:
+    def sample(self, generator: torch.Generator, rule: Mapping[str, Any] | None = None) -> tuple[Cell, ...]:
+        rule = dict(rule or {})
+        sample = str(rule.pop("sample", "bernoulli"))
+        keep = float(rule.pop("keep", 0.5))
+        if rule:
+            raise ConfigError(f"robnet sampling: unknown option(s) {sorted(rule)}; options: sample, keep")
         if sample not in ("bernoulli", "density"):
             raise ConfigError(f"robnet sampling rule must be 'bernoulli' or 'density', got {sample!r}")
         if not 0 < keep <= 1:

@@ -193,7 +193,7 @@ class Trainer:
             drop_last=drop_last,
         ):
             if is_sampling(self.model):  # one-shot search: this batch's sub-network (attack and step)
-                self.model.resample()  # type: ignore[attr-defined]
+                self.model.resample()
             with self._autocast():
                 loss, logits = self.method.train_batch(
                     self.model, x, y, self.train_attack, functools.partial(self._update, y=y)
@@ -259,7 +259,7 @@ class Trainer:
             start = time.perf_counter()
             split = self.data.val if len(self.data.val) else self.data.test
             if is_sampling(self.model):  # a supernet is validated on its one fixed probe sub-network
-                self.model.use_probe()  # type: ignore[attr-defined]
+                self.model.use_probe()
             res = evaluate(self.model, split, self.eval_attacks, limit=t.eval_limit)
             metrics["val_split"] = "val" if len(self.data.val) else "test"
             metrics["val_clean_acc"] = res["clean_acc"]
@@ -328,7 +328,7 @@ class Trainer:
         model = copy.deepcopy(self.model)
         model.load_state_dict(self.best_state)
         if is_sampling(model):
-            model.use_probe()  # type: ignore[attr-defined]
+            model.use_probe()
         return model
 
     # ------------------------------------------------------------------ checkpoints
