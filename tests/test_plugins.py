@@ -84,6 +84,7 @@ def plugin_file(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.mark.slow  # ~40 s; with the 2-node cluster version (tests/test_cluster.py), in the slow run
 def test_plugin_sweep_runs_through_ray_and_resumes(plugin_file, tmp_path):
     # In fresh processes (as a user runs it), so the plugin never enters this process's registries
     common = ["--plugin", str(plugin_file), "--results-dir", str(tmp_path), "-q"]

@@ -202,6 +202,7 @@ def test_variants_take_set_overrides_and_paper_widths_match_table_1():
     assert counts == [1.07, 4.27, 17.05, 38.33, 68.12]  # Huang Table 1
 
 
+@pytest.mark.slow  # ~30 s; the default run stays under 10 minutes (tests/test_methods.py trains every method)
 def test_at_methods_smoke_end_to_end(capsys, tmp_path):
     code = main(
         [
