@@ -79,8 +79,6 @@ def _finetune(supernet: dict[str, Any], epochs: int, lr: float) -> dict[str, Any
         **supernet,
         "model": {"arch": "robnet", "channels": model["channels"], "layers": model["layers"]},
         "train": {**supernet["train"], "epochs": epochs, "lr": lr, "schedule": "constant"},
-        # White-box PGD (the supplement ranks the finetunes by it) and FGSM.
-        "eval": {**supernet["eval"], "attacks": ("fgsm", "pgd20")},
     }
 
 
