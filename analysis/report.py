@@ -7,6 +7,7 @@ import html
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
@@ -140,6 +141,8 @@ def write_report(
         files["learning_curves"] = out_dir / "learning_curves.png"
         plots.learning_curves(res.epochs, trials, files["learning_curves"])
         rep.add("Validation robust accuracy per epoch", "figure", files["learning_curves"].name)
+    if "arch" in trials:
+        _architectures(trials, out_dir, rep, files)
     _proxy(res, done, rep, compare)
     _problems(trials, rep)
     files["markdown"] = out_dir / "summary.md"
@@ -221,6 +224,44 @@ def _figures(
         files["transfer"] = out_dir / "transfer.png"
         plots.transfer_heatmap(res.table("transfer"), files["transfer"])
         rep.add("Transfer attacks (source x target)", "figure", "transfer.png")
+
+
+def _architectures(trials: pd.DataFrame, out_dir: Path, rep: Report, files: dict[str, Path]) -> None:
+    """A search's architectures (RobNet supplement Sec. 6, Figs. 1-2): ranking per budget, density and
+    direct-conv portion against robustness, FSP distance per cell against the gap, the best cell."""
+    from tune_robust.analysis import architectures as arch
+
+    searched = arch.searched_rows(trials)
+    if "screened_out" in trials:
+        out = trials["screened_out"].fillna(False).astype(bool)
+        rep.add(
+            "FSP screen",
+            "text",
+            f"{int((~out).sum())} of {len(trials)} sampled architectures passed the FSP-distance screen "
+            f"(fsp_distance at most screen.fsp_threshold); the others were not finetuned.",
+        )
+    if not len(searched):
+        return
+    if "arch_sep_convs" in searched and searched["arch_sep_convs"].nunique() > 1:
+        rep.add("Ranking per budget (separable convs per cell)", "table", arch.ranking_per_group(searched))
+    figures: list[tuple[str, Callable[[pd.DataFrame, Path], Any], str]] = [
+        ("density_vs_robust", arch.density_vs_robust, "Architecture density vs robust accuracy"),
+        ("budget_direct", arch.budget_direct_plot, "Budget x direct-conv portion"),
+    ]
+    if arch.fsp_correlations(searched).shape[0]:
+        figures.append(
+            ("fsp_vs_gap", arch.fsp_vs_gap, "FSP distance per cell vs clean - robust gap (supp. Fig. 1)")
+        )
+        rep.add("FSP distance vs gap, per cell (Pearson r)", "table", arch.fsp_correlations(searched))
+    for name, plot, title in figures:
+        files[name] = out_dir / f"{name}.png"
+        plot(searched, files[name])
+        rep.add(title, "figure", files[name].name)
+    best = searched.sort_values(arch.ROBUST, ascending=False).iloc[0]
+    files["best_cell"] = out_dir / "best_cell.png"
+    code = json.loads(str(best["arch"]))["arch"]
+    arch.cell_drawing(code, files["best_cell"], title=f"best: {code}")
+    rep.add("The best architecture's (first) cell (supp. Fig. 2)", "figure", "best_cell.png")
 
 
 def _proxy(res: SweepResults, done: pd.DataFrame, rep: Report, compare: str | Path | None) -> None:

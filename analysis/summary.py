@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from tune_robust.analysis.architectures import ranking_per_group
 from tune_robust.analysis.plots import transfer_heatmap, transfer_matrix
 from tune_robust.analysis.stats import cost_totals
 from tune_robust.runner import Plan, varying_keys
@@ -38,6 +39,8 @@ def summarize(p: Plan, dashboard: str | None = None, top: int = 10) -> dict[str,
             out["warnings"].append(f"trial {r['trial_id']}: {r['sanity_messages']}")
     if p.spec.inputs == "pairs":
         out["table"], out["extra_files"] = _transfer_outputs(p)
+    elif p.spec.rank_within and len(ok) and p.spec.rank_within in ok:
+        out["table"] = ranking_per_group(ok, by=p.spec.rank_within, metric=p.spec.rank_by, top=3)
     elif len(ok) and p.spec.rank_by in ok:
         keys = [k for k in varying_keys(p) if not k.startswith(("upstream.", "eval.label"))]
         metrics = [c for c in ok if c.startswith("test_") and c.endswith("_acc")]

@@ -14,8 +14,8 @@ import random
 from typing import Any
 
 from tune_robust.errors import ConfigError
-from tune_robust.models.robnet_codes import EDGES, arch_stats, format_code
-from tune_robust.sweeps import Grid, SweepSpec, Upstream, register_sweep
+from tune_robust.models.robnet_codes import CODES, EDGES, LARGE, arch_stats, format_code
+from tune_robust.sweeps import Grid, SweepSpec, Upstream, Variants, register_sweep
 
 # Separable convs per cell of each computational budget: the conv counts whose networks (C = 36, 20
 # cells) have Table 3's sizes (RobNet-small 4.41M: 7 convs give 4.3-4.4M; medium 5.66M: 10 give
@@ -32,7 +32,7 @@ PGD7 = {"name": "pgd", "eps": "auto", "step": "eps/4", "steps": 7}
 
 SUPERNET_PAPER: dict[str, Any] = {
     "data": {"dataset": "cifar10", "val_fraction": 0.02},
-    "model": {"arch": "robnet_supernet", "channels": 36, "layers": 20, "share": True},
+    "model": {"arch": "robnet_supernet", "channels": 36, "layers": 20},
     "train": {
         "epochs": 60,
         "batch_size": 128,
@@ -53,7 +53,7 @@ SUPERNET_PAPER: dict[str, Any] = {
 # eps 0.1, tested on 200 images: the whole chain runs in about a minute on 2 cores.
 SUPERNET_SMOKE: dict[str, Any] = {
     "data": {"dataset": "digits", "val_fraction": 0.15, "train_limit": 640},
-    "model": {"arch": "robnet_supernet", "channels": 4, "layers": 5, "share": True},
+    "model": {"arch": "robnet_supernet", "channels": 4, "layers": 5},
     "train": {
         "epochs": 2,
         "batch_size": 64,
@@ -113,7 +113,9 @@ def robnet_supernet() -> SweepSpec:
         description="RobNet one-shot supernet: PGD-AT of a random sub-network per batch (Algorithm 1)",
         trainable="adversarial_training",
         fidelities={"smoke": SUPERNET_SMOKE, "paper": SUPERNET_PAPER},
-        space={"model.sample": Grid(["bernoulli"])},
+        # Cell-based (one code shared by all cells; robnet_finetune) and cell-free (one per cell;
+        # robnet_free_search) supernets, each a trial.
+        space={"model.share": Grid([True, False]), "model.sample": Grid(["bernoulli"])},
         notes={
             "smoke": "digits (640 train), 5 cells x 4 channels, 2 epochs PGD-3 AT eps 0.1",
             "paper": "cifar10, 20 cells x 36 channels, 60 epochs PGD-7 AT 8/255 (epochs, LR: ours)",
@@ -135,10 +137,157 @@ def robnet_finetune() -> SweepSpec:
         },
         space={"model.code": Grid(finetune_codes(50, BUDGETS))},
         fidelity_space={"smoke": {"model.code": Grid(finetune_codes(1, BUDGETS))}},
-        upstream=(Upstream("init", sweep="robnet_supernet"),),
+        upstream=(Upstream("init", sweep="robnet_supernet", where={"model.share": True}),),
         rank_by="best_robust_acc",
+        rank_within="arch_sep_convs",
         notes={
             "smoke": "1 code per budget (7/10/13 convs), 1 epoch PGD-3 AT from the smoke supernet",
             "paper": "50 codes per budget, D >= 0.5, direct convs > 0.5, 3 epochs PGD-7 AT (LR 0.01: ours)",
+        },
+    )
+
+
+def free_codes(count: int, layers: int, seed: int = 0) -> list[str]:
+    """``count`` distinct cell-free codes (one cell code per layer), every bit a fair coin: what the
+    cell-free supernet's bernoulli-0.5 sampler draws ("randomly sample 300 architectures from the
+    supernet", supplement Sec. 6). Deterministic in ``seed``."""
+    rng = random.Random(seed)
+    found: dict[str, None] = {}
+    while len(found) < count:
+        cells = [tuple(rng.choice(CODES) for _ in range(EDGES)) for _ in range(layers)]
+        found[format_code(cells)] = None
+    return list(found)
+
+
+# Supplement Sec. 6: "calculate the average FSP matrix distance for last 10 cells of each sampled
+# network ... set the threshold to be 0.006, which leads to 68 remaining architectures" (of 300). The
+# distance's normalisation is tune_robust.evaluation.fsp's; x' is the training attack (PGD-7).
+FSP_PAPER = {"fsp": True, "fsp_threshold": 0.006, "fsp_cells": 10, "fsp_examples": 256}
+# Smoke (5 cells): the last 3 cells (those after the first reduction), on 128 validation images, at a
+# threshold that rejects about half of the smoke supernet's samples (measured: README, "RobNet search").
+FSP_SMOKE = {"fsp": True, "fsp_threshold": 0.05, "fsp_cells": 3, "fsp_examples": 128}
+
+
+def _free_finetune(
+    supernet: dict[str, Any], epochs: int, lr: float, screen: dict[str, Any]
+) -> dict[str, Any]:
+    return {**_finetune(supernet, epochs, lr), "screen": screen}
+
+
+@register_sweep
+def robnet_free_search() -> SweepSpec:
+    """Supplement Sec. 6, cell-free: sampled architectures screened by their FSP-matrix distance
+    (inherited weights, clean vs PGD inputs, last 10 cells), survivors finetuned 3 epochs; the best is
+    RobNet-free. A screened-out trial is a row with its distances and ``screened_out`` true."""
+    return SweepSpec(
+        name="robnet_free_search",
+        description="RobNet cell-free search: FSP-distance screen of sampled codes, 3-epoch PGD-AT finetunes",
+        trainable="adversarial_training",
+        fidelities={
+            "smoke": _free_finetune(SUPERNET_SMOKE, epochs=1, lr=0.02, screen=FSP_SMOKE),
+            "paper": _free_finetune(SUPERNET_PAPER, epochs=3, lr=0.01, screen=FSP_PAPER),
+        },
+        space={"model.code": Grid(free_codes(300, layers=20))},
+        fidelity_space={"smoke": {"model.code": Grid(free_codes(4, layers=5))}},
+        upstream=(Upstream("init", sweep="robnet_supernet", where={"model.share": False}),),
+        rank_by="best_robust_acc",
+        notes={
+            "smoke": "4 cell-free codes (5 cells), FSP screen: last 3 cells at 0.05; 1 epoch PGD-3 AT",
+            "paper": "300 cell-free codes, FSP screen over the last 10 cells at 0.006, 3 epochs PGD-7 AT",
+        },
+    )
+
+
+# Supplement Table 1 (CIFAR): SGD momentum 0.9, 200 epochs, LR 0.1 decayed x0.1 at epochs 100 and 150,
+# PGD-7 at 8/255 step 2/255. Not in the table, from the authors' release: weight decay 1e-4, none on
+# BatchNorm and biases. Batch 128: ours (the release trains at 1536 across GPUs with another schedule).
+RETRAIN_PAPER: dict[str, Any] = {
+    "data": {"dataset": "cifar10", "val_fraction": 0.02},
+    "model": {"arch": "robnet", "channels": 36, "layers": 20},
+    "train": {
+        "epochs": 200,
+        "batch_size": 128,
+        "lr": 0.1,
+        "momentum": 0.9,
+        "weight_decay": 1e-4,
+        "exclude_norm_bias_decay": True,
+        "schedule": "multistep",
+        "milestones": (100, 150),
+        "lr_gamma": 0.1,
+    },
+    "method": {"name": "pgd_at"},
+    "attack": PGD7,
+    "eval_attack": {"name": "pgd", "eps": "auto", "step": "eps/4", "steps": 20},
+    # Table 3 reports PGD-100; the suite adds FGSM, PGD-20, MIM, CW-inf and AutoAttack.
+    "eval": {"attacks": ("fgsm", "pgd20", "pgd100", "mim", "cw_inf", "aa")},
+}
+# Smoke: all of digits' training split, 4 epochs at LR 0.1 (2 epochs on 640 images stay at chance
+# from scratch; 4 reach about 70% PGD-10 accuracy for RobNet-large's code at 4 channels).
+RETRAIN_SMOKE: dict[str, Any] = {
+    **SUPERNET_SMOKE,
+    "data": {**SUPERNET_SMOKE["data"], "train_limit": 0},
+    "model": {"arch": "robnet", "channels": 4, "layers": 5},
+    "train": {**SUPERNET_SMOKE["train"], "epochs": 4, "lr": 0.1, "select_by": "auto"},
+    "method": {"name": "pgd_at"},
+}
+
+
+@register_sweep
+def robnet_retrain() -> SweepSpec:
+    """The chosen architectures trained from scratch (supplement Table 1), next to the published ones:
+    the best finetuned code of each budget (robnet_finetune) and the best cell-free code
+    (robnet_free_search), whichever of those sweeps has been run in the same results dir."""
+    published_paper = [
+        {"model": {"arch": name}, "eval.label": f"published:{name}"}
+        for name in ("robnet_large", "robnet_free", "robnet_large_v2")
+    ]
+    return SweepSpec(
+        name="robnet_retrain",
+        description="RobNet: searched and published architectures trained from scratch (Table 1 recipe)",
+        trainable="adversarial_training",
+        fidelities={"smoke": RETRAIN_SMOKE, "paper": RETRAIN_PAPER},
+        # Two seeds at the paper fidelity: robnet_transfer's Table 4 crafts on the other seed's copy.
+        space={"arch": Variants(published_paper), "train.seed": Grid([0, 1])},
+        fidelity_space={
+            "smoke": {"arch": Variants([{"model.code": LARGE, "eval.label": "published:robnet_large code"}])}
+        },
+        upstream=(
+            Upstream(
+                "arch", sweep="robnet_finetune", kind="architectures", per="arch_sep_convs", optional=True
+            ),
+            Upstream("free_arch", sweep="robnet_free_search", kind="architectures", optional=True),
+        ),
+        rank_by="best_robust_acc",
+        notes={
+            "smoke": "RobNet-large's code at 5 cells x 4 channels + the searched codes, 4 epochs PGD-3 AT",
+            "paper": "published + searched RobNets, 200 epochs PGD-7 AT, LR 0.1 x0.1 at 100/150, 2 seeds",
+        },
+    )
+
+
+@register_sweep
+def robnet_transfer() -> SweepSpec:
+    """Supplement Table 4: the black-box matrix between the retrained networks (robnet_retrain in the
+    same results dir unless --checkpoint/--from-sweep say otherwise); at the paper fidelity each source's
+    PGD-100 examples come from its independently trained copy (the retrain's other seed)."""
+    return SweepSpec(
+        name="robnet_transfer",
+        description="RobNet Table 4: transfer (black-box) PGD matrix between the retrained networks",
+        trainable="transfer",
+        fidelities={
+            "smoke": {"data": {"dataset": "digits", "val_fraction": 0.0}, "eval": {"attacks": ("pgd20",)}},
+            "paper": {
+                "data": {"dataset": "cifar10", "val_fraction": 0.0},
+                "eval": {"attacks": ("pgd100",), "transfer_protocol": "independent_copy"},
+            },
+        },
+        metric="trial_seconds",
+        mode="min",
+        rank_by="trial_seconds",
+        inputs="pairs",
+        default_from=("robnet_retrain",),
+        notes={
+            "smoke": "digits; PGD-20 eps 0.1 crafted on each source itself (one seed per network)",
+            "paper": "cifar10; PGD-100 8/255 crafted on each source's other-seed copy (robnet_retrain)",
         },
     )

@@ -57,6 +57,13 @@ def adversarial_training(config: dict[str, Any]) -> None:
         trainer.elapsed = before + time.time() - started
         return trainer.elapsed
 
+    if trainer.needs_screen:  # a check of the inherited weights (RobNet's FSP screen) before epoch 1
+        screened = trainer.screen()
+        if trainer.stopped:  # rejected: a row with its numbers, no training, no checkpoint
+            # (NaN objectives: Ray Tune expects its metric in every report; schedulers skip NaN.)
+            nan = dict.fromkeys(("val_robust_acc", "val_clean_acc", "best_val_robust_acc"), float("nan"))
+            tune.report({**static, **nan, **screened, "completed": True, "trial_seconds": wall_seconds()})
+            return
     if trainer.finished:  # restored after the final epoch: only the test numbers may be missing
         final = {**trainer.final_metrics(), "epoch_history": trainer.history, "completed": True}
         tune.report({**static, **trainer.last_metrics, **final, "trial_seconds": wall_seconds()})

@@ -9,6 +9,7 @@ A trial config is a nested dict with five sections (this is what Ray Tune sees a
      "attack": {"name": "pgd", <attack fields>},       # used by the training method
      "eval_attack": {"name": "pgd", <attack fields>},  # per-epoch validation (best-epoch selection)
      "eval": {...EvalConfig fields...},                # the final test evaluation suite
+     "screen": {...ScreenConfig fields...},            # a check of the initial weights before training
      "upstream": {<artifact name>: <path>}}           # filled by the runner for multi-stage sweeps
 
 Flat dotted keys (``train.epochs``, ``model.depths``) address single values for ``--set`` and are the
@@ -33,6 +34,7 @@ __all__ = [
     "ComponentSpec",
     "DataConfig",
     "EvalConfig",
+    "ScreenConfig",
     "TrainConfig",
     "TrialConfig",
     "apply_override",
@@ -40,7 +42,7 @@ __all__ = [
     "valid_keys",
 ]
 
-SECTIONS = ("data", "model", "train", "method", "attack", "eval_attack", "eval", "upstream")
+SECTIONS = ("data", "model", "train", "method", "attack", "eval_attack", "eval", "screen", "upstream")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -143,6 +145,29 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class ScreenConfig:
+    """A check of a trial's initial (inherited) weights before any training; a rejected trial stops
+    there (RobNet's cell-free search: the FSP-matrix distance of tune_robust.evaluation.fsp)."""
+
+    # Compute the FSP distance between clean and training-attack inputs before the first epoch.
+    fsp: bool = False
+    # Keep the architecture only if its distance (mean over the last fsp_cells cells) is at most this;
+    # None: record the distances, reject nothing.
+    fsp_threshold: float | None = None
+    fsp_cells: int = 10
+    # On the first N examples of the validation split (of the training split when there is none).
+    fsp_examples: int = 256
+
+    def __post_init__(self) -> None:
+        if self.fsp_cells < 1 or self.fsp_examples < 1:
+            raise ConfigError("screen.fsp_cells and screen.fsp_examples must be >= 1")
+        if self.fsp_threshold is not None and self.fsp_threshold < 0:
+            raise ConfigError(f"screen.fsp_threshold must be >= 0 (or None), got {self.fsp_threshold}")
+        if self.fsp_threshold is not None and not self.fsp:
+            raise ConfigError("screen.fsp_threshold needs screen.fsp=true")
+
+
+@dataclass(frozen=True)
 class TrialConfig:
     data: DataConfig
     model: ComponentSpec
@@ -151,6 +176,7 @@ class TrialConfig:
     attack: ComponentSpec
     eval_attack: ComponentSpec
     eval: EvalConfig = field(default_factory=EvalConfig)
+    screen: ScreenConfig = field(default_factory=ScreenConfig)
     upstream: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -178,6 +204,7 @@ class TrialConfig:
             attack=attack,
             eval_attack=_attack_spec(cfg.get("eval_attack", {"name": "none"}), dataset),
             eval=evaluation,
+            screen=_dataclass_from(ScreenConfig, cfg.get("screen", {}), "screen"),
             upstream={str(k): str(v) for k, v in dict(cfg.get("upstream", {})).items()},
         )
 
@@ -190,11 +217,12 @@ class TrialConfig:
             "attack": {"name": self.attack.name, **self.attack.kwargs},
             "eval_attack": {"name": self.eval_attack.name, **self.eval_attack.kwargs},
             "eval": dataclasses.asdict(self.eval),
+            "screen": dataclasses.asdict(self.screen),
             "upstream": dict(self.upstream),
         }
 
 
-_DC = typing.TypeVar("_DC", DataConfig, TrainConfig, EvalConfig)
+_DC = typing.TypeVar("_DC", DataConfig, TrainConfig, EvalConfig, ScreenConfig)
 
 
 def _dataclass_from(cls: type[_DC], values: Mapping[str, Any], section: str) -> _DC:
@@ -259,6 +287,7 @@ def valid_keys(cfg: Mapping[str, Any]) -> dict[str, Any]:
         ("data", DataConfig),
         ("train", TrainConfig),
         ("eval", EvalConfig),
+        ("screen", ScreenConfig),
     )
     for section, cls in sections:
         for name, tp in builder_params(cls).items():

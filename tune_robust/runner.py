@@ -10,13 +10,13 @@ import copy
 import json
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from tune_robust.config import TrialConfig, apply_override, flatten
 from tune_robust.errors import ConfigError
-from tune_robust.sweeps import SweepSpec, Variants, get_sweep, set_dotted
+from tune_robust.sweeps import SweepSpec, Upstream, Variants, get_sweep, set_dotted
 
 SWEEP_FILE = "sweep.json"
 TUNE_DIR = "tune"
@@ -304,6 +304,9 @@ def _checkpoint_points(spec: SweepSpec, options: RunOptions, base: dict[str, Any
             "--craft-on / --craft-on-sweep name the copies a transfer sweep crafts on: use them with "
             "sweep transfer and --set eval.transfer_protocol=independent_copy (its paper fidelity)"
         )
+    if spec.default_from and not (options.checkpoints or options.from_sweeps):
+        results = Path(options.results_dir).expanduser().resolve()
+        options = replace(options, from_sweeps=tuple(str(results / name) for name in spec.default_from))
     found = checkpoint_list(options, first_seed_only=independent and not options.craft_on_sweeps)
     if not found:
         raise ConfigError(
@@ -482,24 +485,83 @@ def _write_state(p: Plan, command: str) -> None:
 
 
 def resolve_upstream(p: Plan) -> None:
-    """Fill ``config["upstream"]`` from finished upstream sweeps in the same results dir."""
+    """Fill ``config["upstream"]`` from finished upstream sweeps in the same results dir, and add the
+    trials of ``kind="architectures"`` upstreams (see ``tune_robust.sweeps.Upstream``)."""
+    added: list[dict[str, Any]] = []
+    for up in p.spec.upstream:
+        df = _upstream_rows(p, up)
+        if df is None:
+            continue
+        if up.kind == "checkpoint":
+            best = df.sort_values(up.metric, ascending=False).iloc[0]
+            for cfg in p.configs:
+                cfg.setdefault("upstream", {})[up.name] = str(best["checkpoint_path"])
+        else:
+            added.extend(_architecture_trials(p, up, df))
+    if added:
+        _validate(added)
+        p.configs.extend(added)
+        p.strategy["num_samples"] = _search_method(p.options.search).num_samples(
+            len(p.configs), p.options.num_samples
+        )
+
+
+def _upstream_rows(p: Plan, up: Upstream) -> Any:
+    """The upstream sweep's finished rows with a checkpoint and ``up.metric`` (None: an optional one
+    that has not been run)."""
     import pandas as pd
 
-    for up in p.spec.upstream:
-        table = Path(p.options.results_dir).expanduser().resolve() / up.sweep / "trials.parquet"
-        if not table.exists():
-            raise ConfigError(
-                f"sweep {p.spec.name!r} starts from the best checkpoint of sweep {up.sweep!r}, "
-                f"which has no results in {table.parent}; run `python sweep.py {up.sweep}` first "
-                f"(with the same --results-dir)"
+    table = Path(p.options.results_dir).expanduser().resolve() / up.sweep / "trials.parquet"
+    if not table.exists():
+        if up.optional:
+            print(
+                f"note: sweep {up.sweep!r} has no results in {table.parent}: its architectures are not added"
             )
-        df = pd.read_parquet(table)
-        df = df[(df["status"] == "TERMINATED") & df["checkpoint_path"].notna()]
-        if df.empty or up.metric not in df:
-            raise ConfigError(f"sweep {up.sweep!r} has no finished trial with a checkpoint and {up.metric!r}")
-        best = df.sort_values(up.metric, ascending=False).iloc[0]
-        for cfg in p.configs:
+            return None
+        raise ConfigError(
+            f"sweep {p.spec.name!r} starts from the best checkpoint of sweep {up.sweep!r}, "
+            f"which has no results in {table.parent}; run `python sweep.py {up.sweep}` first "
+            f"(with the same --results-dir)"
+        )
+    df = pd.read_parquet(table)
+    df = df[(df["status"] == "TERMINATED") & df["checkpoint_path"].notna()]
+    for key, value in up.where.items():
+        df = df[df[key] == value] if key in df else df.iloc[0:0]
+    if up.metric in df:
+        df = df[df[up.metric].notna()]
+    wanted = f" with {dict(up.where)}" if up.where else ""
+    if df.empty or up.metric not in df:
+        raise ConfigError(
+            f"sweep {up.sweep!r} has no finished trial{wanted} with a checkpoint and {up.metric!r}; "
+            f"run `python sweep.py {up.sweep}` (with the same --results-dir) until one finishes"
+        )
+    if up.kind == "architectures" and ("arch" not in df or (up.per and up.per not in df)):
+        raise ConfigError(f"sweep {up.sweep!r} has no architecture records (arch, {up.per}) to take")
+    return df
+
+
+def _architecture_trials(p: Plan, up: Upstream, df: Any) -> list[dict[str, Any]]:
+    """One trial per (group winner, distinct non-model setting of the grid's trials)."""
+    from tune_robust.models.oneshot import read_record
+
+    groups = list(df.groupby(up.per, sort=True)) if up.per else [(None, df)]
+    settings: dict[str, dict[str, Any]] = {}
+    for cfg in p.configs:
+        rest = {k: v for k, v in copy.deepcopy(cfg).items() if k != "model"}
+        rest.get("eval", {}).pop("label", None)
+        settings.setdefault(json.dumps(rest, sort_keys=True, default=str), rest)
+    out = []
+    for value, group in groups:
+        best = group.sort_values(up.metric, ascending=False).iloc[0]
+        record = read_record(str(best["arch"]))
+        label = f"{up.sweep}:{up.per}={value:g}" if up.per else f"{up.sweep}:best"
+        for rest in settings.values():
+            cfg = copy.deepcopy(rest)
+            cfg["model"] = {**p.base.get("model", {}), **record["model"]}
+            cfg.setdefault("eval", {})["label"] = label
             cfg.setdefault("upstream", {})[up.name] = str(best["checkpoint_path"])
+            out.append(cfg)
+    return out
 
 
 def _restart_unsnapshotted(p: Plan) -> bool:

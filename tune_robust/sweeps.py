@@ -44,15 +44,35 @@ class Variants:
 
 @dataclass(frozen=True)
 class Upstream:
-    """An artifact a trial needs from another stage, passed as ``config["upstream"][name]`` (a path).
+    """What a stage takes from an earlier sweep in the same results dir (the runner refuses with a
+    clear message if that sweep has not been run).
 
-    ``sweep``: take the checkpoint of that sweep's best finished trial (by ``metric``) from the same
-    results dir; the runner refuses with a clear message if that sweep has not been run.
+    ``kind="checkpoint"``: every trial gets ``config["upstream"][name]`` = the checkpoint of that
+    sweep's best finished trial by ``metric`` (e.g. the supernet whose weights a finetune inherits).
+
+    ``kind="architectures"``: the sweep's searched architectures become trials of this one: the best
+    trial (by ``metric``) of each value of the column ``per`` (e.g. the budget; None: one best overall)
+    gives its architecture record's model section, merged over this sweep's base model section
+    (channels, layers stay this sweep's), trained from scratch under every other setting the grid's
+    trials have (e.g. each seed); ``eval.label`` says where it came from, ``upstream[name]`` names that
+    trial's checkpoint (provenance only). ``optional``: without that sweep, say so and skip it.
+
+    ``where``: only rows whose columns have these values (e.g. ``{"model.share": False}``).
     """
 
     name: str
     sweep: str
     metric: str = "best_robust_acc"
+    kind: Literal["checkpoint", "architectures"] = "checkpoint"
+    per: str | None = None
+    where: Mapping[str, Any] = field(default_factory=dict)
+    optional: bool = False
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("checkpoint", "architectures"):
+            raise ValueError(f"Upstream kind must be 'checkpoint' or 'architectures', got {self.kind!r}")
+        if self.kind == "checkpoint" and (self.per or self.optional):
+            raise ValueError("Upstream per/optional apply to kind='architectures' only")
 
 
 @dataclass(frozen=True)
@@ -71,6 +91,8 @@ class SweepSpec:
     metric: str = "val_robust_acc"
     mode: str = "max"
     rank_by: str = "best_robust_acc"
+    # Rank within each value of this column (e.g. "arch_sep_convs": RobNet's pick per budget).
+    rank_within: str | None = None
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
     upstream: tuple[Upstream, ...] = ()
@@ -79,6 +101,9 @@ class SweepSpec:
     # Where the trials come from: the grid ("grid"), one trial per --checkpoint/--from-sweep checkpoint
     # ("checkpoints": upstream.model), or one per source with every checkpoint as a target ("pairs").
     inputs: Literal["grid", "checkpoints", "pairs"] = "grid"
+    # For checkpoint inputs: sweeps of the same results dir taken (as --from-sweep) when the command
+    # names no --checkpoint or --from-sweep.
+    default_from: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if "smoke" not in self.fidelities:

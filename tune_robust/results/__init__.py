@@ -26,6 +26,9 @@ trials.parquet, one row per finished or failed trial, keyed by ``trial_id``:
     (last_test_clean_acc, last_test_<label>_acc, last_stability_<label>, last_sanity_<flag>, ...).
     evaluate/transfer sweeps add checkpoint and checkpoint_label (their config has upstream.model or
     upstream.source, and upstream.targets = number of targets).
+    A searched architecture (tune_robust.models.oneshot): arch (its versioned record, JSON) and arch_*
+    (its statistics, e.g. arch_density); with screen.fsp: fsp_cell_<i> per cell, fsp_distance,
+    fsp_examples and screened_out (true: rejected by screen.fsp_threshold, no training, no test columns).
 
 epochs.parquet, one row per trial and epoch, keyed by (trial_id, epoch):
     schema_version, sweep, trial_id, epoch, train_loss, train_acc, lr, train_seconds, train_examples,

@@ -22,9 +22,10 @@ EPOCHS_FILE = "epochs.parquet"
 # Extra tables a trial may report (``eval_tables`` in its final result), one file each, keyed by trial.
 TABLES = ("lipschitz", "acc_vs_eps", "acc_vs_steps", "transfer")
 # Final-report keys with these prefixes are evaluation-suite columns of trials.parquet.
-EVAL_PREFIXES = ("test_", "stability_", "lipschitz_", "sanity_", "last_test_", "last_stability_", "last_lipschitz_", "last_sanity_", "last_suspect_", "arch_")
-# "arch": a searched architecture's versioned record (JSON), "arch_*" its statistics.
-EVAL_KEYS = ("suspect_gradient_masking", "eval_attacks", "attack_grad_passes", "eval_suite_seconds", "checkpoint", "checkpoint_label", "arch")
+EVAL_PREFIXES = ("test_", "stability_", "lipschitz_", "sanity_", "last_test_", "last_stability_", "last_lipschitz_", "last_sanity_", "last_suspect_", "arch_", "fsp_")
+# "arch": a searched architecture's versioned record (JSON), "arch_*" its statistics; "fsp_*" and
+# "screened_out": the FSP screen of its inherited weights (tune_robust.training.loop.Trainer.screen).
+EVAL_KEYS = ("suspect_gradient_masking", "eval_attacks", "attack_grad_passes", "eval_suite_seconds", "checkpoint", "checkpoint_label", "arch", "screened_out")
 
 TRIAL_METRICS = (
     "params",

@@ -26,6 +26,7 @@ from tune_robust.config import TrainConfig, TrialConfig
 from tune_robust.data import TrialData, batches, prepare_data
 from tune_robust.errors import ConfigError
 from tune_robust.evaluation import evaluate
+from tune_robust.evaluation.fsp import fsp_distance
 from tune_robust.evaluation.suite import run_suite
 from tune_robust.models import count_params, create_model
 from tune_robust.models.checkpoint import MODEL_FILE
@@ -175,6 +176,37 @@ class Trainer:
         # runs of this trial (before a restart).
         self.cost: dict[str, int] = dict.fromkeys(COST_KEYS, 0)
         self.elapsed = 0.0
+        # The screen's numbers (cfg.screen) once it ran; {} before, or without a screen.
+        self.screened: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------ screen
+
+    @property
+    def needs_screen(self) -> bool:
+        return self.cfg.screen.fsp and not self.screened
+
+    def screen(self) -> dict[str, Any]:
+        """Screen the initial (inherited) weights before the first epoch: each cell's FSP distance
+        between clean and training-attack inputs (``fsp_cell_<i>``) and their mean over the last
+        ``screen.fsp_cells`` cells (``fsp_distance``). Above ``screen.fsp_threshold`` the trial stops
+        here (``stopped`` = "screened_out"): RobNet's cell-free search finetunes only the others."""
+        sc = self.cfg.screen
+        split = self.data.val if len(self.data.val) else self.data.train
+        split = split.head(sc.fsp_examples)
+        cells = fsp_distance(self.model, batches(split, self.cfg.eval.batch_size), self.train_attack)
+        if len(cells) < sc.fsp_cells:
+            raise ConfigError(f"screen.fsp_cells={sc.fsp_cells}, but the model has {len(cells)} cells")
+        distance = sum(cells[-sc.fsp_cells :]) / sc.fsp_cells
+        passed = sc.fsp_threshold is None or distance <= sc.fsp_threshold
+        self.screened = {
+            **{f"fsp_cell_{i}": d for i, d in enumerate(cells)},
+            "fsp_distance": distance,
+            "fsp_examples": len(split),
+            "screened_out": not passed,
+        }
+        if not passed:
+            self.stopped = "screened_out"
+        return dict(self.screened)
 
     # ------------------------------------------------------------------ training
 
@@ -306,6 +338,7 @@ class Trainer:
         out["best_clean_acc"] = best["clean_acc"]
         out["best_robust_acc"] = best["worst_acc"]
         out["test_examples"] = len(self.data.test)
+        out.update(self.screened)
         record = record_of(self.model)
         if record is not None:  # a searched architecture: its record and statistics are columns
             out["arch"] = json.dumps(record, sort_keys=True)
@@ -352,6 +385,7 @@ class Trainer:
             "scaler": self.scaler.state_dict(),
             "cost": self.cost,
             "elapsed": self.elapsed,
+            "screened": self.screened,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -373,6 +407,7 @@ class Trainer:
             self.scaler.load_state_dict(state["scaler"])
         self.cost = dict.fromkeys(COST_KEYS, 0) | dict(state.get("cost", {}))
         self.elapsed = float(state.get("elapsed", 0.0))
+        self.screened = dict(state.get("screened", {}))
 
     def save(self, directory: str | Path) -> None:
         """Write the full training state, the best model (with what built it) and the trial config.
