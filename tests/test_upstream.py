@@ -56,3 +56,65 @@ def test_stage_starts_from_upstream_best_checkpoint(tmp_path, capsys):
     assert main(["test_finetune_stage", "--resume", *common]) == 0, capsys.readouterr().err
     again = pd.read_parquet(tmp_path / "test_finetune_stage" / "trials.parquet")
     assert len(again) == 1 and again.iloc[0]["trial_id"] == stage["trial_id"]
+
+
+def _finetune_rows(directory, rows):
+    import json
+
+    import pandas as pd
+
+    from tune_robust.models.oneshot import arch_record
+    from tune_robust.models.robnet import RobNetSpace
+
+    out = []
+    for i, (convs, acc, code) in enumerate(rows):
+        record = arch_record(RobNetSpace(5, True), RobNetSpace(5, True).from_text(code))
+        out.append(
+            {
+                "trial_id": f"t{i}",
+                "status": "TERMINATED",
+                "checkpoint_path": f"/ckpt/{i}",
+                "best_robust_acc": acc,
+                "arch": json.dumps(record),
+                "arch_sep_convs": float(convs),
+                "model.share": True,
+            }
+        )
+    directory.mkdir(parents=True)
+    pd.DataFrame(out).to_parquet(directory / "trials.parquet")
+
+
+def test_architecture_upstreams_add_each_budgets_winner_under_every_setting(tmp_path, capsys):
+    """robnet_retrain: the best finetuned code per budget becomes a trial (trained from scratch at
+    this sweep's size, under each seed the grid has), next to the published architectures."""
+    from tune_robust.models.robnet_codes import LARGE
+    from tune_robust.runner import RunOptions, plan, resolve_upstream
+
+    a, b, c = (LARGE.replace("11", x, 1) for x in ("01", "10", "00"))
+    _finetune_rows(tmp_path / "robnet_finetune", [(7, 0.3, a), (7, 0.5, b), (13, 0.4, c)])
+    options = RunOptions(results_dir=str(tmp_path), sets=("train.seed=3",))
+    p = plan("robnet_retrain", options)
+    assert len(p.configs) == 1
+    resolve_upstream(p)
+    assert "robnet_free_search" in capsys.readouterr().out  # optional, not run: said, skipped
+    assert [c["eval"]["label"] for c in p.configs] == [
+        "published:robnet_large code",
+        "robnet_finetune:arch_sep_convs=7 (t1)",
+        "robnet_finetune:arch_sep_convs=13 (t2)",
+    ]
+    seven, thirteen = p.configs[1:]
+    assert seven["model"] == {"arch": "robnet", "channels": 4, "layers": 5, "code": b}  # 0.5 beats 0.3
+    assert thirteen["model"]["code"] == c
+    assert not seven.get("upstream") and seven["train"]["seed"] == 3  # from scratch, same setting
+    assert p.strategy["num_samples"] == 3
+
+
+def test_an_upstream_where_filter_with_no_match_is_one_clear_error(tmp_path):
+    from tune_robust.errors import ConfigError
+    from tune_robust.models.robnet_codes import LARGE
+    from tune_robust.runner import RunOptions, plan, resolve_upstream
+
+    _finetune_rows(tmp_path / "robnet_supernet", [(13, 0.4, LARGE)])  # a cell-based supernet only
+    p = plan("robnet_free_search", RunOptions(results_dir=str(tmp_path)))
+    with pytest.raises(ConfigError, match=r"no finished trial with \{'model.share': False\}"):
+        resolve_upstream(p)

@@ -555,11 +555,11 @@ def _architecture_trials(p: Plan, up: Upstream, df: Any) -> list[dict[str, Any]]
         best = group.sort_values(up.metric, ascending=False).iloc[0]
         record = read_record(str(best["arch"]))
         label = f"{up.sweep}:{up.per}={value:g}" if up.per else f"{up.sweep}:best"
+        label += f" ({best['trial_id']})"
         for rest in settings.values():
             cfg = copy.deepcopy(rest)
             cfg["model"] = {**p.base.get("model", {}), **record["model"]}
             cfg.setdefault("eval", {})["label"] = label
-            cfg.setdefault("upstream", {})[up.name] = str(best["checkpoint_path"])
             out.append(cfg)
     return out
 

@@ -54,8 +54,8 @@ class Upstream:
     trial (by ``metric``) of each value of the column ``per`` (e.g. the budget; None: one best overall)
     gives its architecture record's model section, merged over this sweep's base model section
     (channels, layers stay this sweep's), trained from scratch under every other setting the grid's
-    trials have (e.g. each seed); ``eval.label`` says where it came from, ``upstream[name]`` names that
-    trial's checkpoint (provenance only). ``optional``: without that sweep, say so and skip it.
+    trials have (e.g. each seed); ``eval.label`` says where it came from (sweep, group, trial id).
+    ``optional``: without that sweep, say so and skip it.
 
     ``where``: only rows whose columns have these values (e.g. ``{"model.share": False}``).
     """

@@ -8,6 +8,7 @@ normalisation as a layer (``mean``/``std``), since every attack here works in [0
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -94,8 +95,12 @@ def _fmt(v: Any) -> str:
 
 
 def describe_checkpoint(path: str | Path, others: Sequence[str | Path] = ()) -> str:
-    """A short label: ``wrn depths=9-7-1`` for ours (only options that differ from ``others``), the
-    file name for plain state dicts."""
+    """A short label: the trial's ``eval.label`` when its sweep set one (e.g. RobNet's retrain:
+    ``published:robnet_large``), else ``wrn depths=9-7-1`` for ours (only options that differ from
+    ``others``), the file name for plain state dicts."""
+    label = _trial_label(path)
+    if label:
+        return label
     info = checkpoint_info(path)
     if not info:
         return Path(path).stem
@@ -105,6 +110,14 @@ def describe_checkpoint(path: str | Path, others: Sequence[str | Path] = ()) -> 
         kwargs = {k: v for k, v in kwargs.items() if any(i.get("kwargs", {}).get(k) != v for i in infos)}
     kw = " ".join(f"{k}={_fmt(v)}" for k, v in sorted(kwargs.items()))
     return f"{info['arch']} {kw}".strip()
+
+
+def _trial_label(path: str | Path) -> str:
+    config = resolve_path(path).parent / "config.json"
+    try:
+        return str(json.loads(config.read_text()).get("eval", {}).get("label", ""))
+    except (OSError, ValueError, AttributeError):
+        return ""
 
 
 def load_checkpoint(
