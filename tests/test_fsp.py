@@ -102,7 +102,7 @@ def test_screen_options_are_validated():
     from tune_robust.config import ScreenConfig
     from tune_robust.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="needs screen.fsp=true"):
+    with pytest.raises(ConfigError, match=r"needs screen\.fsp=true"):
         ScreenConfig(fsp_threshold=0.1)
     with pytest.raises(ConfigError, match=">= 0"):
         ScreenConfig(fsp=True, fsp_threshold=-1)
