@@ -233,11 +233,12 @@ def _architectures(trials: pd.DataFrame, out_dir: Path, rep: Report, files: dict
 
     searched = arch.searched_rows(trials)
     if "screened_out" in trials:
-        out = trials["screened_out"].fillna(False).astype(bool)
+        done = trials[trials["status"] == "TERMINATED"]
+        out = done["screened_out"].fillna(False).astype(bool)
         rep.add(
             "FSP screen",
             "text",
-            f"{int((~out).sum())} of {len(trials)} sampled architectures passed the FSP-distance screen "
+            f"{int((~out).sum())} of {len(done)} sampled architectures passed the FSP-distance screen "
             f"(fsp_distance at most screen.fsp_threshold); the others were not finetuned.",
         )
     if not len(searched):

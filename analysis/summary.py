@@ -43,6 +43,8 @@ def summarize(p: Plan, dashboard: str | None = None, top: int = 10) -> dict[str,
         out["table"] = ranking_per_group(ok, by=p.spec.rank_within, metric=p.spec.rank_by, top=3)
     elif len(ok) and p.spec.rank_by in ok:
         keys = [k for k in varying_keys(p) if not k.startswith(("upstream.", "eval.label"))]
+        if "eval.label" in ok and "checkpoint_label" not in ok and ok["eval.label"].nunique() > 1:
+            keys.insert(0, "eval.label")  # trials an upstream added (robnet_retrain's searched codes)
         metrics = [c for c in ok if c.startswith("test_") and c.endswith("_acc")]
         cols = [*keys, "checkpoint_label", "params", "best_clean_acc", *metrics, p.spec.rank_by]
         cols += ["suspect_gradient_masking"]

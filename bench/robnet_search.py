@@ -62,7 +62,7 @@ def bench_step(data_dir: str) -> None:
     cfg = cifar_supernet(data_dir, channels=16, layers=8, share=True, train_limit=512, epochs=1)
     sup = Trainer(TrialConfig.from_dict(cfg))
     codes = [RobNetSpace(8, True).sample(torch.Generator().manual_seed(s)) for s in range(3)]
-    print(f"CIFAR subset, 512 images, batch 64, PGD-7 AT, C=16, 8 cells, 2 threads")
+    print("CIFAR subset, 512 images, batch 64, PGD-7 AT, C=16, 8 cells, 2 threads")
     print(f"supernet parameters {count_params(sup.model) / 1e6:.3f}M")
     rows = []
     for code in codes:
@@ -77,13 +77,15 @@ def bench_step(data_dir: str) -> None:
         t_sup = min(sup.train_epoch()["train_seconds"] for _ in range(2))
         rows.append((t_sup, t_alone))
         print(
-            f"  code {text[:20]}...: params {count_params(alone.model) / 1e6:.3f}M, standalone {t_alone:.2f} s/epoch, supernet on it {t_sup:.2f} s ({t_sup / t_alone:.2f}x)"
+            f"  code {text[:20]}...: params {count_params(alone.model) / 1e6:.3f}M, standalone "
+            f"{t_alone:.2f} s/epoch, supernet on it {t_sup:.2f} s ({t_sup / t_alone:.2f}x)"
         )
     sup.model.sampling = True
     t_sampled = min(sup.train_epoch()["train_seconds"] for _ in range(2))
     mean_alone = statistics.mean(a for _, a in rows)
     print(
-        f"  supernet sampling per batch (Algorithm 1): {t_sampled:.2f} s/epoch vs the 3 standalone networks' mean {mean_alone:.2f} s ({t_sampled / mean_alone:.2f}x)"
+        f"  supernet sampling per batch (Algorithm 1): {t_sampled:.2f} s/epoch vs the 3 standalone "
+        f"networks' mean {mean_alone:.2f} s ({t_sampled / mean_alone:.2f}x)"
     )
 
 
@@ -107,12 +109,16 @@ def screen(
 def report(name: str, dist: list[float], thresholds: dict[str, float]) -> None:
     q = statistics.quantiles(dist, n=20)
     print(
-        f"{name}: {len(dist)} codes; FSP distance min {min(dist):.4g}, 5% {q[0]:.4g}, median {statistics.median(dist):.4g}, 95% {q[-1]:.4g}, max {max(dist):.4g}"
+        f"{name}: {len(dist)} codes; FSP distance min {min(dist):.4g}, 5% {q[0]:.4g}, "
+        f"median {statistics.median(dist):.4g}, 95% {q[-1]:.4g}, max {max(dist):.4g}"
     )
     for label, t in thresholds.items():
         print(f"  survive at {label} = {t:g}: {sum(d <= t for d in dist)} of {len(dist)}")
     keep = round(68 / 300 * len(dist))  # the supplement kept 68 of 300
-    print(f"  threshold keeping {keep} of {len(dist)} (the supplement's share, 68/300): {sorted(dist)[keep - 1]:.4g}")
+    print(
+        f"  threshold keeping {keep} of {len(dist)} (the supplement's share, 68/300): "
+        f"{sorted(dist)[keep - 1]:.4g}"
+    )
 
 
 def bench_fsp(data_dir: str | None, n: int) -> None:
@@ -125,7 +131,8 @@ def bench_fsp(data_dir: str | None, n: int) -> None:
         smoke.run_epoch()
     dist = screen(smoke, free_codes(n, 5), 4, 5, FSP_SMOKE["fsp_cells"], FSP_SMOKE["fsp_examples"])
     report(
-        f"digits smoke supernet (5 cells x 4 channels, 2 epochs; last 3 cells, 128 val images) [{time.time() - t0:.0f} s]",
+        f"digits smoke supernet (5 cells x 4 channels, 2 epochs; last 3 cells, 128 val images) "
+        f"[{time.time() - t0:.0f} s]",
         dist,
         {"0.006 (supplement)": FSP_PAPER["fsp_threshold"], "smoke": FSP_SMOKE["fsp_threshold"]},
     )
@@ -137,7 +144,8 @@ def bench_fsp(data_dir: str | None, n: int) -> None:
     while not sup.finished:
         m = sup.run_epoch()
     print(
-        f"CIFAR cell-free supernet C=8, 20 cells, 3 epochs PGD-7 AT on 4,000 images: last epoch train acc {m['train_acc']:.3f} [{time.time() - t0:.0f} s]"
+        f"CIFAR cell-free supernet C=8, 20 cells, 3 epochs PGD-7 AT on 4,000 images: last epoch "
+        f"train acc {m['train_acc']:.3f} [{time.time() - t0:.0f} s]"
     )
     t0 = time.time()
     dist = screen(sup, free_codes(n, 20), 8, 20, FSP_PAPER["fsp_cells"], 64)
@@ -162,7 +170,8 @@ def bench_throughput() -> None:
 
         df = pd.read_parquet(Path(d) / "robnet_finetune" / "trials.parquet")
         print(
-            f"robnet_finetune smoke: {len(df)} trials at 2 concurrent in {wall:.1f} s wall (Ray start included): "
+            f"robnet_finetune smoke: {len(df)} trials at 2 concurrent in {wall:.1f} s wall "
+            f"(Ray start included): "
             f"{len(df) / wall * 3600:.0f} trials/hour; per trial {df['wall_seconds'].mean():.1f} s"
         )
 

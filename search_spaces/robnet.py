@@ -164,7 +164,7 @@ def free_codes(count: int, layers: int, seed: int = 0) -> list[str]:
 # distance's normalisation is tune_robust.evaluation.fsp's; x' is the training attack (PGD-7).
 FSP_PAPER = {"fsp": True, "fsp_threshold": 0.006, "fsp_cells": 10, "fsp_examples": 256}
 # Smoke (5 cells): the last 3 cells (those after the first reduction), on 128 validation images, at a
-# threshold that rejects about half of the smoke supernet's samples (measured: README, "RobNet search").
+# threshold that keeps a minority of the smoke supernet's samples (measured in bench/RESULTS.md).
 FSP_SMOKE = {"fsp": True, "fsp_threshold": 0.05, "fsp_cells": 3, "fsp_examples": 128}
 
 

@@ -34,14 +34,14 @@ class TwoCells(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.w = nn.Parameter(torch.ones(()))
-        self.record_features = False
-        self.features: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.feature_hook = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a = 2 * x * self.w
         b = a**2
-        if self.record_features:
-            self.features = [(x, a), (a, b)]
+        if self.feature_hook is not None:
+            self.feature_hook(x, a)
+            self.feature_hook(a, b)
         return b.mean((2, 3))
 
 
@@ -53,7 +53,14 @@ def test_cell_distance_is_the_mean_squared_fsp_difference():
     # cell 1: G = sum(a * a^2) / 4 = a^3: 8 vs 64 -> 56^2
     d = cell_distances(model, x, 2 * x)
     assert d == pytest.approx([36.0, 56.0**2])
-    assert not model.record_features and model.features == []  # recording is switched off after
+    assert model.feature_hook is None  # switched off after
+
+
+class Doubling(NoAttack):
+    """A deterministic 'attack': x' = 2x (the distance of a batch then depends on its examples)."""
+
+    def perturb(self, model, x, y):
+        return 2 * x
 
 
 def test_fsp_distance_weights_batches_by_size_and_restores_the_mode():
@@ -62,11 +69,12 @@ def test_fsp_distance_weights_batches_by_size_and_restores_the_mode():
     y = torch.zeros(5, dtype=torch.long)
     whole = fsp_distance(model, [(x, y)], NoAttack())
     assert whole == [0.0, 0.0] and model.training
+    doubled = Doubling()
+    one = fsp_distance(model, [(x, y)], doubled)
+    split = fsp_distance(model, [(x[:1], y[:1]), (x[1:], y[1:])], doubled)
+    assert all(v > 0 for v in one) and split == pytest.approx(one)  # weighted 1:4, not averaged 1:1
     pgd = create_attack("pgd", eps=0.1, step=0.05, steps=2)
-    torch.manual_seed(0)
-    split = fsp_distance(model, [(x[:2], y[:2]), (x[2:], y[2:])], pgd)
-    assert all(v > 0 for v in split)
-    with pytest.raises(TypeError, match="record cell features"):
+    with pytest.raises(TypeError, match="cell features"):
         fsp_distance(nn.Linear(2, 2), [(x, y)], pgd)
 
 

@@ -99,8 +99,8 @@ def test_architecture_upstreams_add_each_budgets_winner_under_every_setting(tmp_
     assert "robnet_free_search" in capsys.readouterr().out  # optional, not run: said, skipped
     assert [c["eval"]["label"] for c in p.configs] == [
         "published:robnet_large code",
-        "robnet_finetune:arch_sep_convs=7 (t1)",
-        "robnet_finetune:arch_sep_convs=13 (t2)",
+        "robnet_finetune:arch_sep_convs:7 (t1)",
+        "robnet_finetune:arch_sep_convs:13 (t2)",
     ]
     seven, thirteen = p.configs[1:]
     assert seven["model"] == {"arch": "robnet", "channels": 4, "layers": 5, "code": b}  # 0.5 beats 0.3
@@ -118,3 +118,36 @@ def test_an_upstream_where_filter_with_no_match_is_one_clear_error(tmp_path):
     p = plan("robnet_free_search", RunOptions(results_dir=str(tmp_path)))
     with pytest.raises(ConfigError, match=r"no finished trial with \{'model.share': False\}"):
         resolve_upstream(p)
+
+
+def test_architectures_of_an_unfinished_sweep_are_refused_and_a_resume_keeps_its_choice(tmp_path, capsys):
+    import json
+
+    from tune_robust.errors import ConfigError
+    from tune_robust.models.robnet_codes import LARGE
+    from tune_robust.runner import RunOptions, plan, resolve_upstream
+
+    _finetune_rows(tmp_path / "robnet_finetune", [(7, 0.3, LARGE.replace("11", "01", 1))])
+    state = {"fingerprint": {"strategy": {"num_samples": 3}}}
+    (tmp_path / "robnet_finetune" / "sweep.json").write_text(json.dumps(state))
+    p = plan("robnet_retrain", RunOptions(results_dir=str(tmp_path)))
+    with pytest.raises(ConfigError, match="has 1 of its 3 trials; finish it first"):
+        resolve_upstream(p)
+    # --resume of a retrain started earlier: its recorded trials stand, whatever the upstream holds now
+    first = plan("robnet_retrain", RunOptions(results_dir=str(tmp_path)))
+    chosen = {**first.configs[0], "model": {"arch": "robnet", "channels": 4, "layers": 5, "code": LARGE}}
+    (tmp_path / "robnet_retrain").mkdir()
+    record = {"fingerprint": {"configs": [*first.configs, chosen]}}
+    (tmp_path / "robnet_retrain" / "sweep.json").write_text(json.dumps(record))
+    again = plan("robnet_retrain", RunOptions(results_dir=str(tmp_path), resume=True))
+    resolve_upstream(again)
+    assert again.configs[1:] == json.loads(json.dumps([chosen]))  # as sweep.json holds it
+    assert "keeps the 1 upstream" in capsys.readouterr().out
+
+
+def test_robnet_transfer_without_a_retrain_says_what_to_run(tmp_path):
+    from tune_robust.errors import ConfigError
+    from tune_robust.runner import RunOptions, plan
+
+    with pytest.raises(ConfigError, match=r"run `python sweep.py robnet_retrain` first"):
+        plan("robnet_transfer", RunOptions(results_dir=str(tmp_path)))

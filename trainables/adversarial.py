@@ -62,7 +62,8 @@ def adversarial_training(config: dict[str, Any]) -> None:
         if trainer.stopped:  # rejected: a row with its numbers, no training, no checkpoint
             # (NaN objectives: Ray Tune expects its metric in every report; schedulers skip NaN.)
             nan = dict.fromkeys(("val_robust_acc", "val_clean_acc", "best_val_robust_acc"), float("nan"))
-            tune.report({**static, **nan, **screened, "completed": True, "trial_seconds": wall_seconds()})
+            final = {**nan, **screened, **trainer.cost, "completed": True, "trial_seconds": wall_seconds()}
+            tune.report({**static, **final})
             return
     if trainer.finished:  # restored after the final epoch: only the test numbers may be missing
         final = {**trainer.final_metrics(), "epoch_history": trainer.history, "completed": True}

@@ -306,6 +306,13 @@ def _checkpoint_points(spec: SweepSpec, options: RunOptions, base: dict[str, Any
         )
     if spec.default_from and not (options.checkpoints or options.from_sweeps):
         results = Path(options.results_dir).expanduser().resolve()
+        for name in spec.default_from:
+            if not (results / name / "trials.parquet").exists():
+                raise ConfigError(
+                    f"sweep {spec.name!r} takes the checkpoints of sweep {name!r}, which has no results in "
+                    f"{results / name}; run `python sweep.py {name}` first (same --results-dir), or name "
+                    f"checkpoints with --checkpoint / --from-sweep"
+                )
         options = replace(options, from_sweeps=tuple(str(results / name) for name in spec.default_from))
     found = checkpoint_list(options, first_seed_only=independent and not options.craft_on_sweeps)
     if not found:
@@ -373,7 +380,8 @@ def _validate(configs: Sequence[dict[str, Any]]) -> None:
             seen_models.add(key)
             info = DATASETS.get(tc.data.dataset)
             with torch.device("meta"):
-                create_model(tc.model.name, info.num_classes, info.shape[0], **tc.model.kwargs)
+                model = create_model(tc.model.name, info.num_classes, info.shape[0], **tc.model.kwargs)
+            _check_screen(tc, model)
         for key, path in tc.upstream.items():
             _check_checkpoint(key, path, tc.data.dataset)
         dkey = (tc.data.dataset, tc.data.data_dir)
@@ -382,6 +390,22 @@ def _validate(configs: Sequence[dict[str, Any]]) -> None:
             load_dataset(tc.data.dataset, tc.data.data_dir, tc.data.download)
     for cfg in configs:  # the driver downloaded what was needed; trials only read
         cfg.get("data", {}).pop("download", None)
+
+
+def _check_screen(tc: TrialConfig, model: Any) -> None:
+    """screen.fsp needs a model that reports its cells' features, with at least screen.fsp_cells."""
+    if not tc.screen.fsp:
+        return
+    cells = getattr(model, "cells", None)
+    if not hasattr(model, "feature_hook") or cells is None:
+        raise ConfigError(
+            f"screen.fsp=true: model {tc.model.name!r} does not report cell features; the FSP screen "
+            f"needs a cell network (robnet)"
+        )
+    if len(cells) < tc.screen.fsp_cells:
+        raise ConfigError(
+            f"screen.fsp_cells={tc.screen.fsp_cells}, but model {tc.model.name!r} has {len(cells)} cells"
+        )
 
 
 def _check_checkpoint(key: str, path: str, dataset: str) -> None:
@@ -486,9 +510,12 @@ def _write_state(p: Plan, command: str) -> None:
 
 def resolve_upstream(p: Plan) -> None:
     """Fill ``config["upstream"]`` from finished upstream sweeps in the same results dir, and add the
-    trials of ``kind="architectures"`` upstreams (see ``tune_robust.sweeps.Upstream``)."""
+    trials of ``kind="architectures"`` upstreams (see ``tune_robust.sweeps.Upstream``). On --resume the
+    architectures chosen when the sweep started are kept (sweep.json), whatever the upstream holds now."""
     added: list[dict[str, Any]] = []
     for up in p.spec.upstream:
+        if up.kind == "architectures" and _stored_configs(p) is not None:
+            continue
         df = _upstream_rows(p, up)
         if df is None:
             continue
@@ -498,11 +525,43 @@ def resolve_upstream(p: Plan) -> None:
                 cfg.setdefault("upstream", {})[up.name] = str(best["checkpoint_path"])
         else:
             added.extend(_architecture_trials(p, up, df))
+    stored = _stored_configs(p)
+    if stored is not None and len(stored) > len(p.configs):
+        added = stored[len(p.configs) :]
+        print(f"note: --resume keeps the {len(added)} upstream architecture trial(s) this sweep started with")
     if added:
+        if p.options.search != "grid":
+            raise ConfigError(
+                f"sweep {p.spec.name!r} adds the architectures of earlier sweeps as fixed trials; run it "
+                f"with --search grid (got --search {p.options.search})"
+            )
         _validate(added)
         p.configs.extend(added)
         p.strategy["num_samples"] = _search_method(p.options.search).num_samples(
             len(p.configs), p.options.num_samples
+        )
+
+
+def _stored_configs(p: Plan) -> list[dict[str, Any]] | None:
+    """The trial configs sweep.json recorded, when resuming a sweep with architecture upstreams."""
+    state = p.sweep_dir / SWEEP_FILE
+    if not (p.options.resume and state.exists()) or all(u.kind != "architectures" for u in p.spec.upstream):
+        return None
+    configs = json.loads(state.read_text()).get("fingerprint", {}).get("configs")
+    return list(configs) if isinstance(configs, list) else None
+
+
+def _unfinished(p: Plan, up: Upstream, directory: Path, n_rows: int) -> None:
+    """Refuse to take architectures from a sweep that has not run all its planned trials."""
+    state = directory / SWEEP_FILE
+    if not state.exists():
+        return
+    planned = json.loads(state.read_text()).get("fingerprint", {}).get("strategy", {}).get("num_samples")
+    if isinstance(planned, int) and n_rows < planned:
+        raise ConfigError(
+            f"sweep {p.spec.name!r} takes the best architectures of sweep {up.sweep!r}, which has "
+            f"{n_rows} of its {planned} trials; finish it first (`python sweep.py {up.sweep} --resume`, "
+            f"same --results-dir)"
         )
 
 
@@ -524,6 +583,8 @@ def _upstream_rows(p: Plan, up: Upstream) -> Any:
             f"(with the same --results-dir)"
         )
     df = pd.read_parquet(table)
+    if up.kind == "architectures":
+        _unfinished(p, up, table.parent, len(df))
     df = df[(df["status"] == "TERMINATED") & df["checkpoint_path"].notna()]
     for key, value in up.where.items():
         df = df[df[key] == value] if key in df else df.iloc[0:0]
@@ -554,7 +615,8 @@ def _architecture_trials(p: Plan, up: Upstream, df: Any) -> list[dict[str, Any]]
     for value, group in groups:
         best = group.sort_values(up.metric, ascending=False).iloc[0]
         record = read_record(str(best["arch"]))
-        label = f"{up.sweep}:{up.per}={value:g}" if up.per else f"{up.sweep}:best"
+        # (no "=" in a label: --checkpoint / --craft-on read LABEL=PATH)
+        label = f"{up.sweep}:{up.per}:{value:g}" if up.per else f"{up.sweep}:best"
         label += f" ({best['trial_id']})"
         for rest in settings.values():
             cfg = copy.deepcopy(rest)

@@ -18,7 +18,7 @@ Pinned normalisation (the 0.006 threshold only means something at a fixed one):
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 import torch
@@ -30,10 +30,9 @@ __all__ = ["FeatureRecorder", "cell_distances", "fsp_distance", "fsp_matrix"]
 
 
 class FeatureRecorder(Protocol):
-    """A model that keeps (input, output) of every cell of its last forward pass while recording."""
+    """A model that calls ``feature_hook(input, output)`` for every cell during a forward pass."""
 
-    record_features: bool
-    features: list[tuple[torch.Tensor, torch.Tensor]]
+    feature_hook: Callable[[torch.Tensor, torch.Tensor], None] | None
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor: ...
 
@@ -46,25 +45,22 @@ def fsp_matrix(f_in: torch.Tensor, f_out: torch.Tensor) -> torch.Tensor:
     return torch.einsum("nihw,njhw->nij", f_in.float(), f_out.float()) / (h * w)
 
 
-def _features(model: FeatureRecorder, x: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    model.record_features = True
+def _cell_fsp(model: FeatureRecorder, x: torch.Tensor) -> list[torch.Tensor]:
+    """Each cell's FSP matrices on ``x`` (computed as the forward pass reaches the cell)."""
+    out: list[torch.Tensor] = []
+    model.feature_hook = lambda f_in, f_out: out.append(fsp_matrix(f_in, f_out))
     try:
         with torch.no_grad():
             model(x)
-        return list(model.features)
     finally:
-        model.record_features = False
-        model.features = []
+        model.feature_hook = None
+    return out
 
 
 def cell_distances(model: FeatureRecorder, x: torch.Tensor, x_adv: torch.Tensor) -> list[float]:
     """Each cell's FSP distance between ``x`` and ``x_adv`` (mean over examples)."""
-    clean, adv = _features(model, x), _features(model, x_adv)
-    out = []
-    for (a_in, a_out), (b_in, b_out) in zip(clean, adv, strict=True):
-        diff = fsp_matrix(a_in, a_out) - fsp_matrix(b_in, b_out)
-        out.append(float(diff.pow(2).mean((1, 2)).mean()))
-    return out
+    clean, adv = _cell_fsp(model, x), _cell_fsp(model, x_adv)
+    return [float((a - b).pow(2).mean((1, 2)).mean()) for a, b in zip(clean, adv, strict=True)]
 
 
 def fsp_distance(
@@ -72,8 +68,8 @@ def fsp_distance(
 ) -> list[float]:
     """Per cell, the FSP distance between the batches of ``data`` and ``attack``'s examples of them,
     with ``model`` in eval mode (restored afterwards); batches are weighted by their size."""
-    if not hasattr(model, "record_features"):
-        raise TypeError(f"{type(model).__name__} does not record cell features (record_features)")
+    if not hasattr(model, "feature_hook"):
+        raise TypeError(f"{type(model).__name__} does not report cell features (feature_hook)")
     recorder: FeatureRecorder = model  # type: ignore[assignment]
     was_training = model.training
     model.eval()

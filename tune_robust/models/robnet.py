@@ -18,7 +18,7 @@ inherits exactly the supernet's weights for the ops it keeps (:mod:`tune_robust.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -191,10 +191,9 @@ class RobNetwork(nn.Module):
             reduction_prev = reduction
             c_pp, c_p = c_p, NODES * c
         self.classifier = nn.Linear(c_p, num_classes)
-        # (input c_{k-1}, output) of every cell in the last forward pass while ``record_features`` is on
-        # (the FSP-matrix distance reads them).
-        self.record_features = False
-        self.features: list[tuple[torch.Tensor, torch.Tensor]] = []
+        # Called with (input c_{k-1}, output) of every cell during a forward pass when set (the
+        # FSP-matrix distance reduces them as they come, so no feature map outlives its cell).
+        self.feature_hook: Callable[[torch.Tensor, torch.Tensor], None] | None = None
 
     def arch_record(self) -> dict[str, Any]:
         """This network's architecture as a versioned record (``oneshot.arch_record``)."""
@@ -203,11 +202,10 @@ class RobNetwork(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s0 = s1 = self.stem(x)
-        self.features = []
         for cell, code in zip(self.cells, self.arch, strict=True):
             out = cell(s0, s1, code)
-            if self.record_features:
-                self.features.append((s1, out))
+            if self.feature_hook is not None:
+                self.feature_hook(s1, out)
             s0, s1 = s1, out
         return self.classifier(nn.functional.adaptive_avg_pool2d(s1, 1).flatten(1))
 

@@ -194,10 +194,10 @@ class Trainer:
         split = self.data.val if len(self.data.val) else self.data.train
         split = split.head(sc.fsp_examples)
         cells = fsp_distance(self.model, batches(split, self.cfg.eval.batch_size), self.train_attack)
-        if len(cells) < sc.fsp_cells:
-            raise ConfigError(f"screen.fsp_cells={sc.fsp_cells}, but the model has {len(cells)} cells")
         distance = sum(cells[-sc.fsp_cells :]) / sc.fsp_cells
         passed = sc.fsp_threshold is None or distance <= sc.fsp_threshold
+        # Its attack's forward-backward passes count as validation cost (per example, summed).
+        self.cost["total_val_attack_passes"] += len(split) * self.train_attack.gradient_steps
         self.screened = {
             **{f"fsp_cell_{i}": d for i, d in enumerate(cells)},
             "fsp_distance": distance,
