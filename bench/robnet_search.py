@@ -29,7 +29,7 @@ from tune_robust.config import TrialConfig
 from tune_robust.evaluation.fsp import fsp_distance
 from tune_robust.models import count_params, create_model
 from tune_robust.models.oneshot import inherit
-from tune_robust.models.robnet import RobNetSpace
+from tune_robust.models.robnet import RobNetSpace, RobNetSupernet
 from tune_robust.search_spaces.robnet import (
     FSP_PAPER,
     FSP_SMOKE,
@@ -61,6 +61,8 @@ def bench_step(data_dir: str) -> None:
     torch.set_num_threads(2)
     cfg = cifar_supernet(data_dir, channels=16, layers=8, share=True, train_limit=512, epochs=1)
     sup = Trainer(TrialConfig.from_dict(cfg))
+    net = sup.model
+    assert isinstance(net, RobNetSupernet)
     codes = [RobNetSpace(8, True).sample(torch.Generator().manual_seed(s)) for s in range(3)]
     print("CIFAR subset, 512 images, batch 64, PGD-7 AT, C=16, 8 cells, 2 threads")
     print(f"supernet parameters {count_params(sup.model) / 1e6:.3f}M")
@@ -71,8 +73,8 @@ def bench_step(data_dir: str) -> None:
         fcfg = {**fcfg, "model": {**fcfg["model"], "code": text}}
         alone = Trainer(TrialConfig.from_dict(fcfg), data=sup.data)
         inherit(sup.model, alone.model)
-        sup.model.sampling = False  # run this code only
-        sup.model.use(code)
+        net.sampling = False  # run this code only
+        net.use(code)
         t_alone = min(alone.train_epoch()["train_seconds"] for _ in range(2))
         t_sup = min(sup.train_epoch()["train_seconds"] for _ in range(2))
         rows.append((t_sup, t_alone))
@@ -80,7 +82,7 @@ def bench_step(data_dir: str) -> None:
             f"  code {text[:20]}...: params {count_params(alone.model) / 1e6:.3f}M, standalone "
             f"{t_alone:.2f} s/epoch, supernet on it {t_sup:.2f} s ({t_sup / t_alone:.2f}x)"
         )
-    sup.model.sampling = True
+    net.sampling = True
     t_sampled = min(sup.train_epoch()["train_seconds"] for _ in range(2))
     mean_alone = statistics.mean(a for _, a in rows)
     print(

@@ -162,10 +162,10 @@ def free_codes(count: int, layers: int, seed: int = 0) -> list[str]:
 # Supplement Sec. 6: "calculate the average FSP matrix distance for last 10 cells of each sampled
 # network ... set the threshold to be 0.006, which leads to 68 remaining architectures" (of 300). The
 # distance's normalisation is tune_robust.evaluation.fsp's; x' is the training attack (PGD-7).
-FSP_PAPER = {"fsp": True, "fsp_threshold": 0.006, "fsp_cells": 10, "fsp_examples": 256}
+FSP_PAPER: dict[str, Any] = {"fsp": True, "fsp_threshold": 0.006, "fsp_cells": 10, "fsp_examples": 256}
 # Smoke (5 cells): the last 3 cells (those after the first reduction), on 128 validation images, at a
 # threshold that keeps a minority of the smoke supernet's samples (measured in bench/RESULTS.md).
-FSP_SMOKE = {"fsp": True, "fsp_threshold": 0.05, "fsp_cells": 3, "fsp_examples": 128}
+FSP_SMOKE: dict[str, Any] = {"fsp": True, "fsp_threshold": 0.05, "fsp_cells": 3, "fsp_examples": 128}
 
 
 def _free_finetune(
