@@ -6,7 +6,7 @@ Loading a single checkpoint is :mod:`tune_robust.models.checkpoint`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,14 +29,23 @@ def finished_trials(sweep_dir: str | Path) -> Any:
 
 
 def sweep_checkpoints(
-    sweep_dir: str | Path, top_k: int = 0, metric: str = "best_robust_acc", first_seed_only: bool = False
+    sweep_dir: str | Path,
+    top_k: int = 0,
+    metric: str = "best_robust_acc",
+    first_seed_only: bool = False,
+    where: Mapping[str, Any] | None = None,
 ) -> list[str]:
     """Checkpoint paths of a finished sweep's trials (best ``top_k`` by ``metric``; 0 = all).
 
     ``first_seed_only``: of trials that differ only in ``train.seed``, keep the lowest seed (the others
-    are its independently trained copies, see :func:`seed_copies`).
+    are its independently trained copies, see :func:`seed_copies`). ``where``: only trials whose
+    columns have these values (e.g. ``{"method.name": "pgd_at"}``).
     """
     df = finished_trials(sweep_dir)
+    for key, value in (where or {}).items():
+        df = df[df[key] == value] if key in df else df.iloc[0:0]
+    if df.empty:
+        raise ConfigError(f"{sweep_dir}: no finished trial with {dict(where or {})}")
     if first_seed_only and SEED_KEY in df:
         keys = df.apply(lambda r: _config_key(r, _config_columns(df)), axis=1)
         df = df[df[SEED_KEY] == df.groupby(keys)[SEED_KEY].transform("min")]
@@ -50,7 +59,7 @@ def sweep_checkpoints(
 # An independently trained copy: the same trial config, another training seed.
 SEED_KEY = "train.seed"
 _NOT_CONFIG = (SEED_KEY, "train.device")
-_CONFIG_SECTIONS = ("data.", "model.", "train.", "method.", "attack.", "eval_attack.")
+_CONFIG_SECTIONS = ("data.", "model.", "train.", "method.", "attack.", "eval_attack.", "search.")
 
 
 def _config_columns(df: Any) -> list[str]:

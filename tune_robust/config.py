@@ -10,6 +10,7 @@ A trial config is a nested dict with five sections (this is what Ray Tune sees a
      "eval_attack": {"name": "pgd", <attack fields>},  # per-epoch validation (best-epoch selection)
      "eval": {...EvalConfig fields...},                # the final test evaluation suite
      "screen": {...ScreenConfig fields...},            # a check of the initial weights before training
+     "search": {...SearchConfig fields...},            # the architecture step of a differentiable search
      "upstream": {<artifact name>: <path>}}           # filled by the runner for multi-stage sweeps
 
 Flat dotted keys (``train.epochs``, ``model.depths``) address single values for ``--set`` and are the
@@ -35,6 +36,7 @@ __all__ = [
     "DataConfig",
     "EvalConfig",
     "ScreenConfig",
+    "SearchConfig",
     "TrainConfig",
     "TrialConfig",
     "apply_override",
@@ -42,7 +44,18 @@ __all__ = [
     "valid_keys",
 ]
 
-SECTIONS = ("data", "model", "train", "method", "attack", "eval_attack", "eval", "screen", "upstream")
+SECTIONS = (
+    "data",
+    "model",
+    "train",
+    "method",
+    "attack",
+    "eval_attack",
+    "eval",
+    "screen",
+    "search",
+    "upstream",
+)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -168,6 +181,43 @@ class ScreenConfig:
 
 
 @dataclass(frozen=True)
+class SearchConfig:
+    """The architecture step of a differentiable one-shot search (a supernet with architecture
+    parameters: RACL's log-normal mu and sigma). Before every weight step, one step of the
+    architecture parameters on a batch drawn at random from the architecture split (as PC-DARTS
+    draws it), with their own optimiser (Adam), after ``arch_warmup_epochs`` epochs of weights only."""
+
+    # Share of the training split that updates the architecture; the rest updates the weights. Must be
+    # > 0 for a model with architecture parameters, 0 otherwise. RACL and PC-DARTS: 0.5.
+    arch_fraction: float = 0.0
+    # Adam on the architecture parameters: RACL (= PC-DARTS): LR 6e-4, weight decay 1e-3; the betas
+    # (0.5, 0.999) are DARTS' and PC-DARTS' (RACL does not give them).
+    arch_lr: float = 6e-4
+    arch_betas: tuple[float, float] = (0.5, 0.999)
+    arch_weight_decay: float = 1e-3
+    # Weight-only epochs before the first architecture step (PC-DARTS: 15 of 50).
+    arch_warmup_epochs: int = 0
+
+    def __post_init__(self) -> None:
+        checks = [
+            (
+                0 <= self.arch_fraction < 1,
+                f"search.arch_fraction must be in [0, 1), got {self.arch_fraction}",
+            ),
+            (self.arch_lr > 0, "search.arch_lr must be > 0"),
+            (
+                len(self.arch_betas) == 2 and all(0 <= b < 1 for b in self.arch_betas),
+                "search.arch_betas: two values in [0, 1)",
+            ),
+            (self.arch_weight_decay >= 0, "search.arch_weight_decay must be >= 0"),
+            (self.arch_warmup_epochs >= 0, "search.arch_warmup_epochs must be >= 0"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ConfigError(msg)
+
+
+@dataclass(frozen=True)
 class TrialConfig:
     data: DataConfig
     model: ComponentSpec
@@ -177,6 +227,7 @@ class TrialConfig:
     eval_attack: ComponentSpec
     eval: EvalConfig = field(default_factory=EvalConfig)
     screen: ScreenConfig = field(default_factory=ScreenConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
     upstream: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -205,6 +256,7 @@ class TrialConfig:
             eval_attack=_attack_spec(cfg.get("eval_attack", {"name": "none"}), dataset),
             eval=evaluation,
             screen=_dataclass_from(ScreenConfig, cfg.get("screen", {}), "screen"),
+            search=_dataclass_from(SearchConfig, cfg.get("search", {}), "search"),
             upstream={str(k): str(v) for k, v in dict(cfg.get("upstream", {})).items()},
         )
 
@@ -218,11 +270,12 @@ class TrialConfig:
             "eval_attack": {"name": self.eval_attack.name, **self.eval_attack.kwargs},
             "eval": dataclasses.asdict(self.eval),
             "screen": dataclasses.asdict(self.screen),
+            "search": dataclasses.asdict(self.search),
             "upstream": dict(self.upstream),
         }
 
 
-_DC = typing.TypeVar("_DC", DataConfig, TrainConfig, EvalConfig, ScreenConfig)
+_DC = typing.TypeVar("_DC", DataConfig, TrainConfig, EvalConfig, ScreenConfig, SearchConfig)
 
 
 def _dataclass_from(cls: type[_DC], values: Mapping[str, Any], section: str) -> _DC:
@@ -288,6 +341,7 @@ def valid_keys(cfg: Mapping[str, Any]) -> dict[str, Any]:
         ("train", TrainConfig),
         ("eval", EvalConfig),
         ("screen", ScreenConfig),
+        ("search", SearchConfig),
     )
     for section, cls in sections:
         for name, tp in builder_params(cls).items():

@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -277,15 +277,19 @@ def _labelled(item: str) -> tuple[str | None, str]:
     return None, item
 
 
-def checkpoint_list(options: RunOptions, first_seed_only: bool = False) -> dict[str, str]:
+def checkpoint_list(
+    options: RunOptions, first_seed_only: bool = False, where: Mapping[str, Any] | None = None
+) -> dict[str, str]:
     """``{label: absolute path}`` from --checkpoint and --from-sweep, labels unique (``first_seed_only``:
-    a sweep's other seeds of one config are copies, not checkpoints of their own)."""
+    a sweep's other seeds of one config are copies, not checkpoints of their own; ``where``: only the
+    --from-sweep trials whose columns have these values)."""
     from tune_robust.checkpoints import sweep_checkpoints
     from tune_robust.models.checkpoint import describe_checkpoint, resolve_path
 
     items = [_labelled(item) for item in options.checkpoints]
     for d in options.from_sweeps:
-        items.extend((None, p) for p in sweep_checkpoints(d, options.top_k, first_seed_only=first_seed_only))
+        found = sweep_checkpoints(d, options.top_k, first_seed_only=first_seed_only, where=where)
+        items.extend((None, p) for p in found)
     out: dict[str, str] = {}
     paths = [str(resolve_path(path).resolve()) for _, path in items]
     for (given, _), resolved in zip(items, paths, strict=True):
@@ -304,7 +308,9 @@ def _checkpoint_points(spec: SweepSpec, options: RunOptions, base: dict[str, Any
             "--craft-on / --craft-on-sweep name the copies a transfer sweep crafts on: use them with "
             "sweep transfer and --set eval.transfer_protocol=independent_copy (its paper fidelity)"
         )
+    where: Mapping[str, Any] = {}
     if spec.default_from and not (options.checkpoints or options.from_sweeps):
+        where = spec.default_where
         results = Path(options.results_dir).expanduser().resolve()
         for name in spec.default_from:
             if not (results / name / "trials.parquet").exists():
@@ -314,7 +320,7 @@ def _checkpoint_points(spec: SweepSpec, options: RunOptions, base: dict[str, Any
                     f"checkpoints with --checkpoint / --from-sweep"
                 )
         options = replace(options, from_sweeps=tuple(str(results / name) for name in spec.default_from))
-    found = checkpoint_list(options, first_seed_only=independent and not options.craft_on_sweeps)
+    found = checkpoint_list(options, first_seed_only=independent and not options.craft_on_sweeps, where=where)
     if not found:
         raise ConfigError(
             f"sweep {spec.name!r} evaluates checkpoints: pass --checkpoint PATH (repeatable; a trial's "
@@ -616,7 +622,8 @@ def _architecture_trials(p: Plan, up: Upstream, df: Any) -> list[dict[str, Any]]
         best = group.sort_values(up.metric, ascending=False).iloc[0]
         record = read_record(str(best["arch"]))
         # (no "=" in a label: --checkpoint / --craft-on read LABEL=PATH)
-        label = f"{up.sweep}:{up.per}:{value:g}" if up.per else f"{up.sweep}:best"
+        group = f"{value:g}" if isinstance(value, (int, float)) else str(value)
+        label = f"{up.sweep}:{up.per}:{group}" if up.per else f"{up.sweep}:best"
         label += f" ({best['trial_id']})"
         for rest in settings.values():
             cfg = copy.deepcopy(rest)

@@ -104,6 +104,9 @@ class SweepSpec:
     # For checkpoint inputs: sweeps of the same results dir taken (as --from-sweep) when the command
     # names no --checkpoint or --from-sweep.
     default_from: tuple[str, ...] = ()
+    # Of those default sweeps, only the trials whose columns have these values (e.g. the adversarially
+    # trained ones: {"method.name": "pgd_at"}).
+    default_where: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if "smoke" not in self.fidelities:

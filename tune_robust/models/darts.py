@@ -12,8 +12,8 @@ stages between reductions (DARTS-R: 0.4 on the last).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -21,6 +21,7 @@ from torch import nn
 from tune_robust.errors import ConfigError
 from tune_robust.models._registry import register_model
 from tune_robust.models._stages import stage_channels
+from tune_robust.models.oneshot import SearchSpace
 
 
 class Genotype(NamedTuple):
@@ -83,73 +84,221 @@ GENOTYPES: dict[str, Genotype] = {
 }
 
 
+# The DARTS / PC-DARTS search space's candidate operations (RACL searches the same 8).
+PRIMITIVES = (
+    "none",
+    "max_pool_3x3",
+    "avg_pool_3x3",
+    "skip_connect",
+    "sep_conv_3x3",
+    "sep_conv_5x5",
+    "dil_conv_3x3",
+    "dil_conv_5x5",
+)
+
+
+def _cell_text(edges: Sequence[tuple[str, int]], concat: Sequence[int]) -> str:
+    text = " ".join(f"{op}:{i}" for op, i in edges)
+    default = tuple(range(2, 2 + len(edges) // 2))
+    return text if tuple(concat) == default else f"{text} @{','.join(map(str, concat))}"
+
+
+def format_genotype(genotype: Genotype) -> str:
+    """The text form ``parse_genotype`` reads: ``normal | reduce``, each ``op:input`` per edge (two per
+    node, in node order), with ``@i,j,..`` when the concatenated states are not all intermediate nodes."""
+    return (
+        f"{_cell_text(genotype.normal, genotype.normal_concat)} | "
+        f"{_cell_text(genotype.reduce, genotype.reduce_concat)}"
+    )
+
+
+def _parse_cell(text: str, which: str) -> tuple[tuple[tuple[str, int], ...], tuple[int, ...]]:
+    body, _, concat_text = text.partition("@")
+    edges: list[tuple[str, int]] = []
+    for item in body.split():
+        op, sep, index = item.partition(":")
+        if not sep or not index.strip().isdigit():
+            raise ConfigError(f"genotype {which} cell: {item!r} is not op:input (e.g. sep_conv_3x3:0)")
+        if op not in OPS:
+            raise ConfigError(
+                f"genotype {which} cell: unknown operation {op!r}; known: {', '.join(sorted(OPS))}"
+            )
+        edges.append((op, int(index)))
+    if not edges or len(edges) % 2:
+        raise ConfigError(f"genotype {which} cell has {len(edges)} edges; each node takes two")
+    for k, (op, index) in enumerate(edges):
+        if index >= 2 + k // 2:
+            raise ConfigError(
+                f"genotype {which} cell: edge {op}:{index} of node {2 + k // 2} reads a state that does "
+                f"not exist yet (inputs are 0, 1 and earlier nodes)"
+            )
+    nodes = len(edges) // 2
+    try:
+        concat = tuple(int(c) for c in concat_text.split(",")) if concat_text.strip() else ()
+    except ValueError:
+        raise ConfigError(f"genotype {which} cell: @{concat_text} is not a comma-separated list") from None
+    concat = concat or tuple(range(2, 2 + nodes))
+    if any(not 0 <= c < 2 + nodes for c in concat):
+        raise ConfigError(f"genotype {which} cell: concat {concat} names states outside 0..{1 + nodes}")
+    return tuple(edges), concat
+
+
+def parse_genotype(text: str) -> Genotype:
+    """A genotype from its text form (``format_genotype``)."""
+    parts = text.split("|")
+    if len(parts) != 2:
+        raise ConfigError(
+            f"genotype text needs a normal and a reduction cell separated by '|', got {text!r} "
+            f"(or give a published name: {', '.join(sorted(GENOTYPES))})"
+        )
+    normal, normal_concat = _parse_cell(parts[0], "normal")
+    reduce, reduce_concat = _parse_cell(parts[1], "reduction")
+    return Genotype(normal, normal_concat, reduce, reduce_concat)
+
+
+def resolve_genotype(genotype: str) -> Genotype:
+    """A published genotype by name, or any genotype by its text form."""
+    if genotype in GENOTYPES:
+        return GENOTYPES[genotype]
+    if ":" in genotype:
+        return parse_genotype(genotype)
+    raise ConfigError(
+        f"darts: unknown genotype {genotype!r}; known: {', '.join(genotype_names())}, or a genotype "
+        f"text such as {format_genotype(GENOTYPES['DARTS_V2'])!r}"
+    )
+
+
+class DartsSpace(SearchSpace):
+    """Genotypes of the DARTS cell space (``nodes`` intermediate nodes, each two edges from distinct
+    earlier states, one of the 7 non-zero PRIMITIVES each); the ``darts`` builder takes the text."""
+
+    name = "darts"
+    builder = "darts"
+    arch_kwarg = "genotype"
+
+    def __init__(self, nodes: int = 4) -> None:
+        self.nodes = nodes
+
+    def sample(self, generator: torch.Generator, rule: Mapping[str, Any] | None = None) -> Genotype:
+        """Uniform random genotype (random search's draw: DARTS' and PC-DARTS' random baseline)."""
+        if rule:
+            raise ConfigError(f"darts sampling takes no options, got {sorted(rule)}")
+        ops = PRIMITIVES[1:]
+
+        def cell() -> tuple[tuple[str, int], ...]:
+            edges = []
+            for node in range(self.nodes):
+                inputs = torch.randperm(2 + node, generator=generator)[:2].tolist()
+                for i in sorted(inputs):
+                    edges.append((ops[int(torch.randint(len(ops), (), generator=generator))], int(i)))
+            return tuple(edges)
+
+        concat = tuple(range(2, 2 + self.nodes))
+        return Genotype(cell(), concat, cell(), concat)
+
+    def to_text(self, arch: Genotype) -> str:
+        return format_genotype(arch)
+
+    def from_text(self, text: str) -> Genotype:
+        return parse_genotype(text)
+
+    def stats(self, arch: Genotype) -> dict[str, float]:
+        """Per cell type: parametric (conv) edges, skip connections and pooling edges."""
+        out: dict[str, float] = {}
+        for which, edges in (("normal", arch.normal), ("reduce", arch.reduce)):
+            ops = [op for op, _ in edges]
+            out[f"arch_{which}_convs"] = sum("conv" in op for op in ops)
+            out[f"arch_{which}_skips"] = ops.count("skip_connect")
+            out[f"arch_{which}_pools"] = sum("pool" in op for op in ops)
+        return out
+
+
 # ------------------------------------------------------------------------------------------ operations
 
 
 class ReLUConvBN(nn.Sequential):
-    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, padding: int) -> None:
+    def __init__(
+        self, c_in: int, c_out: int, kernel: int, stride: int, padding: int, affine: bool = True
+    ) -> None:
         super().__init__(
             nn.ReLU(inplace=False),
             nn.Conv2d(c_in, c_out, kernel, stride, padding, bias=False),
-            nn.BatchNorm2d(c_out),
+            nn.BatchNorm2d(c_out, affine=affine),
         )
 
 
 class DilConv(nn.Sequential):
     """ReLU - depthwise (dilated) conv - pointwise conv - BN."""
 
-    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, padding: int, dilation: int) -> None:
+    def __init__(
+        self,
+        c_in: int,
+        c_out: int,
+        kernel: int,
+        stride: int,
+        padding: int,
+        dilation: int,
+        affine: bool = True,
+    ) -> None:
         super().__init__(
             nn.ReLU(inplace=False),
             nn.Conv2d(c_in, c_in, kernel, stride, padding, dilation=dilation, groups=c_in, bias=False),
             nn.Conv2d(c_in, c_out, 1, bias=False),
-            nn.BatchNorm2d(c_out),
+            nn.BatchNorm2d(c_out, affine=affine),
         )
 
 
 class SepConv(nn.Sequential):
     """Two stacked DilConv(dilation 1); only the first may stride."""
 
-    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, padding: int) -> None:
+    def __init__(
+        self, c_in: int, c_out: int, kernel: int, stride: int, padding: int, affine: bool = True
+    ) -> None:
         super().__init__(
-            DilConv(c_in, c_in, kernel, stride, padding, 1), DilConv(c_in, c_out, kernel, 1, padding, 1)
+            DilConv(c_in, c_in, kernel, stride, padding, 1, affine),
+            DilConv(c_in, c_out, kernel, 1, padding, 1, affine),
         )
 
 
 class FactorizedReduce(nn.Module):
     """Halve the resolution without losing pixels: two 1x1 stride-2 convs on offset grids, concatenated."""
 
-    def __init__(self, c_in: int, c_out: int) -> None:
+    def __init__(self, c_in: int, c_out: int, affine: bool = True) -> None:
         super().__init__()
         self.relu = nn.ReLU(inplace=False)
         self.conv1 = nn.Conv2d(c_in, c_out // 2, 1, 2, bias=False)
         self.conv2 = nn.Conv2d(c_in, c_out - c_out // 2, 1, 2, bias=False)
-        self.bn = nn.BatchNorm2d(c_out)
+        self.bn = nn.BatchNorm2d(c_out, affine=affine)
+
+    def linear(self, x: torch.Tensor) -> torch.Tensor:
+        """The convolutions alone (no ReLU, no BatchNorm): the linear map the module applies."""
+        shifted = nn.functional.pad(x[:, :, 1:, 1:], (0, 1, 0, 1))
+        return torch.cat([self.conv1(x), self.conv2(shifted)], 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.relu(x)
-        shifted = nn.functional.pad(x[:, :, 1:, 1:], (0, 1, 0, 1))
-        return self.bn(torch.cat([self.conv1(x), self.conv2(shifted)], 1))
+        return self.bn(self.linear(self.relu(x)))
 
 
-def _conv_7x1_1x7(c: int, stride: int) -> nn.Module:
+def _conv_7x1_1x7(c: int, stride: int, affine: bool = True) -> nn.Module:
     return nn.Sequential(
         nn.ReLU(inplace=False),
         nn.Conv2d(c, c, (1, 7), (1, stride), (0, 3), bias=False),
         nn.Conv2d(c, c, (7, 1), (stride, 1), (3, 0), bias=False),
-        nn.BatchNorm2d(c),
+        nn.BatchNorm2d(c, affine=affine),
     )
 
 
-OPS: dict[str, Callable[[int, int], nn.Module]] = {
-    "avg_pool_3x3": lambda c, s: nn.AvgPool2d(3, s, 1, count_include_pad=False),
-    "max_pool_3x3": lambda c, s: nn.MaxPool2d(3, s, 1),
-    "skip_connect": lambda c, s: nn.Identity() if s == 1 else FactorizedReduce(c, c),
-    "sep_conv_3x3": lambda c, s: SepConv(c, c, 3, s, 1),
-    "sep_conv_5x5": lambda c, s: SepConv(c, c, 5, s, 2),
-    "sep_conv_7x7": lambda c, s: SepConv(c, c, 7, s, 3),
-    "dil_conv_3x3": lambda c, s: DilConv(c, c, 3, s, 2, 2),
-    "dil_conv_5x5": lambda c, s: DilConv(c, c, 5, s, 4, 2),
+# name -> builder(channels, stride, affine): the operations of the DARTS family (affine=False BatchNorm
+# in search supernets, as DARTS and PC-DARTS build them).
+OPS: dict[str, Callable[[int, int, bool], nn.Module]] = {
+    "avg_pool_3x3": lambda c, s, a: nn.AvgPool2d(3, s, 1, count_include_pad=False),
+    "max_pool_3x3": lambda c, s, a: nn.MaxPool2d(3, s, 1),
+    "skip_connect": lambda c, s, a: nn.Identity() if s == 1 else FactorizedReduce(c, c, a),
+    "sep_conv_3x3": lambda c, s, a: SepConv(c, c, 3, s, 1, a),
+    "sep_conv_5x5": lambda c, s, a: SepConv(c, c, 5, s, 2, a),
+    "sep_conv_7x7": lambda c, s, a: SepConv(c, c, 7, s, 3, a),
+    "dil_conv_3x3": lambda c, s, a: DilConv(c, c, 3, s, 2, 2, a),
+    "dil_conv_5x5": lambda c, s, a: DilConv(c, c, 5, s, 4, 2, a),
     "conv_7x1_1x7": _conv_7x1_1x7,
 }
 
@@ -173,7 +322,7 @@ class Cell(nn.Module):
             if name not in OPS:
                 raise ConfigError(f"unknown genotype operation {name!r}; known: {', '.join(sorted(OPS))}")
             stride = 2 if reduction and index < 2 else 1
-            self.ops.append(OPS[name](c, stride))
+            self.ops.append(OPS[name](c, stride, True))
             self.inputs.append(index)
         self.multiplier = len(self.concat)
 
@@ -268,7 +417,8 @@ def darts(
     widths: tuple[float, float, float] = (1.0, 1.0, 1.0),
     auxiliary: bool = False,
 ) -> NetworkCIFAR:
-    """A genotype network: ``genotype`` one of DARTS_V2, PC_DARTS, NASNet, AmoebaNet, RACL."""
-    if genotype not in GENOTYPES:
-        raise ConfigError(f"darts: unknown genotype {genotype!r}; known: {', '.join(genotype_names())}")
-    return NetworkCIFAR(GENOTYPES[genotype], channels, layers, widths, num_classes, in_channels, auxiliary)
+    """A genotype network: ``genotype`` one of DARTS_V2, PC_DARTS, NASNet, AmoebaNet, RACL, or a
+    genotype's text (``normal | reduce`` as ``op:input`` pairs, e.g. a searched one's record)."""
+    return NetworkCIFAR(
+        resolve_genotype(genotype), channels, layers, widths, num_classes, in_channels, auxiliary
+    )

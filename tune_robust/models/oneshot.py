@@ -65,10 +65,12 @@ def arch_record(space: SearchSpace, arch: Any, **extra: Any) -> dict[str, Any]:
 
 
 def record_of(model: nn.Module) -> dict[str, Any] | None:
-    """The architecture record of a model of a search space (None for other models and for a supernet
-    that samples: it is not one architecture)."""
-    if is_sampling(model):
-        return None
+    """The architecture record of a model of a search space: a supernet's derived architecture (None
+    for one that derives none, e.g. RobNet's, which samples: it is not one architecture), else the
+    model's own record (None for models of no search space)."""
+    if isinstance(model, Supernet):
+        arch = model.derive()
+        return None if arch is None or model.space is None else arch_record(model.space, arch)
     describe = getattr(model, "arch_record", None)
     return describe() if callable(describe) else None
 
@@ -114,6 +116,32 @@ class Supernet:
     def use(self, arch: Any) -> None:
         """Run ``arch`` from now on."""
         raise NotImplementedError
+
+    def derive(self) -> Any:
+        """The architecture the search has found so far (None: this supernet derives none; its
+        architectures come from sampling and finetuning, as RobNet's)."""
+        return None
+
+    # A differentiable search (RACL, RNAS-CL) has architecture parameters with their own optimiser and
+    # data split (the trainer's architecture step, configured by the ``search`` section).
+
+    def arch_parameters(self) -> list[nn.Parameter]:
+        """The architecture parameters ([]: no architecture step)."""
+        return []
+
+    def weight_parameters(self) -> list[nn.Parameter]:
+        """Everything the weight optimiser trains (all parameters but the architecture's)."""
+        arch = {id(p) for p in self.arch_parameters()}
+        assert isinstance(self, nn.Module)
+        return [p for p in self.parameters() if id(p) not in arch]
+
+    def arch_penalty(self) -> tuple[torch.Tensor | float, dict[str, float]]:
+        """A term the architecture step adds to its loss, and numbers to report (RACL: the ADMM
+        terms of its Lipschitz constraint)."""
+        return 0.0, {}
+
+    def after_arch_step(self) -> None:
+        """Called after each architecture step (RACL: the dual update)."""
 
     def resample(self) -> Any:
         """Draw and use the next sub-network (the training loop calls this before each batch)."""

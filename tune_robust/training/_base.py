@@ -56,6 +56,12 @@ class Method:
         """(loss to minimise, logits it was computed on); the model is in train mode."""
         raise NotImplementedError(f"training method {self.name!r} defines no loss")
 
+    def arch_loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Attack) -> torch.Tensor:
+        """The loss a differentiable search's architecture step minimises (tune_robust.training.
+        arch_step): clean cross-entropy, as PC-DARTS and RACL (Eqs. 4, 17) search; the weights are
+        still trained by this method's own loss."""
+        return nn.functional.cross_entropy(model(x), y)
+
     def train_batch(
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Attack, update: Update
     ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -32,6 +32,7 @@ from tune_robust.models import count_params, create_model
 from tune_robust.models.checkpoint import MODEL_FILE
 from tune_robust.models.oneshot import Supernet, inherit, is_sampling, record_of
 from tune_robust.training._base import create_method, state_copy
+from tune_robust.training.arch_step import ArchitectureStep, split_for_search
 from tune_robust.training.schedule import lr_multiplier
 
 # Suite columns repeated for the last epoch's weights when eval.last is on.
@@ -97,10 +98,12 @@ def build_model(cfg: TrialConfig, data: TrialData, device: torch.device) -> nn.M
 
 def build_optimizer(model: nn.Module, t: TrainConfig) -> torch.optim.Optimizer:
     """SGD (momentum, optional Nesterov) or Adam; ``train.exclude_norm_bias_decay``: BN affine
-    parameters and biases get no weight decay."""
+    parameters and biases get no weight decay. A supernet's architecture parameters are not its
+    weights (the architecture step trains them)."""
     decay: list[nn.Parameter] = []
     no_decay: list[nn.Parameter] = []
-    for p in model.parameters():
+    params = model.weight_parameters() if isinstance(model, Supernet) else list(model.parameters())
+    for p in params:
         (no_decay if p.ndim <= 1 else decay).append(p)
     groups = [
         {"params": decay, "weight_decay": t.weight_decay},
@@ -127,6 +130,7 @@ class Trainer:
         self.generator.manual_seed(t.seed)
         self.data = data or prepare_data(device=self.device, **dataclasses.asdict(cfg.data))
         self.model = build_model(cfg, self.data, self.device)
+        self.arch_step = self._architecture_step()
         self.params = count_params(self.model)
         self.method = create_method(cfg.method.name, **cfg.method.kwargs)
         self.epochs_total = self.method.epochs_to_run(t.epochs)
@@ -158,6 +162,33 @@ class Trainer:
         self.probe = next(batches(self.data.train, t.batch_size))
         self.select_metric = selection_metric(t, self.method.adversarial)
         self._init_progress()
+
+    def _architecture_step(self) -> ArchitectureStep | None:
+        """A differentiable search's architecture step (``search``), on its share of the training split
+        (the weights train on the rest from then on); None for every other model."""
+        s = self.cfg.search
+        searched = isinstance(self.model, Supernet) and bool(self.model.arch_parameters())
+        if not searched and s.arch_fraction == 0:
+            return None
+        if searched and s.arch_fraction == 0:
+            raise ConfigError(
+                f"model {self.cfg.model.name!r} searches its architecture: set search.arch_fraction (the "
+                f"share of the training split for architecture steps; RACL / PC-DARTS: 0.5)"
+            )
+        assert isinstance(self.model, Supernet)
+        weights, arch = split_for_search(self.data.train, s.arch_fraction, self.cfg.data.split_seed)
+        self.data = dataclasses.replace(self.data, train=weights)
+        return ArchitectureStep(
+            self.model,
+            arch,
+            lr=s.arch_lr,
+            betas=(float(s.arch_betas[0]), float(s.arch_betas[1])),
+            weight_decay=s.arch_weight_decay,
+            warmup_epochs=s.arch_warmup_epochs,
+            batch_size=self.cfg.train.batch_size,
+            augment=self.data.augment,
+            seed=self.cfg.train.seed,
+        )
 
     def _init_progress(self) -> None:
         """Where training stands: epoch, best epoch, history and cost (all kept in checkpoints)."""
@@ -216,6 +247,7 @@ class Trainer:
         start = time.perf_counter()
         loss_sum, correct, seen = 0.0, 0, 0
         drop_last = len(self.data.train) >= t.batch_size
+        searching = self.arch_step is not None and self.arch_step.active(self.epoch)
         for x, y in batches(
             self.data.train,
             t.batch_size,
@@ -224,6 +256,9 @@ class Trainer:
             augment=self.data.augment,
             drop_last=drop_last,
         ):
+            if searching:  # a differentiable search: first the architecture, then the weights
+                assert self.arch_step is not None
+                self.arch_step.step(self.method, self.train_attack)
             if is_sampling(self.model):  # one-shot search: this batch's sub-network (attack and step)
                 self.model.resample()
             with self._autocast():
@@ -233,7 +268,9 @@ class Trainer:
             loss_sum += float(loss.detach()) * len(y)
             correct += int((logits.argmax(1) == y).sum())
             seen += len(y)
+        arch = self.arch_step.epoch_metrics() if self.arch_step is not None else {}
         return {
+            **arch,
             "train_loss": loss_sum / max(1, seen),
             "train_acc": correct / max(1, seen),
             "lr": self.optimizer.param_groups[0]["lr"],
@@ -386,6 +423,7 @@ class Trainer:
             "cost": self.cost,
             "elapsed": self.elapsed,
             "screened": self.screened,
+            **({"arch_step": self.arch_step.state_dict()} if self.arch_step is not None else {}),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -408,6 +446,8 @@ class Trainer:
         self.cost = dict.fromkeys(COST_KEYS, 0) | dict(state.get("cost", {}))
         self.elapsed = float(state.get("elapsed", 0.0))
         self.screened = dict(state.get("screened", {}))
+        if self.arch_step is not None and "arch_step" in state:
+            self.arch_step.load_state_dict(state["arch_step"])
 
     def save(self, directory: str | Path) -> None:
         """Write the full training state, the best model (with what built it) and the trial config.

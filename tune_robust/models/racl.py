@@ -1,0 +1,394 @@
+"""RACL's search supernet (Dong et al., "Adversarially Robust Neural Architectures", Sec. 2).
+
+A PC-DARTS supernet (Xu et al. 2020: partial channel connections, edge weights beta; RACL Eq. 5) whose
+architecture weights are log-normal random variables: alpha (per edge and op) and beta (per edge), one
+set for normal and one for reduction cells, with trainable mu and sigma. Every cell draws its own alpha
+and beta from those distributions, once per training batch (all forward passes of a batch, the attack's
+included, see one draw), reparameterised so the draw is differentiable in mu and sigma. The sampled
+values mix the ops as drawn (Eq. 5, no softmax): Eqs. 8-13 bound the network that mixes with alpha and
+beta themselves, so any normalisation would make the bound describe another network. mu starts where
+PC-DARTS' softmax weights start (ln 1/8 per op, ln 1/n over a node's n inputs).
+
+The architecture penalty (Eqs. 11-19): each op's Lipschitz constant (tune_robust.models.lipschitz;
+detached, "lambda_o is treated as constant ... since the weights are fixed"), the edge, node and network
+log-normal bound by Fenton-Wilkinson (tune_robust.models.lognormal), the constraint
+c = mu + Phi^-1(eta) sigma^2 - ln(lambda*) with ln C folded into lambda*, and the ADMM terms
+theta c + rho / 2 c^2 with the dual update theta <- theta + rho c after each architecture step.
+
+``confidence=False`` is Table 5's "without CL": deterministic alpha = e^mu, beta = e^mu and the Eq. 10
+bound (sigma = 0; the same constraint without the variance term).
+
+Eval mode and validation run the median architecture (every draw at its median e^mu); ``derive`` picks,
+per node, the two inputs and per input the op with the largest e^mu_alpha * e^mu_beta (none excluded),
+as PC-DARTS' genotype(); the median neither rewards nor penalises uncertainty (the mean e^(mu+sigma^2/2)
+would favour the least confident weights).
+"""
+
+from __future__ import annotations
+
+import math
+from statistics import NormalDist
+from typing import Any
+
+import torch
+from torch import nn
+
+from tune_robust.errors import ConfigError
+from tune_robust.models._registry import register_model
+from tune_robust.models.darts import OPS, PRIMITIVES, DartsSpace, Genotype, ReLUConvBN
+from tune_robust.models.darts import FactorizedReduce as DartsFactorizedReduce
+from tune_robust.models.lipschitz import (
+    closed_form,
+    grouped_linear,
+    power_step,
+    stage_modules,
+    stage_signature,
+    unit_blocks,
+)
+from tune_robust.models.lognormal import lognormal_sum, sample_lognormal
+from tune_robust.models.oneshot import Supernet
+
+NONE = PRIMITIVES.index("none")
+
+
+def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
+    n, c, h, w = x.shape
+    return x.view(n, groups, c // groups, h, w).transpose(1, 2).reshape(n, c, h, w)
+
+
+class PartialMixedOp(nn.Module):
+    """PC-DARTS' mixed op: the first C/K channels go through every candidate op (weighted by alpha),
+    the rest pass unchanged (max-pooled on a reduction edge); then a channel shuffle."""
+
+    def __init__(self, c: int, stride: int, partial: int) -> None:
+        super().__init__()
+        self.partial = partial
+        self.stride = stride
+        self.ops = nn.ModuleList()
+        for name in PRIMITIVES[1:]:  # "none" adds zeros: left out, its weight multiplies nothing
+            op = OPS[name](c // partial, stride, False)
+            if "pool" in name:  # PC-DARTS follows pooling with an affine-free BatchNorm in the search
+                op = nn.Sequential(op, nn.BatchNorm2d(c // partial, affine=False))
+            self.ops.append(op)
+        self.width = c // partial
+        self.bypass = nn.MaxPool2d(2, 2) if stride == 2 else nn.Identity()
+        # Spatial size of the last input (the op's Lipschitz constant is taken at that size).
+        self.input_hw: tuple[int, int] | None = None
+
+    def forward(self, x: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+        self.input_hw = (int(x.shape[2]), int(x.shape[3]))
+        k = x.shape[1] // self.partial
+        head, rest = x[:, :k], x[:, k:]
+        mixed = sum(alpha[i + 1] * op(head) for i, op in enumerate(self.ops))
+        assert isinstance(mixed, torch.Tensor)
+        return channel_shuffle(torch.cat([mixed, self.bypass(rest)], 1), self.partial)
+
+
+class SearchCell(nn.Module):
+    def __init__(
+        self, nodes: int, c_pp: int, c_p: int, c: int, reduction: bool, reduction_prev: bool, partial: int
+    ) -> None:
+        super().__init__()
+        self.reduction = reduction
+        self.nodes = nodes
+        self.pre0 = (
+            DartsFactorizedReduce(c_pp, c, affine=False)
+            if reduction_prev
+            else ReLUConvBN(c_pp, c, 1, 1, 0, affine=False)
+        )
+        self.pre1 = ReLUConvBN(c_p, c, 1, 1, 0, affine=False)
+        self.edges = nn.ModuleList(
+            PartialMixedOp(c, 2 if reduction and i < 2 else 1, partial)
+            for node in range(nodes)
+            for i in range(2 + node)
+        )
+
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor) -> Any:
+        states = [self.pre0(s0), self.pre1(s1)]
+        offset = 0
+        for _ in range(self.nodes):
+            node = sum(
+                beta[offset + i] * self.edges[offset + i](h, alpha[offset + i]) for i, h in enumerate(states)
+            )
+            offset += len(states)
+            states.append(node)
+        return torch.cat(states[2:], 1)
+
+
+def edge_count(nodes: int) -> int:
+    return sum(2 + n for n in range(nodes))
+
+
+class RACLSupernet(Supernet, nn.Module):
+    def __init__(
+        self,
+        num_classes: int,
+        in_channels: int,
+        channels: int,
+        layers: int,
+        nodes: int,
+        partial: int,
+        confidence: bool,
+        sigma_init: float,
+        eta: float,
+        rho: float,
+        node_target: float,
+        seed: int,
+    ) -> None:
+        super().__init__()
+        self.layers, self.nodes = layers, nodes
+        self.confidence = confidence
+        self.rho = rho
+        self.z = NormalDist().inv_cdf(eta)  # Phi^-1(eta)
+        # ln(lambda* / C): a target of node_target per node bound, over every node of every cell.
+        self.log_target = layers * nodes * math.log(node_target)
+        self.space = DartsSpace(nodes)
+        c_stem = 3 * channels
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, c_stem, 3, padding=1, bias=False), nn.BatchNorm2d(c_stem)
+        )
+        c_pp, c_p, c = c_stem, c_stem, channels
+        self.cells = nn.ModuleList()
+        reduction_prev = False
+        for i in range(layers):
+            reduction = i in (layers // 3, 2 * layers // 3)
+            c = 2 * c if reduction else c
+            self.cells.append(SearchCell(nodes, c_pp, c_p, c, reduction, reduction_prev, partial))
+            reduction_prev = reduction
+            c_pp, c_p = c_p, nodes * c
+        self.classifier = nn.Linear(c_p, num_classes)
+        edges = edge_count(nodes)
+        inputs = torch.tensor([2 + n for n in range(nodes) for _ in range(2 + n)], dtype=torch.float)
+        # Index 0: normal cells, 1: reduction cells.
+        self.mu_alpha = nn.Parameter(
+            -math.log(len(PRIMITIVES)) + 1e-3 * torch.randn(2, edges, len(PRIMITIVES))
+        )
+        self.mu_beta = nn.Parameter(-inputs.log().expand(2, edges) + 1e-3 * torch.randn(2, edges))
+        sigma = sigma_init if confidence else 0.0
+        self.sigma_alpha = nn.Parameter(
+            torch.full((2, edges, len(PRIMITIVES)), sigma), requires_grad=confidence
+        )
+        self.sigma_beta = nn.Parameter(torch.full((2, edges), sigma), requires_grad=confidence)
+        self.register_buffer("theta", torch.zeros(()))  # the ADMM dual variable
+        self.register_buffer("noise_alpha", torch.zeros(layers, edges, len(PRIMITIVES)))
+        self.register_buffer("noise_beta", torch.zeros(layers, edges))
+        self.kinds = [int(cell.reduction) for cell in self.cells]
+        # Power-iteration vectors, one per (cell, edge, op, stage), created at their input's size.
+        self.power: dict[str, torch.Tensor] = {}
+        self.sampling = confidence
+        self._rng = torch.Generator().manual_seed(seed)
+        self._power_rng = torch.Generator().manual_seed(seed + 1)
+        self._constraint: torch.Tensor | None = None
+        self._groups: dict[str, list[tuple[int, int, int, int, int, tuple[int, int]]]] | None = None
+
+    # ------------------------------------------------------------------ architecture parameters
+
+    def arch_parameters(self) -> list[nn.Parameter]:
+        params = [self.mu_alpha, self.mu_beta]
+        return [*params, self.sigma_alpha, self.sigma_beta] if self.confidence else params
+
+    def weight_parameters(self) -> list[nn.Parameter]:
+        arch = {id(p) for p in (self.mu_alpha, self.mu_beta, self.sigma_alpha, self.sigma_beta)}
+        return [p for p in self.parameters() if id(p) not in arch]  # sigma stays out without CL too
+
+    def resample(self) -> None:
+        """A fresh standard-normal draw for every cell's alpha and beta (used until the next call)."""
+        for buf in (self.noise_alpha, self.noise_beta):
+            buf.copy_(torch.randn(buf.shape, generator=self._rng).to(buf.device))
+
+    def use_probe(self) -> None:
+        """Run the median architecture (validation, evaluation, the derived genotype's weights)."""
+        self.noise_alpha.zero_()
+        self.noise_beta.zero_()
+
+    def use(self, arch: Any) -> None:
+        raise ConfigError("the RACL supernet mixes every op; derive() gives its architecture")
+
+    def weights(self, cell: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """This cell's (alpha, beta) as the forward pass uses them."""
+        k = self.kinds[cell]
+        alpha = sample_lognormal(self.mu_alpha[k], self.sigma_alpha[k], self.noise_alpha[cell])
+        beta = sample_lognormal(self.mu_beta[k], self.sigma_beta[k], self.noise_beta[cell])
+        return alpha, beta
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s0 = s1 = self.stem(x)
+        for i, cell in enumerate(self.cells):
+            s0, s1 = s1, cell(s0, s1, *self.weights(i))
+        return self.classifier(nn.functional.adaptive_avg_pool2d(s1, 1).flatten(1))
+
+    # ------------------------------------------------------------------ the Lipschitz bound
+
+    def log_lipschitz(self) -> torch.Tensor:
+        """ln lambda_o per (cell, edge, op) of the current weights (-inf for "none"), detached. Every
+        convolutional stage takes one power-iteration step (same-shaped stages of the whole network
+        batched as one grouped convolution), its vector kept for the next call."""
+        closed = [
+            [
+                [float(closed_form(op)) if not stage_modules(op) else 1.0 for op in edge.ops]
+                for edge in cell.edges
+            ]
+            for cell in self.cells
+        ]
+        logs = torch.tensor(closed, device=self.mu_alpha.device).clamp_min(1e-12).log()
+        with torch.no_grad():
+            for name, members in self._stage_groups().items():
+                blocks = len(members)
+                if name not in self.power:  # first use: random unit vectors at the stages' input size
+                    width, hw = members[0][4], members[0][5]
+                    x = torch.randn((1, blocks * width, *hw), generator=self._power_rng)
+                    self.power[name] = unit_blocks(x.to(self.mu_alpha.device), blocks)
+                modules = [stage_modules(self.cells[c].edges[e].ops[o])[k] for c, e, o, k, _, _ in members]
+                norms, self.power[name] = power_step(grouped_linear(modules), self.power[name], blocks)
+                index = torch.tensor([m[:3] for m in members], device=logs.device).T
+                logs.index_put_(tuple(index), norms.clamp_min(1e-12).log(), accumulate=True)
+        none = torch.full((*logs.shape[:2], 1), -math.inf, device=logs.device)
+        return torch.cat([none, logs], -1)
+
+    def _stage_groups(self) -> dict[str, list[tuple[int, int, int, int, int, tuple[int, int]]]]:
+        """Every convolutional stage of every op, grouped by what one grouped convolution needs them to
+        share (kind, kernel, stride, padding, dilation, width, input size): name -> (cell, edge, op
+        index, stage index, width, input size) per member. Fixed once the ops' input sizes are known."""
+        if self._groups is None:
+            groups: dict[str, list[tuple[int, int, int, int, int, tuple[int, int]]]] = {}
+            for c, cell in enumerate(self.cells):
+                for e, edge in enumerate(cell.edges):
+                    if edge.input_hw is None:
+                        raise RuntimeError(
+                            "run a forward pass before the Lipschitz bound (it needs input sizes)"
+                        )
+                    for o, op in enumerate(edge.ops):
+                        hw = edge.input_hw
+                        for k, stage in enumerate(stage_modules(op)):
+                            key, out_hw = stage_signature(stage, hw)
+                            groups.setdefault(repr(key), []).append((c, e, o, k, edge.width, hw))
+                            hw = out_hw
+            self._groups = groups
+        return self._groups
+
+    def bound(self, log_lipschitz: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mu, sigma^2) of ln of the network's bound prod_cells prod_nodes sum_i beta sum_o alpha
+        lambda_o (Eqs. 10-13, ln C left out), from the per-(cell, edge, op) ln lambda_o."""
+        kinds = torch.tensor(self.kinds, device=log_lipschitz.device)
+        m_edge = self.mu_alpha[kinds] + log_lipschitz  # (cells, edges, ops)
+        s2_edge = self.sigma_alpha[kinds].square()
+        if not self.confidence:  # Eq. 10: alpha = e^mu, beta = e^mu exactly
+            mu_i = torch.logsumexp(m_edge, -1)
+            return self._nodes(self.mu_beta[kinds] + mu_i, None), torch.zeros((), device=mu_i.device)
+        mu_i, s2_i = lognormal_sum(m_edge, s2_edge.expand_as(m_edge))  # Eq. 11, per edge
+        m_node = self.mu_beta[kinds] + mu_i  # beta^(i,j) * lambda^(i,j): parameters add
+        s2_node = self.sigma_beta[kinds].square() + s2_i
+        return self._nodes(m_node, s2_node)
+
+    def _nodes(self, m: torch.Tensor, s2: torch.Tensor | None) -> Any:
+        """Sum each node's input terms (Eq. 12 in Eq. 11's form), then the product over every node of
+        every cell (parameters add)."""
+        mu, var, offset = m.new_zeros(()), m.new_zeros(()), 0
+        for node in range(self.nodes):
+            cols = slice(offset, offset + 2 + node)
+            offset += 2 + node
+            if s2 is None:
+                mu = mu + torch.logsumexp(m[:, cols], -1).sum()
+            else:
+                mu_j, s2_j = lognormal_sum(m[:, cols], s2[:, cols])
+                mu, var = mu + mu_j.sum(), var + s2_j.sum()
+        return mu if s2 is None else (mu, var)
+
+    def arch_penalty(self) -> tuple[torch.Tensor, dict[str, float]]:
+        """The ADMM terms theta c + rho/2 c^2 of Eq. 17 (added to the architecture step's loss)."""
+        mu, s2 = self.bound(self.log_lipschitz())
+        c = mu + self.z * s2 - self.log_target
+        self._constraint = c.detach()
+        penalty = self.theta * c + self.rho / 2 * c.square()
+        return penalty, {
+            "arch_bound_mu": float(mu),
+            "arch_bound_sigma2": float(s2),
+            "arch_constraint": float(c),
+            "arch_theta": float(self.theta),
+        }
+
+    def after_arch_step(self) -> None:
+        """Eq. 19: theta <- theta + rho c(mu_t, Sigma_t), c as evaluated before the step."""
+        if self._constraint is not None:
+            self.theta.add_(self.rho * self._constraint)
+            self._constraint = None
+
+    # ------------------------------------------------------------------ the derived architecture
+
+    def derive(self) -> Genotype:
+        """Per node the two inputs, and per input the op, with the largest e^mu_alpha e^mu_beta."""
+        cells = []
+        for k in (0, 1):
+            strength = (self.mu_alpha[k] + self.mu_beta[k, :, None]).detach().cpu()
+            strength[:, NONE] = -math.inf
+            edges: list[tuple[str, int]] = []
+            offset = 0
+            for node in range(self.nodes):
+                rows = strength[offset : offset + 2 + node]
+                best = sorted(range(2 + node), key=lambda i: -float(rows[i].max()))[:2]
+                edges.extend((PRIMITIVES[int(rows[i].argmax())], i) for i in sorted(best))
+                offset += 2 + node
+            cells.append(tuple(edges))
+        concat = tuple(range(2, 2 + self.nodes))
+        return Genotype(cells[0], concat, cells[1], concat)
+
+    def get_extra_state(self) -> Any:
+        return {**super().get_extra_state(), "power": dict(self.power)}
+
+    def set_extra_state(self, state: Any) -> None:
+        super().set_extra_state(state)
+        self.power = dict(state.get("power", {}))
+
+
+def _check(channels: int, layers: int, partial: int, eta: float, rho: float, node_target: float) -> None:
+    checks = [
+        (layers >= 3, f"racl_supernet: layers must be >= 3 (two of them reduce), got {layers}"),
+        (
+            partial >= 1 and channels % partial == 0,
+            f"racl_supernet: channels ({channels}) must be a multiple of partial ({partial})",
+        ),
+        (0 < eta < 1, f"racl_supernet: eta must be in (0, 1), got {eta}"),
+        (rho > 0, f"racl_supernet: rho must be > 0, got {rho}"),
+        (node_target > 0, f"racl_supernet: node_target must be > 0, got {node_target}"),
+    ]
+    for ok, msg in checks:
+        if not ok:
+            raise ConfigError(msg)
+
+
+@register_model
+def racl_supernet(
+    num_classes: int = 10,
+    in_channels: int = 3,
+    channels: int = 16,
+    layers: int = 8,
+    nodes: int = 4,
+    partial: int = 4,
+    confidence: bool = True,
+    sigma_init: float = 0.5,
+    eta: float = 0.9,
+    rho: float = 0.001,
+    node_target: float = 1.0,
+    seed: int = 0,
+) -> RACLSupernet:
+    """RACL's search supernet (PC-DARTS: 8 cells of C=16, partial channels 1/4): log-normal alpha and
+    beta with the Lipschitz confidence constraint (``eta``, ``rho``; the bound's target is
+    ``node_target`` per node, i.e. ln(lambda*/C) = cells x nodes x ln node_target); ``confidence=False``
+    is Table 5's "without CL"."""
+    _check(channels, layers, partial, eta, rho, node_target)
+    if confidence and sigma_init <= 0:
+        raise ConfigError(f"racl_supernet: sigma_init must be > 0 with confidence learning, got {sigma_init}")
+    return RACLSupernet(
+        num_classes,
+        in_channels,
+        channels,
+        layers,
+        nodes,
+        partial,
+        confidence,
+        sigma_init,
+        eta,
+        rho,
+        node_target,
+        seed,
+    )
