@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from tune_robust.analysis.plots import _finish, _plt
+from tune_robust.models.darts import parse_genotype
 from tune_robust.models.robnet_codes import NODES, edge_inputs, parse_code
 
 __all__ = [
@@ -24,6 +25,8 @@ __all__ = [
     "density_vs_robust",
     "fsp_correlations",
     "fsp_vs_gap",
+    "genotype_drawing",
+    "genotype_table",
     "ranking_per_group",
     "searched_rows",
 ]
@@ -199,4 +202,85 @@ def cell_drawing(code: str | Sequence[str], path: str | Path | None = None, titl
     ax.set_ylim(-1.6, 1.6)
     ax.axis("off")
     ax.set_title(title or " ".join(cell), fontsize=9)
+    return _finish(fig, path)
+
+
+def record_space(arch: Any) -> str:
+    """The search space named by an ``arch`` column's record (``robnet``, ``darts``, ...)."""
+    import json
+
+    return str(json.loads(str(arch)).get("space", ""))
+
+
+def genotype_table(trials: pd.DataFrame, metric: str = ROBUST) -> pd.DataFrame:
+    """One row per finished trial with a DARTS-space record: its label, genotype text, cell statistics
+    and accuracies, best first."""
+    df = searched_rows(trials, metric)
+    if not len(df):
+        return df
+    df = df[df["arch"].map(record_space) == "darts"].sort_values(metric, ascending=False).copy()
+    import json
+
+    df["genotype"] = df["arch"].map(lambda a: json.loads(str(a))["arch"])
+    cols = [
+        "eval.label",
+        "genotype",
+        *sorted(c for c in df if c.startswith("arch_") and c.endswith(("convs", "skips", "pools"))),
+    ]
+    cols += ["params", "best_clean_acc", metric]
+    return df[[c for c in cols if c in df]].reset_index(drop=True)
+
+
+OP_COLORS = {"conv": "tab:blue", "pool": "tab:green", "skip": "tab:orange"}
+
+
+def genotype_drawing(genotype: str, path: str | Path | None = None, title: str = "") -> Any:
+    """A DARTS-space genotype (its text form) drawn as two DAGs, normal and reduction cell: inputs
+    c_{k-2}, c_{k-1}, the intermediate nodes, the concatenated output; each edge labelled with its op."""
+    g = parse_genotype(genotype)
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(12, 3.4))
+    for ax, (name, edges, concat) in zip(
+        axes, (("normal", g.normal, g.normal_concat), ("reduction", g.reduce, g.reduce_concat)), strict=True
+    ):
+        nodes = len(edges) // 2
+        pos = {0: (0.0, 1.0), 1: (0.0, -1.0), **{2 + i: (1.0 + i, (-1) ** i * 0.6) for i in range(nodes)}}
+        out = (nodes + 1.0, 0.0)
+        for k, (op, src) in enumerate(edges):
+            dst = 2 + k // 2
+            color = next((c for key, c in OP_COLORS.items() if key in op), "0.4")
+            (x0, y0), (x1, y1) = pos[src], pos[dst]
+            ax.annotate(
+                "",
+                xy=(x1, y1),
+                xytext=(x0, y0),
+                arrowprops={
+                    "arrowstyle": "->",
+                    "color": color,
+                    "lw": 1.4,
+                    "connectionstyle": "arc3,rad=0.15",
+                },
+            )
+            ax.text(
+                (x0 + x1) / 2,
+                (y0 + y1) / 2 + 0.12 * (1 if k % 2 else -1),
+                op,
+                fontsize=6,
+                color=color,
+                ha="center",
+            )
+        for c in concat:
+            ax.annotate(
+                "", xy=out, xytext=pos[c], arrowprops={"arrowstyle": "->", "color": "0.7", "ls": "--"}
+            )
+        labels = {0: "$c_{k-2}$", 1: "$c_{k-1}$", **{2 + i: str(i) for i in range(nodes)}}
+        for k, (x, y) in pos.items():
+            ax.text(x, y, labels[k], ha="center", va="center", bbox={"boxstyle": "round", "fc": "w"})
+        ax.text(*out, "out", ha="center", va="center", bbox={"boxstyle": "round", "fc": "w"})
+        ax.set_xlim(-0.6, nodes + 1.6)
+        ax.set_ylim(-1.6, 1.6)
+        ax.axis("off")
+        ax.set_title(f"{name} cell", fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=8)
     return _finish(fig, path)

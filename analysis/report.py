@@ -232,6 +232,10 @@ def _architectures(trials: pd.DataFrame, out_dir: Path, rep: Report, files: dict
     from tune_robust.analysis import architectures as arch
 
     searched = arch.searched_rows(trials)
+    spaces = searched["arch"].map(arch.record_space) if len(searched) else searched.get("arch")
+    if len(searched) and (spaces == "darts").any():
+        _genotypes(searched, out_dir, rep, files)
+        searched = searched[spaces == "robnet"]
     if "screened_out" in trials:
         done = trials[trials["status"] == "TERMINATED"]
         out = done["screened_out"].fillna(False).astype(bool)
@@ -263,6 +267,18 @@ def _architectures(trials: pd.DataFrame, out_dir: Path, rep: Report, files: dict
     code = json.loads(str(best["arch"]))["arch"]
     arch.cell_drawing(code, files["best_cell"], title=f"best: {code}")
     rep.add("The best architecture's (first) cell (supp. Fig. 2)", "figure", "best_cell.png")
+
+
+def _genotypes(searched: pd.DataFrame, out_dir: Path, rep: Report, files: dict[str, Path]) -> None:
+    """DARTS-space genotypes (RACL's search and retraining): the table and the best one's cells."""
+    from tune_robust.analysis import architectures as arch
+
+    table = arch.genotype_table(searched)
+    rep.add("Genotypes (best first)", "table", table)
+    files["best_genotype"] = out_dir / "best_genotype.png"
+    best = str(table["genotype"].iloc[0])
+    arch.genotype_drawing(best, files["best_genotype"], title=f"best: {best}")
+    rep.add("The best genotype's cells", "figure", files["best_genotype"].name)
 
 
 def _proxy(res: SweepResults, done: pd.DataFrame, rep: Report, compare: str | Path | None) -> None:

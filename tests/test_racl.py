@@ -188,8 +188,8 @@ def test_conv_bounds_are_the_operator_not_the_reshaped_kernel():
 def test_admm_terms_and_dual_update():
     net = _net(rho=0.01, eta=0.9, node_target=0.5)
     penalty, numbers = net.arch_penalty()
-    c = numbers["arch_constraint"]
-    expected = numbers["arch_bound_mu"] + NormalDist().inv_cdf(0.9) * numbers["arch_bound_sigma2"]
+    c = numbers["search_constraint"]
+    expected = numbers["search_bound_mu"] + NormalDist().inv_cdf(0.9) * numbers["search_bound_sigma2"]
     assert c == pytest.approx(expected - 4 * 4 * math.log(0.5), rel=1e-5)
     assert float(penalty) == pytest.approx(0.01 / 2 * c * c, rel=1e-5)  # theta starts at 0
     net.after_arch_step()
@@ -289,7 +289,7 @@ def test_architecture_steps_train_mu_and_sigma_only_and_the_weights_their_half()
     assert not weights_in_opt & {id(p) for p in net.arch_parameters()}
     before = {k: v.clone() for k, v in net.state_dict().items() if isinstance(v, torch.Tensor)}
     m = tr.run_epoch()
-    assert m["arch_steps"] == 4 and "arch_constraint" in m
+    assert m["search_arch_steps"] == 4 and "search_constraint" in m
     assert not torch.equal(before["mu_alpha"], net.mu_alpha) and not torch.equal(
         before["sigma_beta"], net.sigma_beta
     )
@@ -305,7 +305,7 @@ def test_a_larger_rho_pushes_the_bound_down_faster():
         cfg["train"]["epochs"] = 3
         cfg["search"]["arch_lr"] = 0.1
         tr = Trainer(TrialConfig.from_dict(cfg))
-        history = [tr.run_epoch()["arch_constraint"] for _ in range(3)]
+        history = [tr.run_epoch()["search_constraint"] for _ in range(3)]
         ends[rho] = history
     assert ends[0.1][-1] < ends[1e-4][-1]
     assert ends[0.1][-1] < ends[0.1][0]

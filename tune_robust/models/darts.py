@@ -21,7 +21,7 @@ from torch import nn
 from tune_robust.errors import ConfigError
 from tune_robust.models._registry import register_model
 from tune_robust.models._stages import stage_channels
-from tune_robust.models.oneshot import SearchSpace
+from tune_robust.models.oneshot import SearchSpace, arch_record
 
 
 class Genotype(NamedTuple):
@@ -126,10 +126,10 @@ def _parse_cell(text: str, which: str) -> tuple[tuple[tuple[str, int], ...], tup
         edges.append((op, int(index)))
     if not edges or len(edges) % 2:
         raise ConfigError(f"genotype {which} cell has {len(edges)} edges; each node takes two")
-    for k, (op, index) in enumerate(edges):
-        if index >= 2 + k // 2:
+    for k, (name, source) in enumerate(edges):
+        if source >= 2 + k // 2:
             raise ConfigError(
-                f"genotype {which} cell: edge {op}:{index} of node {2 + k // 2} reads a state that does "
+                f"genotype {which} cell: edge {name}:{source} of node {2 + k // 2} reads a state that does "
                 f"not exist yet (inputs are 0, 1 and earlier nodes)"
             )
     nodes = len(edges) // 2
@@ -370,6 +370,7 @@ class NetworkCIFAR(nn.Module):
         super().__init__()
         if layers < 3:
             raise ConfigError(f"darts: layers must be >= 3 (two of them reduce), got {layers}")
+        self.genotype = genotype
         stage_c = stage_channels("darts", [channels, 2 * channels, 4 * channels], widths)
         self.stem = nn.Sequential(
             nn.Conv2d(in_channels, 3 * channels, 3, padding=1, bias=False), nn.BatchNorm2d(3 * channels)
@@ -393,6 +394,10 @@ class NetworkCIFAR(nn.Module):
         self.fc = nn.Linear(c_p, num_classes)
         # The auxiliary logits of the last training forward pass (the trainer may add 0.4 x their loss).
         self.aux_logits: torch.Tensor | None = None
+
+    def arch_record(self) -> dict[str, Any]:
+        """This network's genotype as a versioned record (``oneshot.arch_record``)."""
+        return arch_record(DartsSpace(len(self.genotype.normal) // 2), self.genotype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s0 = s1 = self.stem(x)

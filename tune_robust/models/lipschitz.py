@@ -75,6 +75,15 @@ def _out_size(size: int, conv: nn.Conv2d) -> int:
     return (size + 2 * pad - d * (k - 1) - 1) // s + 1
 
 
+def dil_parts(stage: nn.Module) -> tuple[nn.Conv2d, nn.Conv2d, nn.BatchNorm2d]:
+    """A DilConv stage's depthwise conv, pointwise conv and BatchNorm."""
+    assert isinstance(stage, DilConv)
+    _, depthwise, pointwise, bn = stage
+    assert isinstance(depthwise, nn.Conv2d) and isinstance(pointwise, nn.Conv2d)
+    assert isinstance(bn, nn.BatchNorm2d)
+    return depthwise, pointwise, bn
+
+
 def stage_signature(stage: nn.Module, hw: tuple[int, int]) -> tuple[tuple[Any, ...], tuple[int, int]]:
     """(what stages must share to run as one grouped map, the stage's output size)."""
     if isinstance(stage, FactorizedReduce):
@@ -82,8 +91,7 @@ def stage_signature(stage: nn.Module, hw: tuple[int, int]) -> tuple[tuple[Any, .
             _out_size(hw[0], stage.conv1),
             _out_size(hw[1], stage.conv1),
         )
-    depthwise = stage[1]
-    assert isinstance(depthwise, nn.Conv2d)
+    depthwise = dil_parts(stage)[0]
     key = ("dil", depthwise.kernel_size, depthwise.stride, depthwise.padding, depthwise.dilation)
     return (*key, depthwise.in_channels, hw), (_out_size(hw[0], depthwise), _out_size(hw[1], depthwise))
 
@@ -97,9 +105,9 @@ def grouped_linear(stages: list[nn.Module]) -> Linear:
         w1 = torch.cat([s.conv1.weight for s in frs])
         w2 = torch.cat([s.conv2.weight for s in frs])
         half = frs[0].conv1.out_channels
-        scale = [bn_scale(s.bn) for s in frs]
-        s1 = torch.cat([sc[:half] for sc in scale]).view(1, -1, 1, 1)
-        s2 = torch.cat([sc[half:] for sc in scale]).view(1, -1, 1, 1)
+        scales = [bn_scale(s.bn) for s in frs]
+        s1 = torch.cat([sc[:half] for sc in scales]).view(1, -1, 1, 1)
+        s2 = torch.cat([sc[half:] for sc in scales]).view(1, -1, 1, 1)
 
         def fr_linear(u: torch.Tensor) -> torch.Tensor:
             shifted = nn.functional.pad(u[:, :, 1:, 1:], (0, 1, 0, 1))
@@ -109,14 +117,11 @@ def grouped_linear(stages: list[nn.Module]) -> Linear:
             return torch.cat([a.reshape(n, -1), b.reshape(n, -1)], 1)
 
         return fr_linear
-    dws = [s[1] for s in stages]
-    pws = [s[2] for s in stages]
-    bns = [s[3] for s in stages]
-    dw0 = dws[0]
-    assert isinstance(dw0, nn.Conv2d)
-    w_dw = torch.cat([d.weight for d in dws if isinstance(d, nn.Conv2d)])
-    w_pw = torch.cat([p.weight for p in pws if isinstance(p, nn.Conv2d)])
-    scale = torch.cat([bn_scale(b) for b in bns if isinstance(b, nn.BatchNorm2d)]).view(1, -1, 1, 1)
+    parts = [dil_parts(s) for s in stages]
+    dw0 = parts[0][0]
+    w_dw = torch.cat([dw.weight for dw, _, _ in parts])
+    w_pw = torch.cat([pw.weight for _, pw, _ in parts])
+    scale = torch.cat([bn_scale(bn) for _, _, bn in parts]).view(1, -1, 1, 1)
 
     def dil_linear(u: torch.Tensor) -> torch.Tensor:
         h = nn.functional.conv2d(
@@ -133,6 +138,7 @@ def closed_form(op: nn.Module) -> float | torch.Tensor:
         return 1.0
     if isinstance(op, nn.Sequential) and len(op) == 2 and isinstance(op[1], nn.BatchNorm2d):
         pool, bn = op[0], op[1]
+        assert isinstance(pool, (nn.AvgPool2d, nn.MaxPool2d))
         stride = pool.stride if isinstance(pool.stride, int) else pool.stride[0]
         factor = float(stride) ** -0.5 if isinstance(pool, nn.AvgPool2d) else 1.0
         return factor * bn_scale(bn).abs().max()

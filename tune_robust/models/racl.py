@@ -53,7 +53,7 @@ NONE = PRIMITIVES.index("none")
 
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
     n, c, h, w = x.shape
-    return x.view(n, groups, c // groups, h, w).transpose(1, 2).reshape(n, c, h, w)
+    return x.reshape(n, groups, c // groups, h, w).transpose(1, 2).reshape(n, c, h, w)
 
 
 class PartialMixedOp(nn.Module):
@@ -120,6 +120,10 @@ def edge_count(nodes: int) -> int:
 
 
 class RACLSupernet(Supernet, nn.Module):
+    theta: torch.Tensor
+    noise_alpha: torch.Tensor
+    noise_beta: torch.Tensor
+
     def __init__(
         self,
         num_classes: int,
@@ -172,7 +176,7 @@ class RACLSupernet(Supernet, nn.Module):
         self.register_buffer("theta", torch.zeros(()))  # the ADMM dual variable
         self.register_buffer("noise_alpha", torch.zeros(layers, edges, len(PRIMITIVES)))
         self.register_buffer("noise_beta", torch.zeros(layers, edges))
-        self.kinds = [int(cell.reduction) for cell in self.cells]
+        self.kinds = [int(i in (layers // 3, 2 * layers // 3)) for i in range(layers)]
         # Power-iteration vectors, one per (cell, edge, op, stage), created at their input's size.
         self.power: dict[str, torch.Tensor] = {}
         self.sampling = confidence
@@ -219,6 +223,11 @@ class RACLSupernet(Supernet, nn.Module):
 
     # ------------------------------------------------------------------ the Lipschitz bound
 
+    @staticmethod
+    def edges(cell: nn.Module) -> list[PartialMixedOp]:
+        assert isinstance(cell, SearchCell)
+        return [e for e in cell.edges if isinstance(e, PartialMixedOp)]
+
     def log_lipschitz(self) -> torch.Tensor:
         """ln lambda_o per (cell, edge, op) of the current weights (-inf for "none"), detached. Every
         convolutional stage takes one power-iteration step (same-shaped stages of the whole network
@@ -226,7 +235,7 @@ class RACLSupernet(Supernet, nn.Module):
         closed = [
             [
                 [float(closed_form(op)) if not stage_modules(op) else 1.0 for op in edge.ops]
-                for edge in cell.edges
+                for edge in self.edges(cell)
             ]
             for cell in self.cells
         ]
@@ -238,7 +247,8 @@ class RACLSupernet(Supernet, nn.Module):
                     width, hw = members[0][4], members[0][5]
                     x = torch.randn((1, blocks * width, *hw), generator=self._power_rng)
                     self.power[name] = unit_blocks(x.to(self.mu_alpha.device), blocks)
-                modules = [stage_modules(self.cells[c].edges[e].ops[o])[k] for c, e, o, k, _, _ in members]
+                edges = [self.edges(self.cells[c])[e] for c, e, *_ in members]
+                modules = [stage_modules(ed.ops[m[2]])[m[3]] for ed, m in zip(edges, members, strict=True)]
                 norms, self.power[name] = power_step(grouped_linear(modules), self.power[name], blocks)
                 index = torch.tensor([m[:3] for m in members], device=logs.device).T
                 logs.index_put_(tuple(index), norms.clamp_min(1e-12).log(), accumulate=True)
@@ -252,7 +262,7 @@ class RACLSupernet(Supernet, nn.Module):
         if self._groups is None:
             groups: dict[str, list[tuple[int, int, int, int, int, tuple[int, int]]]] = {}
             for c, cell in enumerate(self.cells):
-                for e, edge in enumerate(cell.edges):
+                for e, edge in enumerate(self.edges(cell)):
                     if edge.input_hw is None:
                         raise RuntimeError(
                             "run a forward pass before the Lipschitz bound (it needs input sizes)"
@@ -294,17 +304,17 @@ class RACLSupernet(Supernet, nn.Module):
                 mu, var = mu + mu_j.sum(), var + s2_j.sum()
         return mu if s2 is None else (mu, var)
 
-    def arch_penalty(self) -> tuple[torch.Tensor, dict[str, float]]:
+    def arch_penalty(self) -> tuple[torch.Tensor | float, dict[str, float]]:
         """The ADMM terms theta c + rho/2 c^2 of Eq. 17 (added to the architecture step's loss)."""
         mu, s2 = self.bound(self.log_lipschitz())
         c = mu + self.z * s2 - self.log_target
         self._constraint = c.detach()
         penalty = self.theta * c + self.rho / 2 * c.square()
         return penalty, {
-            "arch_bound_mu": float(mu),
-            "arch_bound_sigma2": float(s2),
-            "arch_constraint": float(c),
-            "arch_theta": float(self.theta),
+            "search_bound_mu": float(mu.detach()),
+            "search_bound_sigma2": float(s2.detach()),
+            "search_constraint": float(c),
+            "search_theta": float(self.theta),
         }
 
     def after_arch_step(self) -> None:
@@ -315,11 +325,16 @@ class RACLSupernet(Supernet, nn.Module):
 
     # ------------------------------------------------------------------ the derived architecture
 
+    def log_strength(self, kind: int) -> torch.Tensor:
+        """ln of each (edge, op)'s weight in the derivation: ln(e^mu_alpha e^mu_beta), the medians."""
+        return self.mu_alpha[kind] + self.mu_beta[kind, :, None]
+
     def derive(self) -> Genotype:
-        """Per node the two inputs, and per input the op, with the largest e^mu_alpha e^mu_beta."""
+        """Per node the two inputs, and per input the op, with the largest ``log_strength`` ("none"
+        excluded), as PC-DARTS' genotype() ranks them."""
         cells = []
         for k in (0, 1):
-            strength = (self.mu_alpha[k] + self.mu_beta[k, :, None]).detach().cpu()
+            strength = self.log_strength(k).detach().cpu().clone()
             strength[:, NONE] = -math.inf
             edges: list[tuple[str, int]] = []
             offset = 0
@@ -338,6 +353,40 @@ class RACLSupernet(Supernet, nn.Module):
     def set_extra_state(self, state: Any) -> None:
         super().set_extra_state(state)
         self.power = dict(state.get("power", {}))
+
+
+class PCDartsSupernet(RACLSupernet):
+    """Plain PC-DARTS (Xu et al. 2020) on the same supernet: deterministic softmax weights (alpha over
+    each edge's ops, beta over each node's inputs), no Lipschitz terms; the baseline RACL modifies."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        with torch.no_grad():  # PC-DARTS' initialisation: 1e-3 N(0, 1) logits
+            self.mu_alpha.copy_(1e-3 * torch.randn_like(self.mu_alpha))
+            self.mu_beta.copy_(1e-3 * torch.randn_like(self.mu_beta))
+
+    def _node_softmax(self, logits: torch.Tensor) -> torch.Tensor:
+        parts, offset = [], 0
+        for node in range(self.nodes):
+            parts.append(torch.softmax(logits[..., offset : offset + 2 + node], -1))
+            offset += 2 + node
+        return torch.cat(parts, -1)
+
+    def weights(self, cell: int) -> tuple[torch.Tensor, torch.Tensor]:
+        k = self.kinds[cell]
+        return torch.softmax(self.mu_alpha[k], -1), self._node_softmax(self.mu_beta[k])
+
+    def arch_penalty(self) -> tuple[torch.Tensor | float, dict[str, float]]:
+        return 0.0, {}
+
+    def after_arch_step(self) -> None:
+        pass
+
+    def log_strength(self, kind: int) -> torch.Tensor:
+        """PC-DARTS' genotype(): softmax(alpha) of the edge times softmax(beta) over the node's inputs."""
+        return (
+            torch.log_softmax(self.mu_alpha[kind], -1) + self._node_softmax(self.mu_beta[kind]).log()[:, None]
+        )
 
 
 def _check(channels: int, layers: int, partial: int, eta: float, rho: float, node_target: float) -> None:
@@ -392,3 +441,20 @@ def racl_supernet(
         node_target,
         seed,
     )
+
+
+@register_model
+def pcdarts_supernet(
+    num_classes: int = 10,
+    in_channels: int = 3,
+    channels: int = 16,
+    layers: int = 8,
+    nodes: int = 4,
+    partial: int = 4,
+    seed: int = 0,
+) -> PCDartsSupernet:
+    """PC-DARTS' search supernet (softmax alpha and beta, partial channels 1/``partial``, no Lipschitz
+    constraint): the baseline of RACL's search, searched the same way (``search`` section)."""
+    _check(channels, layers, partial, 0.5, 1.0, 1.0)
+    args = (num_classes, in_channels, channels, layers, nodes, partial, False, 0.0, 0.5, 1.0, 1.0, seed)
+    return PCDartsSupernet(*args)

@@ -66,6 +66,9 @@ EPOCH_COLUMNS = (
     "epoch_end_time",
 )
 
+# Epoch metrics of a differentiable search's architecture step (search_constraint, search_theta, ...).
+SEARCH_PREFIX = "search_"
+
 
 def _cell(v: Any) -> Any:
     if isinstance(v, (list, tuple)):
@@ -195,6 +198,8 @@ class ResultsWriter:
         row: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "sweep": self.sweep, "trial_id": trial_id}
         row["epoch"] = epoch
         row.update({k: result.get(k) for k in EPOCH_COLUMNS})
+        # a differentiable search's architecture-step numbers (tune_robust.training.arch_step)
+        row.update({k: v for k, v in result.items() if k.startswith(SEARCH_PREFIX)})
         with self._lock:
             self.epochs[(trial_id, epoch)] = row
             self._epochs_dirty = True

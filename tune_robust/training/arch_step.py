@@ -97,14 +97,14 @@ class ArchitectureStep:
         (loss + penalty).backward()
         self.optimizer.step()
         model.after_arch_step()
-        for key, value in {"arch_loss": float(loss.detach()), **numbers}.items():
+        for key, value in {"search_arch_loss": float(loss.detach()), **numbers}.items():
             self._sums[key] = self._sums.get(key, 0.0) + value
         self._steps += 1
 
     def epoch_metrics(self) -> dict[str, float]:
         """Means over this epoch's architecture steps (then reset); {} in a warm-up epoch."""
         out = {k: v / self._steps for k, v in self._sums.items()} if self._steps else {}
-        out["arch_steps"] = self._steps
+        out["search_arch_steps"] = self._steps
         self._sums, self._steps = {}, 0
         return out
 

@@ -306,7 +306,9 @@ class Trainer:
             self.scaler.scale(loss).backward()
             if t.grad_clip > 0:
                 self.scaler.unscale_(self.optimizer)
-                nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
+                # the optimiser's parameters only (a search's architecture parameters are not weights)
+                weights = [p for group in self.optimizer.param_groups for p in group["params"]]
+                nn.utils.clip_grad_norm_(weights, t.grad_clip)
             self.scaler.step(self.optimizer)
             self.scaler.update()
         self.scheduler.step()
