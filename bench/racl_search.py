@@ -31,7 +31,8 @@ def cifar_search(data_dir: str, arch: str, train_limit: int) -> dict[str, Any]:
     """The paper's search settings on the CIFAR-10 subset, at C = 16 over 8 cells (the paper's
     supernet), architecture steps from the first epoch."""
     cfg = copy.deepcopy(SEARCH_PAPER)
-    cfg["data"] = {"dataset": "cifar10", "data_dir": data_dir, "train_limit": train_limit, "val_fraction": 0.02}
+    data = {"dataset": "cifar10", "data_dir": data_dir, "train_limit": train_limit, "val_fraction": 0.02}
+    cfg["data"] = data
     model = {"arch": arch, "channels": 16, "layers": 8}
     cfg["model"] = model if arch == "pcdarts_supernet" else {**cfg["model"], **model}
     cfg["train"] = {**cfg["train"], "epochs": 10, "batch_size": 64, "eval_every": 1000}
@@ -73,7 +74,8 @@ def bench_cost(data_dir: str, train_limit: int, repeats: int) -> None:
         p.append(timed_epoch(plain)[0])
     rm, pm, lm = statistics.median(r), statistics.median(p), statistics.median(lip)
     print(f"  PC-DARTS search epoch: median {pm:.1f} s (all: {', '.join(f'{x:.1f}' for x in p)})")
-    print(f"  RACL search epoch:     median {rm:.1f} s (all: {', '.join(f'{x:.1f}' for x in r)}): {rm / pm:.2f}x")
+    runs = ", ".join(f"{x:.1f}" for x in r)
+    print(f"  RACL search epoch:     median {rm:.1f} s (all: {runs}): {rm / pm:.2f}x")
     print(f"  of which the Lipschitz terms (power iteration, bound, ADMM): {lm:.1f} s ({lm / rm:.0%})")
 
 
@@ -96,7 +98,8 @@ def bench_constraint(epochs: int) -> None:
             m = trainer.run_epoch()
             cs.append(m.get("search_constraint", float("nan")))
         assert isinstance(trainer.model, RACLSupernet)
-        print(f"  {label:12s}: c = {', '.join(f'{c:7.2f}' for c in cs)}; theta {float(trainer.model.theta):.3f}")
+        values = ", ".join(f"{c:7.2f}" for c in cs)
+        print(f"  {label:12s}: c = {values}; theta {float(trainer.model.theta):.3f}")
 
 
 def main() -> None:
