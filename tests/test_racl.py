@@ -276,7 +276,7 @@ def test_a_search_model_needs_its_architecture_split():
     with pytest.raises(ConfigError, match=r"search\.arch_fraction"):
         Trainer(TrialConfig.from_dict(cfg))
     plain = {**_search_cfg(), "model": {"arch": "small_cnn"}}
-    with pytest.raises(ConfigError, match="no architecture parameters"):
+    with pytest.raises(ConfigError, match="no supernet"):
         Trainer(TrialConfig.from_dict(plain))
 
 

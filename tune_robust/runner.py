@@ -628,6 +628,8 @@ def _architecture_trials(p: Plan, up: Upstream, df: Any) -> list[dict[str, Any]]
         for rest in settings.values():
             cfg = copy.deepcopy(rest)
             cfg["model"] = {**p.base.get("model", {}), **record["model"]}
+            if "method" in record:  # what the search chose for the training (RNAS-CL's tutors)
+                cfg["method"] = {**cfg.get("method", {}), **record["method"]}
             cfg.setdefault("eval", {})["label"] = label
             out.append(cfg)
     return out

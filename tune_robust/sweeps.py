@@ -53,7 +53,8 @@ class Upstream:
     ``kind="architectures"``: the sweep's searched architectures become trials of this one: the best
     trial (by ``metric``) of each value of the column ``per`` (e.g. the budget; None: one best overall)
     gives its architecture record's model section, merged over this sweep's base model section
-    (channels, layers stay this sweep's), trained from scratch under every other setting the grid's
+    (channels, layers stay this sweep's), and its method section where the record has one (RNAS-CL's
+    tutor map), trained from scratch under every other setting the grid's
     trials have (e.g. each seed); ``eval.label`` says where it came from (sweep, group, trial id).
     ``optional``: without that sweep, say so and skip it.
 

@@ -143,6 +143,9 @@ class Supernet:
     def after_arch_step(self) -> None:
         """Called after each architecture step (RACL: the dual update)."""
 
+    def end_epoch(self) -> None:
+        """Called after every training epoch (RNAS-CL: the Gumbel temperature's decay)."""
+
     def resample(self) -> Any:
         """Draw and use the next sub-network (the training loop calls this before each batch)."""
         assert self.space is not None, "configure_sampling first"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, TypeVar
 
 import torch
@@ -35,6 +35,20 @@ class Method:
 
     def check_attack(self, attack: Attack) -> None:
         """Raise ConfigError if the configured training attack cannot serve this method."""
+
+    def setup(self, model: nn.Module, upstream: Mapping[str, str], device: torch.device) -> None:
+        """Before training: load what the method needs besides the model (RNAS-CL: its teacher, from
+        the trial's upstream artifacts)."""
+
+    def arch_parameters(self) -> list[nn.Parameter]:
+        """Architecture parameters the method owns (RNAS-CL: the tutor choice), trained by a
+        differentiable search's architecture step with the model's."""
+        return []
+
+    def record(self) -> dict[str, Any]:
+        """Sections a derived architecture's record carries for the training that follows the search
+        (RNAS-CL: ``{"method": {"tutors": ...}}``)."""
+        return {}
 
     def epochs_to_run(self, epochs: int) -> int:
         """Passes over the data for a budget of ``epochs`` (Free divides by its replays)."""

@@ -48,6 +48,7 @@ class ArchitectureStep:
         self,
         model: Supernet,
         split: Split,
+        params: list[torch.nn.Parameter],
         *,
         lr: float,
         betas: tuple[float, float],
@@ -57,7 +58,6 @@ class ArchitectureStep:
         augment: str,
         seed: int,
     ) -> None:
-        params = model.arch_parameters()
         if not params:
             raise ConfigError(
                 "search.arch_fraction > 0 but the model has no architecture parameters; set "

@@ -130,9 +130,10 @@ class Trainer:
         self.generator.manual_seed(t.seed)
         self.data = data or prepare_data(device=self.device, **dataclasses.asdict(cfg.data))
         self.model = build_model(cfg, self.data, self.device)
+        self.method = create_method(cfg.method.name, **cfg.method.kwargs)
+        self.method.setup(self.model, cfg.upstream, self.device)
         self.arch_step = self._architecture_step()
         self.params = count_params(self.model)
-        self.method = create_method(cfg.method.name, **cfg.method.kwargs)
         self.epochs_total = self.method.epochs_to_run(t.epochs)
         self.train_attack = create_attack(cfg.attack.name, **cfg.attack.kwargs)
         self.eval_attacks: dict[str, Attack] = {"clean": NoAttack()}
@@ -167,7 +168,9 @@ class Trainer:
         """A differentiable search's architecture step (``search``), on its share of the training split
         (the weights train on the rest from then on); None for every other model."""
         s = self.cfg.search
-        searched = isinstance(self.model, Supernet) and bool(self.model.arch_parameters())
+        params = self.model.arch_parameters() if isinstance(self.model, Supernet) else []
+        params = params + self.method.arch_parameters()
+        searched = bool(params)
         if not searched and s.arch_fraction == 0:
             return None
         if searched and s.arch_fraction == 0:
@@ -175,12 +178,17 @@ class Trainer:
                 f"model {self.cfg.model.name!r} searches its architecture: set search.arch_fraction (the "
                 f"share of the training split for architecture steps; RACL / PC-DARTS: 0.5)"
             )
-        assert isinstance(self.model, Supernet)
+        if not isinstance(self.model, Supernet):
+            raise ConfigError(
+                f"search.arch_fraction={s.arch_fraction} searches an architecture, but model "
+                f"{self.cfg.model.name!r} is no supernet; set search.arch_fraction=0"
+            )
         weights, arch = split_for_search(self.data.train, s.arch_fraction, self.cfg.data.split_seed)
         self.data = dataclasses.replace(self.data, train=weights)
         return ArchitectureStep(
             self.model,
             arch,
+            params,
             lr=s.arch_lr,
             betas=(float(s.arch_betas[0]), float(s.arch_betas[1])),
             weight_decay=s.arch_weight_decay,
@@ -319,6 +327,8 @@ class Trainer:
         self.epoch += 1
         metrics["epoch"] = self.epoch
         extra = self.method.end_epoch(self.model, self.probe, self.train_attack)
+        if isinstance(self.model, Supernet):
+            self.model.end_epoch()
         metrics["train_attack_passes"] += int(extra.pop("attack_passes", 0))
         stop = extra.pop("stop", None)
         metrics.update(extra)
@@ -378,7 +388,7 @@ class Trainer:
         out["best_robust_acc"] = best["worst_acc"]
         out["test_examples"] = len(self.data.test)
         out.update(self.screened)
-        record = record_of(self.model)
+        record = self.arch_record(self.model)
         if record is not None:  # a searched architecture: its record and statistics are columns
             out["arch"] = json.dumps(record, sort_keys=True)
             out.update(record["stats"])
@@ -393,6 +403,14 @@ class Trainer:
 
     def _suite(self, model: nn.Module) -> Any:
         return run_suite(model, self.data.test, self.cfg.eval, self.data.num_classes, self.cfg.data.dataset)
+
+    def arch_record(self, model: nn.Module) -> dict[str, Any] | None:
+        """The model's architecture record, with what the method adds for the training that follows a
+        search (RNAS-CL: the tutor map)."""
+        record = record_of(model)
+        if record is not None and isinstance(model, Supernet):
+            record.update(self.method.record())
+        return record
 
     def best_model(self) -> nn.Module:
         if self.best_state is None:
@@ -473,7 +491,7 @@ class Trainer:
             directory / MODEL_FILE,
         )
         _atomic_write(directory / CONFIG_FILE, json.dumps(self.cfg.to_dict(), indent=1, default=str))
-        record = record_of(model)
+        record = self.arch_record(model)
         if record is not None:
             _atomic_write(directory / ARCH_FILE, json.dumps(record, indent=1))
 
