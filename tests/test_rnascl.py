@@ -115,7 +115,7 @@ def test_derived_student_is_the_argmax_and_builds_with_that_size():
             net.logits[b, len(opts) - 1] = 1.0  # the narrowest option everywhere
     channels = net.derive()
     assert channels == tuple(
-        tuple(min(opts) for _ in range(d)) for d, opts in zip((3, 3, 3), net.space.options)
+        tuple(min(opts) for _ in range(d)) for d, opts in zip((3, 3, 3), net.space.options, strict=True)
     )
     student = create_model("rnascl_student", in_channels=1, channels=format_channels(channels))
     expected = 0
