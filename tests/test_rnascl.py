@@ -192,3 +192,17 @@ def test_without_a_teacher_the_error_says_where_to_get_one():
         Trainer(TrialConfig.from_dict(cfg))
     standard = {**SEARCH_SMOKE, "method": {**SEARCH_SMOKE["method"], "kl": False, "attention": False}}
     assert Trainer(TrialConfig.from_dict(standard)).method.arch_parameters() == []
+
+
+@pytest.mark.parametrize(
+    ("space", "millions"),
+    # Table 1: S3 0.11M, S5 0.21M, S7 0.32M, M 3M, L 11M (README: why M and L differ)
+    [("S3", 0.122), ("S5", 0.219), ("S7", 0.316), ("M", 2.150), ("L", 8.586)],
+)
+def test_widest_students_have_the_documented_sizes(space, millions):
+    from tune_robust.models.rnascl import SPACES
+
+    depths, options = SPACES[space]
+    widest = format_channels([[max(opts)] * d for d, opts in zip(depths, options, strict=True)])
+    with torch.device("meta"):
+        assert round(count_params(create_model("rnascl_student", channels=widest)) / 1e6, 3) == millions
