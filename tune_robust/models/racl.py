@@ -313,7 +313,7 @@ class RACLSupernet(Supernet, nn.Module):
         return penalty, {
             "search_bound_mu": float(mu.detach()),
             "search_bound_sigma2": float(s2.detach()),
-            "search_constraint": float(c),
+            "search_constraint": float(c.detach()),
             "search_theta": float(self.theta),
         }
 
