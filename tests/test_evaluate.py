@@ -94,6 +94,7 @@ def seed1_dir(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow  # default run under 10 minutes (CI runs it with the slow tests)
 def test_transfer_from_independent_copies(capsys, sweep_dir, seed1_dir, white_box_transfer, tmp_path):
     """RobNet supplement Table 4: each source's examples are crafted on its other-seed copy."""
     code, out, err = run_cli(

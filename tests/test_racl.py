@@ -296,6 +296,7 @@ def test_architecture_steps_train_mu_and_sigma_only_and_the_weights_their_half()
     assert float(net.theta) != 0.0
 
 
+@pytest.mark.slow  # default run under 10 minutes (CI runs it with the slow tests)
 def test_a_larger_rho_pushes_the_bound_down_faster():
     """Table 5's direction on the embedded default: with everything else equal, rho = 0.1 ends with a
     lower expected ln bound than rho = 1e-4, and the strong one falls under its target."""

@@ -127,6 +127,7 @@ def _newest(d: Path, pattern: str) -> object:
         return pickle.load(f)
 
 
+@pytest.mark.slow  # default run under 10 minutes (CI runs it with the slow tests)
 def test_tpe_asha_resumes_with_searcher_and_scheduler_state(tpe_asha_sweep):
     d, before = tpe_asha_sweep
     trials = pd.read_parquet(d / "trials.parquet")
@@ -166,6 +167,7 @@ def test_tpe_asha_resumes_with_searcher_and_scheduler_state(tpe_asha_sweep):
     assert set(rung1) == set(trials["trial_id"])
 
 
+@pytest.mark.slow  # default run under 10 minutes (CI runs it with the slow tests)
 def test_notebook_executes_against_a_real_sweep(tpe_asha_sweep):
     import nbclient
     import nbformat
@@ -184,6 +186,7 @@ def test_notebook_executes_against_a_real_sweep(tpe_asha_sweep):
         assert sum("image/png" in o.get("data", {}) for o in outputs) >= 4
 
 
+@pytest.mark.slow  # default run under 10 minutes (CI runs it with the slow tests)
 def test_report_on_a_real_sweep(tpe_asha_sweep, tmp_path):
     d, _ = tpe_asha_sweep
     code = cli.main(["report", str(d), "--out", str(tmp_path)])

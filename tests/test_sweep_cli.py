@@ -82,6 +82,7 @@ def test_max_trials_3_end_to_end_then_refuse_to_overwrite(capsys, tmp_path):
     assert (d / "trials.parquet").read_bytes() == before
 
 
+@pytest.mark.slow  # default run under 10 minutes (CI runs it with the slow tests)
 def test_failing_trials_are_retried_then_recorded(capsys, tmp_path):
     code, out, err = run_cli(
         capsys,

@@ -38,6 +38,7 @@ def test_missing_upstream_is_refused_before_ray(tmp_path, capsys):
     assert code == 2 and "run `python sweep.py wrn_depth_grid` first" in err
 
 
+@pytest.mark.slow  # default run under 10 minutes (CI runs it with the slow tests)
 def test_stage_starts_from_upstream_best_checkpoint(tmp_path, capsys):
     common = ["--results-dir", str(tmp_path), "-q"]
     assert main(["wrn_depth_grid", "--max-trials", "1", "--set", "train.epochs=2", *common]) == 0
