@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from tune_robust.search_spaces import robnet
 from tune_robust.sweeps import Grid, SweepSpec, Upstream, Variants, register_sweep
 
 # RACL Sec. 3.1 (= PC-DARTS): CIFAR-10's training set in two halves (weights / architecture), 50 epochs,
@@ -85,8 +86,8 @@ ABLATION = [
     {"model.eta": 0.9, "model.rho": 0.001, "eval.label": "eta 0.9, rho 0.001"},
 ]
 
-# PGD-7 at 8/255, step 2/255 (MNIST: 76.5/255 = 0.3, step 20/255 ~ eps/4 as well): RACL Sec. 3.2.
-PGD7 = {"name": "pgd", "eps": "auto", "step": "eps/4", "steps": 7}
+# PGD-7 at 8/255, step 2/255 (MNIST: 76.5/255 = 0.3, step eps/4): RACL Sec. 3.2, RobNet's training
+# attack (robnet.RETRAIN_PAPER, whose recipe the retraining takes).
 # Table 1 (AT): FGSM, MIM, PGD-20 step 2/255; Table 1 (no AT) and Table 5: PGD-10 step eps/10;
 # Sec. 3.4: PGD-100 step 2/255; Fig. 3: accuracy vs eps 0.01-0.07 and vs PGD iterations.
 EVAL_PAPER: dict[str, Any] = {
@@ -101,22 +102,8 @@ EVAL_PAPER: dict[str, Any] = {
 # against (its RobNet rows and its PGD settings follow [12]); DARTS' own 600-epoch recipe is for
 # clean accuracy. Network: NetworkCIFAR at C = 36, 20 cells (RACL's 3.6M), no auxiliary head.
 RETRAIN_PAPER: dict[str, Any] = {
-    "data": {"dataset": "cifar10", "val_fraction": 0.02},
+    **robnet.RETRAIN_PAPER,
     "model": {"arch": "darts", "channels": 36, "layers": 20},
-    "train": {
-        "epochs": 200,
-        "batch_size": 128,
-        "lr": 0.1,
-        "momentum": 0.9,
-        "weight_decay": 1e-4,
-        "exclude_norm_bias_decay": True,
-        "schedule": "step",
-        "milestones": (100, 150),
-        "lr_gamma": 0.1,
-    },
-    "method": {"name": "pgd_at"},
-    "attack": PGD7,
-    "eval_attack": {"name": "pgd", "eps": "auto", "step": "eps/4", "steps": 20},
     "eval": EVAL_PAPER,
 }
 # Smoke: digits' whole training split, a 5-cell network of 8 channels, 4 epochs PGD-3 AT at eps 0.1.

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from conftest import kill_sweep_when
 from conftest import read_parquet as _read
 
@@ -29,6 +30,7 @@ def _sweep(results: Path, *extra: str) -> list[str]:
     ]
 
 
+@pytest.mark.slow  # default run under 10 minutes; the one-shot searches' kill tests are slow too
 def test_resume_after_kill_9(tmp_path):
     d = tmp_path / "wrn_depth_grid"
 

@@ -178,6 +178,21 @@ def test_arch_reconfig_written_out_widths_are_the_builders_defaults():
         ("at_methods", "paper", 6),
         ("arch_reconfig", "smoke", 8),
         ("arch_reconfig", "paper", 8),
+        # the one-shot searches' grid stages (their upstream-fed trials are added when they run)
+        ("robnet_supernet", "paper", 2),
+        # (validating 150 / 300 RobNet configs takes 35 / 60 s: with the slow tests)
+        pytest.param("robnet_finetune", "paper", 150, marks=pytest.mark.slow),
+        pytest.param("robnet_free_search", "paper", 300, marks=pytest.mark.slow),
+        ("robnet_retrain", "paper", 6),
+        ("racl_search", "paper", 1),
+        ("racl_ablation", "paper", 5),
+        ("racl_retrain", "paper", 1),
+        ("racl_table1", "paper", 10),
+        ("rnascl_teacher", "paper", 2),
+        ("rnascl_search", "paper", 1),
+        ("rnascl_ablation", "paper", 4),
+        ("rnascl_teachers", "paper", 6),
+        ("rnascl_train", "paper", 1),
     ],
 )
 def test_issue_4_sweeps_plan_and_validate(name, fidelity, trials, request):

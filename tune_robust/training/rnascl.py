@@ -268,4 +268,4 @@ def _student_layers(model: nn.Module) -> list[nn.Module]:
 
 def _set_keep(model: nn.Module, keep: bool) -> None:
     if hasattr(model, "keep_features"):
-        model.keep_features = keep
+        setattr(model, "keep_features", keep)  # noqa: B010  (nn.Module's attribute typing)
