@@ -29,6 +29,9 @@ __all__ = [
     "genotype_table",
     "ranking_per_group",
     "searched_rows",
+    "student_table",
+    "tutor_counts",
+    "tutor_counts_plot",
 ]
 
 ROBUST = "best_robust_acc"
@@ -283,4 +286,40 @@ def genotype_drawing(genotype: str, path: str | Path | None = None, title: str =
         ax.set_title(f"{name} cell", fontsize=9)
     if title:
         fig.suptitle(title, fontsize=8)
+    return _finish(fig, path)
+
+
+def student_table(trials: pd.DataFrame, metric: str = ROBUST) -> pd.DataFrame:
+    """One row per finished trial with an RNAS-CL record: its label, final channels, tutor map (one
+    teacher layer per student layer), size and accuracies, best first."""
+    import json
+
+    df = searched_rows(trials, metric)
+    if not len(df):
+        return df
+    df = df[df["arch"].map(record_space) == "rnascl"].sort_values(metric, ascending=False).copy()
+    records = df["arch"].map(lambda a: json.loads(str(a)))
+    df["channels"] = records.map(lambda r: r["arch"])
+    df["tutors"] = records.map(lambda r: r.get("method", {}).get("tutors", ""))
+    cols = ["eval.label", "channels", "tutors", "params", "macs", "best_clean_acc", metric]
+    return df[[c for c in cols if c in df]].reset_index(drop=True)
+
+
+def tutor_counts(tutors: str) -> pd.Series:
+    """How many student layers attach to each teacher layer (RNAS-CL Figs. 4b, 6), by layer index."""
+    layers = [int(t) for t in tutors.split(",") if t.strip()]
+    return pd.Series(layers, dtype=int).value_counts().sort_index()
+
+
+def tutor_counts_plot(students: pd.DataFrame, path: str | Path | None = None, top: int = 4) -> Any:
+    """Bars of ``tutor_counts`` for the first ``top`` rows of ``student_table`` that have tutors."""
+    rows = students[students["tutors"].astype(str) != ""].head(top)
+    plt = _plt()
+    fig, axes = plt.subplots(1, max(1, len(rows)), figsize=(4 * max(1, len(rows)), 3), squeeze=False)
+    for ax, (_, row) in zip(axes[0], rows.iterrows(), strict=False):
+        counts = tutor_counts(str(row["tutors"]))
+        ax.bar(counts.index, counts.to_numpy(), color="tab:blue")
+        ax.set_xlabel("teacher layer (convolution index)")
+        ax.set_ylabel("student layers")
+        ax.set_title(str(row.get("eval.label", "")) or str(row["channels"]), fontsize=8)
     return _finish(fig, path)

@@ -232,10 +232,12 @@ def _architectures(trials: pd.DataFrame, out_dir: Path, rep: Report, files: dict
     from tune_robust.analysis import architectures as arch
 
     searched = arch.searched_rows(trials)
-    spaces = searched["arch"].map(arch.record_space) if len(searched) else searched.get("arch")
-    if len(searched) and (spaces == "darts").any():
+    spaces = searched["arch"].map(arch.record_space) if len(searched) else pd.Series(dtype=str)
+    if (spaces == "darts").any():
         _genotypes(searched, out_dir, rep, files)
-        searched = searched[spaces == "robnet"]
+    if (spaces == "rnascl").any():
+        _students(searched, out_dir, rep, files)
+    searched = searched[spaces == "robnet"] if len(searched) else searched
     if "screened_out" in trials:
         done = trials[trials["status"] == "TERMINATED"]
         out = done["screened_out"].fillna(False).astype(bool)
@@ -279,6 +281,21 @@ def _genotypes(searched: pd.DataFrame, out_dir: Path, rep: Report, files: dict[s
     best = str(table["genotype"].iloc[0])
     arch.genotype_drawing(best, files["best_genotype"], title=f"best: {best}")
     rep.add("The best genotype's cells", "figure", files["best_genotype"].name)
+
+
+def _students(searched: pd.DataFrame, out_dir: Path, rep: Report, files: dict[str, Path]) -> None:
+    """RNAS-CL students: final channels and tutor maps, and how many student layers attach to each
+    teacher layer (the paper's Figs. 4b and 6)."""
+    from tune_robust.analysis import architectures as arch
+
+    table = arch.student_table(searched)
+    rep.add("Students (best first): channels per block, tutor per student layer", "table", table)
+    if (table["tutors"].astype(str) != "").any():
+        files["tutor_counts"] = out_dir / "tutor_counts.png"
+        arch.tutor_counts_plot(table, files["tutor_counts"])
+        rep.add(
+            "Student layers per teacher layer (RNAS-CL Figs. 4b, 6)", "figure", files["tutor_counts"].name
+        )
 
 
 def _proxy(res: SweepResults, done: pd.DataFrame, rep: Report, compare: str | Path | None) -> None:

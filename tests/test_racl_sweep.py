@@ -49,6 +49,11 @@ def test_search_derive_retrain_evaluate_through_sweep_py(tmp_path, capsys):
     assert df.loc["published:RACL", "model.genotype"] == "RACL"
     for attack in ("fgsm", "mim", "pgd10"):
         assert df[f"test_{attack}_acc"].between(0, 1).all()
+    assert (df["arch"].map(lambda a: read_record(a)["space"]) == "darts").all()  # retrained genotypes
+    assert main(["report", str(tmp_path / "racl_retrain")]) == 0
+    summary = (tmp_path / "racl_retrain" / "report" / "summary.md").read_text()
+    assert "Genotypes (best first)" in summary and record["model"]["genotype"] in summary
+    assert (tmp_path / "racl_retrain" / "report" / "best_genotype.png").stat().st_size > 0
 
 
 def _state(trainer: Trainer) -> dict[str, torch.Tensor]:

@@ -206,3 +206,10 @@ def test_widest_students_have_the_documented_sizes(space, millions):
     widest = format_channels([[max(opts)] * d for d, opts in zip(depths, options, strict=True)])
     with torch.device("meta"):
         assert round(count_params(create_model("rnascl_student", channels=widest)) / 1e6, 3) == millions
+
+
+def test_tutor_counts_per_teacher_layer():
+    from tune_robust.analysis.architectures import tutor_counts
+
+    counts = tutor_counts("3,5,3,3,0")
+    assert counts.to_dict() == {0: 1, 3: 3, 5: 1}
