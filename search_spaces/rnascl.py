@@ -197,21 +197,25 @@ def rnascl_ablation() -> SweepSpec:
 @register_sweep
 def rnascl_teachers() -> SweepSpec:
     """Table 2: search space x teacher (each teacher of rnascl_teacher, by role)."""
-    spaces = Variants([{"model.space": s} for s in ("S3", "S5", "S7")])
-    teachers = Variants(
-        [
-            {"method.teacher": "teacher", "eval.label": "WRT-34"},
-            {"method.teacher": "teacher_r18", "eval.label": "R-18"},
-        ]
-    )
+    roles = {"WRT-34": "teacher", "R-18": "teacher_r18"}
+
+    def rows(spaces: tuple[str, ...]) -> Variants:
+        # one label per (space, teacher): rnascl_train takes each row's student (per eval.label)
+        return Variants(
+            [
+                {"model.space": sp, "method.teacher": name, "eval.label": f"{sp}, {role}"}
+                for sp in spaces
+                for role, name in roles.items()
+            ]
+        )
+
     spec = _search(
         "rnascl_teachers",
         "RNAS-CL Table 2: search spaces x robust teachers",
-        {"space": spaces, "teacher": teachers},
+        {"row": rows(("S3", "S5", "S7"))},
         {"smoke": "S3 x the two smoke teachers", "paper": "S3, S5, S7 x WRT-34, R-18"},
     )
-    smoke = {"space": Variants([{"model.space": "S3"}]), "teacher": teachers}
-    return dataclasses.replace(spec, fidelity_space={"smoke": smoke})
+    return dataclasses.replace(spec, fidelity_space={"smoke": {"row": rows(("S3",))}})
 
 
 @register_sweep

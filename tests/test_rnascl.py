@@ -213,3 +213,19 @@ def test_tutor_counts_per_teacher_layer():
 
     counts = tutor_counts("3,5,3,3,0")
     assert counts.to_dict() == {0: 1, 3: 3, 5: 1}
+
+
+def test_padded_options_survive_weight_decay():
+    """Stage 1 has fewer options than the others: its padding must not turn Adam's weight decay NaN."""
+    net = _supernet()
+    opt = torch.optim.Adam(net.arch_parameters(), lr=0.1, weight_decay=1e-3)
+    net.train()
+    for _ in range(3):
+        net.resample()
+        loss = net(torch.rand(4, 1, 8, 8)).logsumexp(1).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert torch.isfinite(net.logits).all() and torch.isfinite(net.gumbel_weights()).all()
+    for stage, opts in zip(net.derive(), net.space.options, strict=True):  # never a padded slot
+        assert all(c in opts for c in stage)

@@ -59,7 +59,7 @@ def sweep_checkpoints(
 # An independently trained copy: the same trial config, another training seed.
 SEED_KEY = "train.seed"
 _NOT_CONFIG = (SEED_KEY, "train.device")
-_CONFIG_SECTIONS = ("data.", "model.", "train.", "method.", "attack.", "eval_attack.", "search.")
+_CONFIG_SECTIONS = ("data.", "model.", "train.", "method.", "attack.", "eval_attack.")
 
 
 def _config_columns(df: Any) -> list[str]:

@@ -154,6 +154,7 @@ class RNASCLSupernet(Supernet, StudentNet):
 
     tau: torch.Tensor
     noise: torch.Tensor
+    valid: torch.Tensor
 
     def __init__(
         self,
@@ -170,11 +171,13 @@ class RNASCLSupernet(Supernet, StudentNet):
         self.space = RNASCLSpace(options, depths)
         self.options = [opts for depth, opts in zip(depths, options, strict=True) for _ in range(depth)]
         width = max(len(o) for o in self.options)
-        # logits per block (padded with -inf where a stage has fewer options)
-        pad = torch.full((len(self.options), width), -math.inf)
+        # logits per block, padded where a stage has fewer options; the padding is masked out (a finite
+        # parameter, so weight decay and Adam never meet infinities)
+        valid = torch.zeros(len(self.options), width, dtype=torch.bool)
         for b, opts in enumerate(self.options):
-            pad[b, : len(opts)] = 0.0
-        self.logits = nn.Parameter(pad + 1e-3 * torch.randn(len(self.options), width).clamp(-1, 1))
+            valid[b, : len(opts)] = True
+        self.register_buffer("valid", valid, persistent=False)
+        self.logits = nn.Parameter(1e-3 * torch.randn(len(self.options), width).clamp(-1, 1))
         masks = torch.zeros(len(self.options), width, max(max(o) for o in self.options))
         for b, opts in enumerate(self.options):
             for i, c in enumerate(opts):
@@ -204,9 +207,10 @@ class RNASCLSupernet(Supernet, StudentNet):
 
     def gumbel_weights(self) -> torch.Tensor:
         """Per block, the weights of its options: Gumbel-softmax in train mode, one-hot arg-max in eval."""
+        logits = self.logits.masked_fill(~self.valid, -math.inf)
         if not self.training:
-            return nn.functional.one_hot(self.logits.argmax(1), self.logits.shape[1]).to(self.logits.dtype)
-        return torch.softmax((self.logits + self.noise) / self.tau, dim=1)
+            return nn.functional.one_hot(logits.argmax(1), logits.shape[1]).to(logits.dtype)
+        return torch.softmax((logits + self.noise) / self.tau, dim=1)
 
     def block_masks(self) -> torch.Tensor:
         """sum_i g_i m_i per block: (blocks, widest channels)."""
@@ -246,7 +250,7 @@ class RNASCLSupernet(Supernet, StudentNet):
 
     def derive(self) -> tuple[tuple[int, ...], ...]:
         """Per block the option with the largest logit."""
-        best = self.logits.detach().argmax(1).tolist()
+        best = self.logits.detach().masked_fill(~self.valid, -math.inf).argmax(1).tolist()
         out, b = [], 0
         for stage in self.channels:
             out.append(tuple(self.options[b + i][best[b + i]] for i in range(len(stage))))

@@ -388,7 +388,8 @@ class Trainer:
         out["best_robust_acc"] = best["worst_acc"]
         out["test_examples"] = len(self.data.test)
         out.update(self.screened)
-        record = self.arch_record(self.model)
+        # (the best weights' architecture, as arch.json holds it)
+        record = self.arch_record(self.best_model())
         if record is not None:  # a searched architecture: its record and statistics are columns
             out["arch"] = json.dumps(record, sort_keys=True)
             out.update(record["stats"])
@@ -406,18 +407,20 @@ class Trainer:
 
     def arch_record(self, model: nn.Module) -> dict[str, Any] | None:
         """The model's architecture record, with what the method adds for the training that follows a
-        search (RNAS-CL: the tutor map)."""
+        search (RNAS-CL: the tutor map, from the method's current state: the last epoch's, which is the
+        best one under the searches' select_by=last)."""
         record = record_of(model)
         if record is not None and isinstance(model, Supernet):
             record.update(self.method.record())
         return record
 
     def best_model(self) -> nn.Module:
-        if self.best_state is None:
+        if self.best_state is None and not is_sampling(self.model):
             return self.model
         model = copy.deepcopy(self.model)
-        model.load_state_dict(self.best_state)
-        if is_sampling(model):
+        if self.best_state is not None:
+            model.load_state_dict(self.best_state)
+        if is_sampling(model):  # the supernet's fixed probe / median architecture, not a training draw
             model.use_probe()
         return model
 

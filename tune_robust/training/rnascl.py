@@ -6,7 +6,7 @@ layer's tutor among the teacher's layers; no adversarial examples.
   eval mode. Student layers: every block's output (``StudentNet.features``).
 - Attention map (Zagoruyko & Komodakis): F(A) = sum over channels of A^2, resized to a common size
   (``attn_size``; 0 = the smallest feature map among student and teacher layers, by adaptive average
-  pooling, which keeps every map's total mass; the paper gives no size) and L2-normalised per example.
+  pooling; the paper gives no size) and L2-normalised per example.
 - L_Attn = 1/(n_s n_t) sum_i sum_j g_ij ||F(A_s^i) - F(A_t^j)||_2 (Eq. 1; the norm, not its square),
   averaged over the batch; g_i = Gumbel-softmax((v_i + Gumbel(0, 1)) / tau) while searching (the
   paper's "N(0, 1) ... uniform" noise is a misprint for Gumbel(0, 1)), one-hot tutors when training.
@@ -139,6 +139,8 @@ class RNASCL(Method):
         for ok, msg in checks:
             if not ok:
                 raise ConfigError(f"method 'rnascl': {msg}")
+        # the TRADES finetune perturbs its inputs: its attack passes count, its best epoch is robust
+        self.adversarial = self.trades_beta > 0  # type: ignore[misc]
 
     @property
     def needs_teacher(self) -> bool:
