@@ -21,6 +21,10 @@ def summarize(p: Plan, dashboard: str | None = None, top: int = 10) -> dict[str,
     out: dict[str, Any] = {"trials_path": trials_path, "epochs_path": epochs_path, "dashboard": dashboard}
     out["n_finished"] = int((df["status"] == "TERMINATED").sum()) if len(df) else 0
     out["n_error"] = int((df["status"] == "ERROR").sum()) if len(df) else 0
+    # Fewer rows than planned trials after the run returned: it was stopped (Ctrl-C / SIGINT, which
+    # Ray Tune turns into a final experiment snapshot) and --resume continues it.
+    out["n_planned"] = int(p.strategy.get("num_samples", len(p.configs)))
+    out["interrupted"] = out["n_finished"] + out["n_error"] < out["n_planned"]
     out["table"] = pd.DataFrame()
     out["warnings"] = []
     out["extra_files"] = []
@@ -37,6 +41,9 @@ def summarize(p: Plan, dashboard: str | None = None, top: int = 10) -> dict[str,
         flagged = ok[ok["sanity_messages"].notna()]
         for _, r in flagged.iterrows():
             out["warnings"].append(f"trial {r['trial_id']}: {r['sanity_messages']}")
+    if "resume_warning" in df:
+        for _, r in df[df["resume_warning"].notna()].iterrows():
+            out["warnings"].append(f"trial {r['trial_id']}: {r['resume_warning']}")
     if p.spec.inputs == "pairs":
         out["table"], out["extra_files"] = _transfer_outputs(p)
     elif p.spec.rank_within and len(ok) and p.spec.rank_within in ok:

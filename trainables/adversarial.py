@@ -36,8 +36,11 @@ def adversarial_training(config: dict[str, Any]) -> None:
     torch.set_num_threads(trial_threads())
     trainer = Trainer(cfg)
     state_dir = trial_state_dir()
+    warning = None
     if tune.get_checkpoint() is not None or has_state(state_dir):
-        trainer.load(state_dir)
+        warning = trainer.load(state_dir)  # a damaged state file: from scratch, said in the row
+        if warning:
+            print(f"WARNING {warning}")
     shape = tuple(int(s) for s in trainer.data.train.x.shape[1:])
     params, macs = profile_model(cfg.model.name, shape, trainer.data.num_classes, **cfg.model.kwargs)  # type: ignore[arg-type]
     eval_attack = create_attack(cfg.eval_attack.name, **cfg.eval_attack.kwargs)
@@ -49,6 +52,7 @@ def adversarial_training(config: dict[str, Any]) -> None:
         # "none" for methods that do not perturb (standard), whatever the attack section says.
         "train_attack": trainer.train_attack.describe() if trainer.method.adversarial else "none",
         "resumed_from_epoch": trainer.epoch,
+        "resume_warning": warning,
         "state_dir": str(state_dir),
     }
     before = trainer.elapsed  # wall seconds of earlier runs of this trial (before a restart)

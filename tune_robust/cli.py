@@ -70,6 +70,12 @@ def _sweep_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-trials", type=int, help="run only the first N configs of the grid")
     p.add_argument("--cpus-per-trial", type=float, help="CPUs per trial (default: the sweep's, usually 1)")
     p.add_argument("--gpus-per-trial", type=float, help="GPUs per trial, fractions allowed (e.g. 0.25)")
+    p.add_argument(
+        "--memory-per-trial",
+        type=float,
+        metavar="GIB",
+        help="memory (GiB) Ray reserves per trial, so it packs trials by memory too (default: none)",
+    )
     p.add_argument("--address", help="join a running Ray cluster (e.g. auto or ray://host:10001)")
     p.add_argument(
         "--results-dir", default="results", help="where <sweep>/trials.parquet goes (default: results)"
@@ -217,6 +223,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print_summary(p, summary)
+    if summary["interrupted"]:
+        resume = shlex.join(["python", "sweep.py", *argv, *([] if "--resume" in argv else ["--resume"])])
+        done = summary["n_finished"] + summary["n_error"]
+        print(
+            f"interrupted: {done} of {summary['n_planned']} trials finished and are in trials.parquet; "
+            f"continue with: {resume}",
+            file=sys.stderr,
+        )
+        return 130
     return 0
 
 

@@ -6,10 +6,11 @@ data, GPUs that do not exist, a results dir that already holds this sweep), rais
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ class RunOptions:
     max_trials: int | None = None
     cpus_per_trial: float | None = None
     gpus_per_trial: float | None = None
+    memory_per_trial: float | None = None  # GiB Ray reserves per trial (default: none declared)
     address: str | None = None
     results_dir: str = "results"
     resume: bool = False
@@ -78,6 +80,12 @@ class Plan:
     strategy: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def resources(self) -> dict[str, float]:
+        """What Ray reserves per trial (memory in bytes, only when declared)."""
+        memory = self.options.memory_per_trial
+        return {"cpu": self.cpus, "gpu": self.gpus, **({"memory": memory * 2**30} if memory else {})}
+
+    @property
     def sweep_dir(self) -> Path:
         return Path(self.options.results_dir).expanduser().resolve() / self.spec.name
 
@@ -89,6 +97,7 @@ class Plan:
             "configs": json.loads(json.dumps(self.configs, default=str)),
             "cpus_per_trial": self.cpus,
             "gpus_per_trial": self.gpus,
+            **({"memory_per_trial": self.options.memory_per_trial} if self.options.memory_per_trial else {}),
             "strategy": self.strategy,
             # (only when there are plugins: sweeps written before plugins existed resume unchanged)
             **({"plugins": self.plugin_records()} if self.options.plugins else {}),
@@ -118,12 +127,17 @@ def plan(name: str, options: RunOptions) -> Plan:
         raise ConfigError(f"--max-trials must be >= 1, got {options.max_trials}")
     if options.max_failures < 0:
         raise ConfigError(f"--max-failures must be >= 0, got {options.max_failures}")
+    check_writable(Path(options.results_dir).expanduser())
     cpus = spec.cpus_per_trial if options.cpus_per_trial is None else options.cpus_per_trial
     gpus = spec.gpus_per_trial if options.gpus_per_trial is None else options.gpus_per_trial
     if cpus <= 0:
         raise ConfigError(f"--cpus-per-trial must be > 0, got {cpus}")
     if gpus < 0 or (gpus > 1 and gpus != int(gpus)):
         raise ConfigError(f"--gpus-per-trial must be a fraction in [0, 1] or a whole number, got {gpus}")
+    if options.memory_per_trial is not None and options.memory_per_trial <= 0:
+        raise ConfigError(f"--memory-per-trial must be > 0 GiB, got {options.memory_per_trial}")
+    if not options.address:
+        _fits_this_machine(cpus, options.memory_per_trial, options.extra_ray_init)
 
     base = copy.deepcopy(dict(spec.fidelities[options.fidelity]))
     base = {k: dict(v) for k, v in base.items()}
@@ -159,6 +173,29 @@ def plan(name: str, options: RunOptions) -> Plan:
     strategy = _strategy(spec, options, configs)  # cheap checks first: _validate builds models, reads data
     _validate(configs)
     return Plan(spec, options, base, points, configs, cpus, gpus, strategy)
+
+
+def check_writable(results: Path) -> None:
+    """--results-dir must be a directory this process can write, or a new one in an existing,
+    writable parent (a missing parent is more often a typo than a wish for a new tree)."""
+    import tempfile
+
+    where = results if results.exists() else results.parent
+    if not where.exists():
+        raise ConfigError(
+            f"--results-dir {results}: its parent {where} does not exist; create it first "
+            f"(mkdir -p {where}) or fix the path"
+        )
+    if not where.is_dir():
+        raise ConfigError(f"--results-dir {results}: {where} is a file, not a directory; choose another path")
+    try:
+        with tempfile.TemporaryFile(dir=where):
+            pass
+    except OSError as e:
+        raise ConfigError(
+            f"--results-dir {results}: cannot write in {where} ({e.strerror}); choose a directory you can "
+            "write to"
+        ) from None
 
 
 SCHEDULERS = ("fifo", "asha")
@@ -657,16 +694,109 @@ def _init_ray(p: Plan) -> Any:
     # the CSV and TensorBoard ones are dropped: they only add files and driver work per report.
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     kwargs: dict[str, Any] = {"log_to_driver": p.options.verbose > 1, **p.options.extra_ray_init}
-    if p.options.address:
-        ctx = ray.init(address=p.options.address, **kwargs)
-    else:
+    if not p.options.address:
         # "local" always starts a fresh instance instead of joining one a killed driver left behind.
-        ctx = ray.init(address="local", **kwargs)
-    return ctx
+        return ray.init(address="local", **kwargs)
+    address = p.options.address
+    reach(address)
+    try:
+        return ray.init(address=address, **kwargs)
+    except (ConnectionError, RuntimeError, ray.exceptions.RayError) as e:
+        raise ConfigError(unreachable(address, e)) from None
+
+
+def _host_port(address: str) -> tuple[str, int] | None:
+    """(host, port) of ``HOST:PORT`` or ``ray://HOST:PORT``; None for ``auto``."""
+    if address == "auto":
+        return None
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"--address {address!r}: expected auto, HOST:PORT or ray://HOST:PORT")
+    return host.strip("[]"), int(port)
+
+
+def reach(address: str, timeout: float = 5.0) -> None:
+    """A TCP connection to the head's port first: seconds, not Ray's retries, when nothing listens."""
+    import socket
+
+    target = _host_port(address)
+    if target is None:
+        return
+    try:
+        socket.create_connection(target, timeout=timeout).close()
+    except OSError as e:
+        raise ConfigError(unreachable(address, e)) from None
+
+
+def unreachable(address: str, error: BaseException) -> str:
+    """One line: what was tried, why it failed, where a head listens, and the token hint for an
+    authentication failure."""
+    import ray
+
+    chain = f"{error} {error.__cause__ or ''} {error.__context__ or ''}"
+    auth = isinstance(error, ray.exceptions.AuthenticationError) or any(
+        w in chain.lower() for w in ("authenticat", "auth token", "unauthenticated")
+    )
+    if isinstance(error, OSError) and error.strerror:
+        why = error.strerror
+    else:
+        why = (str(error).splitlines() or [type(error).__name__])[0][:200]
+    if auth:
+        return (
+            f"--address {address}: the Ray cluster refused this driver's authentication token ({why}); "
+            "print the cluster's token on its head node with `ray get-auth-token` and give it to this "
+            "machine as RAY_AUTH_TOKEN (or in ~/.ray/auth_token)"
+        )
+    port = (_host_port(address) or ("", 6379))[1]
+    return (
+        f"--address {address}: no Ray cluster answered there ({why}). A head started with `ray start "
+        f"--head --port {port}` listens on its node's IP address (the one `ray start` prints; this "
+        f"machine's is {ray.util.get_node_ip_address()}), not on 127.0.0.1: pass that IP:{port}, or "
+        "--address auto on the head's own machine; a cluster with token authentication also needs its "
+        "token here (`ray get-auth-token` on the head, then RAY_AUTH_TOKEN)"
+    )
+
+
+def _fits_this_machine(cpus: float, memory: float | None, ray_init: Mapping[str, Any]) -> None:
+    """Before Ray starts: a local run's trial must fit the CPUs and memory of this machine (a trial
+    that no node can hold stays PENDING forever). ``check_cluster`` checks what Ray sees, after."""
+    have = ray_init.get("num_cpus") or len(os.sched_getaffinity(0))
+    if cpus > have:
+        raise ConfigError(
+            f"--cpus-per-trial {cpus:g}: this machine has {have} CPUs, so no trial could ever start; "
+            f"use --cpus-per-trial {have} or less, or --address to join a cluster with bigger nodes"
+        )
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    if memory and memory > total:
+        raise ConfigError(
+            f"--memory-per-trial {memory:g}: this machine has {total:.1f} GiB of memory, so no trial could "
+            "ever start; declare less, or --address to join a cluster with bigger nodes"
+        )
+
+
+def _fits_a_node(p: Plan, nodes: Sequence[Mapping[str, Any]]) -> None:
+    """Some alive node must hold one trial's CPUs, GPUs and declared memory; else Ray would wait forever."""
+    need = {"CPU": p.cpus, "GPU": p.gpus, "memory": p.resources.get("memory", 0.0)}
+    if any(all(n["Resources"].get(k, 0.0) >= v for k, v in need.items() if v) for n in nodes):
+        return
+
+    def show(k: str, v: float) -> str:
+        return f"{v / 2**30:.1f} GiB memory" if k == "memory" else f"{v:g} {k}"
+
+    asked = ", ".join(show(k, v) for k, v in need.items() if v)
+    has = "; ".join(
+        f"{n.get('NodeManagerAddress', '?')}: " + ", ".join(show(k, n["Resources"].get(k, 0.0)) for k in need)
+        for n in nodes
+    )
+    raise ConfigError(
+        f"one trial asks for {asked}, which no node of the Ray cluster can hold ({has}); lower "
+        "--cpus-per-trial / --gpus-per-trial / --memory-per-trial, or add a node that big"
+    )
 
 
 def check_cluster(p: Plan) -> None:
-    """GPUs must exist if asked for, and on a multi-node cluster the results dir must be shared."""
+    """One trial must fit some node (CPUs, GPUs, declared memory), and on a multi-node cluster the
+    results dir must be shared."""
     import ray
 
     total_gpus = ray.cluster_resources().get("GPU", 0)
@@ -676,6 +806,7 @@ def check_cluster(p: Plan) -> None:
             f"use --gpus-per-trial 0 or join a GPU cluster with --address"
         )
     nodes = [n for n in ray.nodes() if n.get("Alive")]
+    _fits_a_node(p, nodes)
     if len(nodes) <= 1:
         return
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -714,16 +845,52 @@ def _no_gpu_locally(p: Plan) -> None:
             )
 
 
+@contextlib.contextmanager
+def driver_lock(p: Plan, command: str) -> Iterator[None]:
+    """One driver per sweep: an exclusive ``flock`` on ``<results-dir>/.<sweep>.lock`` while it runs.
+    The kernel drops the lock with the process however it ends (kill -9 included), so a crashed
+    driver never leaves it held; the file only says who holds it."""
+    import datetime as dt
+    import fcntl
+    import socket
+
+    p.sweep_dir.parent.mkdir(exist_ok=True)
+    with open(p.sweep_dir.parent / f".{p.spec.name}.lock", "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            raise ConfigError(
+                f"sweep {p.spec.name!r} in {p.sweep_dir.parent} is being run by another driver ({holder}); "
+                "wait for it to finish, or stop it and continue with --resume"
+            ) from None
+        f.seek(0)
+        f.truncate()
+        started = dt.datetime.now().isoformat(timespec="seconds")
+        f.write(f"pid {os.getpid()} on {socket.gethostname()} since {started}: {command or p.spec.name}\n")
+        f.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def execute(p: Plan, trainable: Callable[[dict[str, Any]], None], command: str = "") -> str | None:
     """Run (or resume) a validated plan with ``trainable`` (the function Ray Tune runs per trial, e.g.
     ``tune_robust.trainables.get_trainable(p.spec.trainable)``); returns the Ray dashboard's address
     (None without one). The results are in ``p.sweep_dir`` (``tune_robust.analysis.summarize``)."""
+    _no_gpu_locally(p)
+    with driver_lock(p, command):
+        return _execute(p, trainable, command)
+
+
+def _execute(p: Plan, trainable: Callable[[dict[str, Any]], None], command: str) -> str | None:
     import ray
     from ray import tune
 
     from tune_robust.plugins import with_plugins
 
-    _no_gpu_locally(p)
     # Upstream paths are part of the configs sweep.json stores: fill them in before comparing on resume.
     resolve_upstream(p)
     resuming = check_results_dir(p)
@@ -739,7 +906,7 @@ def execute(p: Plan, trainable: Callable[[dict[str, Any]], None], command: str =
         if not (p.sweep_dir / SWEEP_FILE).exists():
             _write_state(p, command)
         run_trial = with_plugins(trainable, p.options.plugins)
-        resourced = tune.with_resources(run_trial, {"cpu": p.cpus, "gpu": p.gpus})
+        resourced = tune.with_resources(run_trial, p.resources)
         if resuming:
             tuner = tune.Tuner.restore(
                 str(tune_path), resourced, resume_unfinished=True, resume_errored=False, restart_errored=False

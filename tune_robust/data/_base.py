@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -60,6 +61,24 @@ class DatasetInfo:
 
 
 DATASETS: Registry[DatasetInfo] = Registry("dataset", plugin="datasets")
+
+T = TypeVar("T")
+
+
+def read_file(path: Path, what: str, reader: Callable[[Path], T]) -> T:
+    """``reader(path)``, with any failure of a damaged file (a pickle, gzip or MAT error, a random length
+    read as a huge allocation's MemoryError) turned into one DataError naming the file and its checksum
+    check. A missing file and the readers' own DataErrors pass through."""
+    if not path.exists():
+        raise DataError(f"missing {what} file {path}")
+    try:
+        return reader(path)
+    except DataError:
+        raise
+    except Exception as e:
+        from tune_robust.data._download import damaged
+
+        raise damaged(path, what, e) from None
 
 
 def register_dataset(info: DatasetInfo) -> DatasetInfo:

@@ -1,4 +1,5 @@
-"""Fetch official dataset files with checksum checks (only with --download, on machines with internet)."""
+"""Official dataset files: fetching them with checksum checks (only with --download, on machines with
+internet), and explaining a file that cannot be read (its checksum against the official one)."""
 
 from __future__ import annotations
 
@@ -54,6 +55,39 @@ SOURCES: dict[str, list[tuple[str, str, str, bool]]] = {
         ("http://cs231n.stanford.edu/tiny-imagenet-200.zip", "90528d7ca1a48142e341f4ef8d21d0de", "", True)
     ],
 }
+
+
+# The published MD5 of each official file as it sits in the data dir (CIFAR's unpacked batches as
+# torchvision lists them; MNIST's .gz and SVHN's .mat as downloaded). A subset or re-packed file differs.
+FILE_MD5: dict[str, str] = {
+    **{url.rsplit("/", 1)[1]: md5 for name in ("mnist", "svhn") for url, md5, _, _ in SOURCES[name]},
+    "data_batch_1": "c99cafc152244af753f735de768cd75f",
+    "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
+    "data_batch_3": "54ebc095f3ab1f0389bbae665268c751",
+    "data_batch_4": "634d18415352ddfa80567beed471001a",
+    "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
+    "test_batch": "40351d587109b95175f43aff81a1287e",
+    "train": "16019d7e3df5f24257cddd939b257f8d",
+    "test": "f0ef6b0ae62326f3e7ffdfab6717acfc",
+}
+
+
+def damaged(path: Path, what: str, error: BaseException) -> DataError:
+    """The error for a dataset file its reader failed on: which file, what went wrong, and whether its
+    checksum is the official file's (a damaged or truncated copy) or not known."""
+    detail = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    size = path.stat().st_size if path.exists() else 0
+    message = f"{path} ({size:,} bytes) cannot be read as {what} ({detail}); "
+    official = FILE_MD5.get(path.name)
+    if official is None:
+        return DataError(message + "the file is damaged or not in the official format; replace it")
+    got = md5sum(path)
+    if got != official:
+        return DataError(
+            message + f"its MD5 {got} is not the official file's {official}: the file is damaged or "
+            "truncated; replace it with a fresh copy (--download fetches and verifies the official files)"
+        )
+    return DataError(message + f"its MD5 matches the official file's ({official}), so the reader failed")
 
 
 def md5sum(path: Path) -> str:

@@ -7,19 +7,24 @@ from pathlib import Path
 
 import numpy as np
 
-from tune_robust.data._base import DatasetInfo, ImageDataset, find_dir, register_dataset
+from tune_robust.data._base import DatasetInfo, ImageDataset, find_dir, read_file, register_dataset
 from tune_robust.errors import DataError
 
 
 def _read_batch(path: Path, label_key: str) -> tuple[np.ndarray, np.ndarray]:
-    if not path.exists():
-        raise DataError(f"missing CIFAR file {path}")
+    return read_file(path, "a CIFAR python batch", lambda p: _unpickle(p, label_key))
+
+
+def _unpickle(path: Path, label_key: str) -> tuple[np.ndarray, np.ndarray]:
     with open(path, "rb") as f:
         entry = pickle.load(f, encoding="latin1")
     data = np.asarray(entry["data"], dtype=np.uint8)
     if data.ndim != 2 or data.shape[1] != 3072:
         raise DataError(f"{path}: expected N x 3072 uint8 rows, got {data.shape}")
-    return data.reshape(-1, 3, 32, 32), np.asarray(entry[label_key], dtype=np.int64)
+    labels = np.asarray(entry[label_key], dtype=np.int64)
+    if labels.shape != (data.shape[0],):
+        raise DataError(f"{path}: {data.shape[0]} images but {labels.shape} labels")
+    return data.reshape(-1, 3, 32, 32), labels
 
 
 def _load(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tune_robust.data._base import DatasetInfo, ImageDataset, find_dir, register_dataset
+from tune_robust.data._base import DatasetInfo, ImageDataset, find_dir, read_file, register_dataset
 from tune_robust.errors import DataError
 
 _EXTS = {".jpeg", ".jpg", ".png", ".bmp"}
@@ -16,13 +16,15 @@ _EXPECTED = (
 )
 
 
-def _read_images(paths: list[Path]) -> np.ndarray:
+def _rgb(path: Path) -> np.ndarray:
     from PIL import Image
 
-    arrays = []
-    for p in paths:
-        with Image.open(p) as im:
-            arrays.append(np.asarray(im.convert("RGB"), dtype=np.uint8))
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"), dtype=np.uint8)
+
+
+def _read_images(paths: list[Path]) -> np.ndarray:
+    arrays = [read_file(p, "an image", _rgb) for p in paths]
     shapes = {a.shape for a in arrays}
     if len(shapes) != 1:
         raise DataError(f"image folder: images differ in size ({sorted(shapes)[:3]}...); resize them first")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tune_robust.data._base import DatasetInfo, ImageDataset, find_dir, register_dataset
+from tune_robust.data._base import DatasetInfo, ImageDataset, find_dir, read_file, register_dataset
 from tune_robust.errors import DataError
 
 _FILES = {
@@ -21,6 +21,10 @@ _EXPECTED = "<data-dir>/MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte[.
 
 def read_idx(path: Path) -> np.ndarray:
     """Read one idx file; the header's dimensions are trusted (a subset file carries its true count)."""
+    return read_file(path, "an MNIST idx file", _read_idx)
+
+
+def _read_idx(path: Path) -> np.ndarray:
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rb") as f:
         raw = f.read()

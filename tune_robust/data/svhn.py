@@ -6,17 +6,21 @@ from pathlib import Path
 
 import numpy as np
 
-from tune_robust.data._base import DatasetInfo, ImageDataset, find_dir, register_dataset
+from tune_robust.data._base import DatasetInfo, ImageDataset, find_dir, read_file, register_dataset
 from tune_robust.errors import DataError
 
 _EXPECTED = "<data-dir>/{train_32x32.mat,test_32x32.mat} (or <data-dir>/svhn/...)"
 
 
 def _read_mat(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    from scipy.io import loadmat
-
     if not path.exists():
         raise DataError(f"svhn: missing {path}; expected {_EXPECTED}")
+    return read_file(path, "an SVHN .mat file", _parse_mat)
+
+
+def _parse_mat(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    from scipy.io import loadmat
+
     mat = loadmat(str(path))
     x = np.asarray(mat["X"], dtype=np.uint8)  # H x W x C x N
     if x.ndim != 4 or x.shape[:3] != (32, 32, 3):

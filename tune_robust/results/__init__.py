@@ -11,7 +11,8 @@ trials.parquet, one row per finished or failed trial, keyed by ``trial_id``:
     train_attack (e.g. "pgd20-linf-eps0.03137-step0.003137"), stopped_early (why a method ended training
     before train.epochs, e.g. Fast AT's catastrophic-overfitting stop; else null), epochs_run, test_examples,
     wall_seconds (summed over restarts), cpus, gpus, device, hostname, node_id (Ray node),
-    resumed_from_epoch (epochs done before the last restart), failures (retries used),
+    resumed_from_epoch (epochs done before the last restart), resume_warning (the last restart found
+    the trial's state file damaged and started it again from epoch 0; else null), failures (retries used),
     total_train_attack_passes / total_val_attack_passes (attack forward-backward passes per example,
     summed over training / per-epoch validation), attack_passes_total (those plus the test suite's
     attack_grad_passes), stopped_by_scheduler (ASHA ended the trial before its last epoch: validation

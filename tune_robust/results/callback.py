@@ -41,9 +41,10 @@ class ParquetCallback(tune.Callback):
         # Search strategy columns of every trial row (search, scheduler, search_seed).
         self.strategy = dict(strategy or {})
         self._writer: ResultsWriter | None = None
+        self._live: set[str] = set()
 
     def __getstate__(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k != "_writer"} | {"_writer": None}
+        return self.__dict__ | {"_writer": None, "_live": set()}
 
     @property
     def writer(self) -> ResultsWriter:
@@ -53,6 +54,9 @@ class ParquetCallback(tune.Callback):
 
     def setup(self, **info: Any) -> None:  # type: ignore[override]
         self._writer = ResultsWriter(self.directory, self.sweep)
+        # Trials running in this driver that have not completed or failed: at the experiment's end
+        # they are ones Ctrl-C stopped (Ray marks them TERMINATED without completing them).
+        self._live = set()
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         # A restarted trial's first report carries its history: epochs a killed driver never wrote.
@@ -82,11 +86,13 @@ class ParquetCallback(tune.Callback):
         )
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._live.add(trial.trial_id)
         crash_point("trial_start")
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         crash_point("row_write")
         self._finished(trial)
+        self._live.discard(trial.trial_id)
 
     def _finished(self, trial: Any) -> None:
         # Epoch rows whose report a killed driver never recorded come back from the trial's history.
@@ -101,8 +107,11 @@ class ParquetCallback(tune.Callback):
         # The rows agree with the experiment's trial list. A trial that ended in Ray's last snapshot
         # before its row was written (a driver killed in between) is not reported again on resume:
         # write its row from the snapshot's final result.
+        # A trial interrupted here (Ctrl-C) is TERMINATED too, but unfinished: no row; the snapshot
+        # saved before the stop has it RUNNING, and --resume continues it.
         for trial in trials:
-            if trial.status == "TERMINATED" and trial.trial_id not in self.writer.trials:
+            ended = trial.status == "TERMINATED" and trial.trial_id not in self._live
+            if ended and trial.trial_id not in self.writer.trials:
                 self._finished(trial)
         # A trial a killed driver suggested after Ray's last snapshot is missing from it; the resumed
         # run holds its config again under a new id, so the orphan's rows go.
@@ -119,6 +128,7 @@ class ParquetCallback(tune.Callback):
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.writer.add_trial(self._row(trial, "ERROR", error_message(_error_trace(trial))))
+        self._live.discard(trial.trial_id)
 
 
 def _error_trace(trial: Any) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import threading
 import time
@@ -13,6 +14,8 @@ from typing import Any
 import pandas as pd
 
 from tune_robust.config import TrialConfig, flatten
+
+logger = logging.getLogger(__name__)
 from tune_robust.errors import ConfigError
 
 SCHEMA_VERSION = 3
@@ -44,6 +47,7 @@ TRIAL_METRICS = (
     "hostname",
     "node_id",
     "resumed_from_epoch",
+    "resume_warning",
     "total_train_attack_passes",
     "total_val_attack_passes",
 )
@@ -146,9 +150,15 @@ def read_table(path: Path) -> pd.DataFrame:
 
 
 def _atomic_write(df: pd.DataFrame, path: Path) -> None:
+    """Write to a temporary name and rename: a failed write (a full disk) leaves the previous file
+    whole and readable, and no partial file behind."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    df.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
+    try:
+        df.to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 class ResultsWriter:
@@ -162,6 +172,7 @@ class ResultsWriter:
         # trial ends and when the sweep ends (a killed driver's lost rows return via trial histories).
         self.epoch_flush_seconds = epoch_flush_seconds
         self._epochs_dirty = False
+        self._trials_dirty = False
         self._last_epoch_write = 0.0
         directory.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
@@ -208,6 +219,8 @@ class ResultsWriter:
 
     def flush(self) -> None:
         with self._lock:
+            if self._trials_dirty:
+                self._write_trials()
             if self._epochs_dirty:
                 self._write_epochs()
 
@@ -262,12 +275,28 @@ class ResultsWriter:
 
     def _write_trials(self) -> None:
         df = pd.DataFrame(list(self.trials.values()))
-        _atomic_write(df, self.trials_path)
+        self._trials_dirty = not _kept_going(df, self.trials_path)
 
     def _write_epochs(self) -> None:
         df = pd.DataFrame(list(self.epochs.values()))
         if len(df):
             df = df.sort_values(["trial_id", "epoch"])
-        _atomic_write(df, self.epochs_path)
-        self._epochs_dirty = False
+        self._epochs_dirty = not _kept_going(df, self.epochs_path)
         self._last_epoch_write = time.monotonic()
+
+
+def _kept_going(df: pd.DataFrame, path: Path) -> bool:
+    """Write ``df`` to ``path``; on an OS error (a full disk, a lost mount) warn and return False: the
+    sweep goes on, the previous file stays whole, the rows stay in memory and the next write retries."""
+    try:
+        _atomic_write(df, path)
+    except OSError as e:
+        logger.warning(
+            "could not write %s (%s); the previous file is intact, the %d rows stay in memory and the "
+            "next write tries again (after a crash, --resume rebuilds them from Ray's experiment state)",
+            path,
+            e.strerror or e,
+            len(df),
+        )
+        return False
+    return True

@@ -498,6 +498,21 @@ class Trainer:
         if record is not None:
             _atomic_write(directory / ARCH_FILE, json.dumps(record, indent=1))
 
-    def load(self, directory: str | Path) -> None:
-        state = torch.load(Path(directory) / STATE_FILE, map_location=self.device, weights_only=False)
+    def load(self, directory: str | Path) -> str | None:
+        """Restore the state saved in ``directory``; None, or a warning when the state file cannot be
+        read (truncated or corrupt: our own writes are atomic, so this is damage from outside). Then
+        the file is set aside as ``state.pt.corrupt`` and the trial starts again from epoch 0 (this
+        Trainer is still fresh); the other trials are not affected."""
+        path = Path(directory) / STATE_FILE
+        try:
+            state = torch.load(path, map_location=self.device, weights_only=False)
+        except Exception as e:
+            aside = path.with_name(f"{STATE_FILE}.corrupt")
+            os.replace(path, aside)
+            why = (str(e).splitlines() or [""])[0][:160]
+            return (
+                f"resume: {path} ({aside.stat().st_size:,} bytes) could not be read ({type(e).__name__}: "
+                f"{why}); moved to {aside.name}, the trial started again from epoch 0"
+            )
         self.load_state_dict(state)
+        return None
