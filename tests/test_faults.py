@@ -27,7 +27,7 @@ from tune_robust.config import TrialConfig
 from tune_robust.data import load_dataset
 from tune_robust.errors import ConfigError, DataError
 from tune_robust.results.writer import ResultsWriter
-from tune_robust.runner import RunOptions, _fits_a_node, driver_lock, plan, unreachable
+from tune_robust.runner import RunOptions, _fits_a_node, _write_state, driver_lock, plan, unreachable
 from tune_robust.training.loop import STATE_FILE, Trainer
 
 SMALL = ["--max-trials", "1", "--set", "train.epochs=2", "-q"]
@@ -156,8 +156,8 @@ def test_an_address_nothing_answers_is_one_line_with_the_hints(tmp_path, capsys)
     refused = unreachable(
         "10.0.0.5:6379", ray.exceptions.AuthenticationError("Unauthenticated: token mismatch")
     )
-    assert refused.startswith("--address 10.0.0.5:6379: the Ray cluster refused this driver's authentication")
-    assert "ray get-auth-token" in refused
+    assert refused.startswith("--address 10.0.0.5:6379: the Ray cluster there requires token authentication")
+    assert "RAY_AUTH_MODE=token" in refused and "ray get-auth-token" in refused
 
 
 def test_a_second_driver_on_the_same_sweep_is_refused_and_a_dead_ones_lock_is_free(tmp_path, capsys):
@@ -185,6 +185,18 @@ def test_a_second_driver_on_the_same_sweep_is_refused_and_a_dead_ones_lock_is_fr
     holder.wait()
     with driver_lock(p, "the next driver"):
         assert "the next driver" in lock.read_text()
+
+
+def test_a_finished_sweep_is_not_touched_without_resume_nor_resumed_with_other_options(tmp_path, capsys):
+    first = plan("wrn_depth_grid", RunOptions(results_dir=str(tmp_path), max_trials=1))
+    _write_state(first, "python sweep.py wrn_depth_grid --max-trials 1")
+    state = (tmp_path / "wrn_depth_grid" / "sweep.json").read_text()
+    assert main(["wrn_depth_grid", "--results-dir", str(tmp_path), *SMALL]) == 2
+    assert "already holds results" in _error_line(capsys)
+    assert main(["wrn_depth_grid", "--results-dir", str(tmp_path), *SMALL, "--resume"]) == 2  # other epochs
+    line = _error_line(capsys)
+    assert "run with other options" in line and line.endswith("python sweep.py wrn_depth_grid --max-trials 1")
+    assert (tmp_path / "wrn_depth_grid" / "sweep.json").read_text() == state
 
 
 def _trainer(tmp_path: Path) -> Trainer:
@@ -302,3 +314,67 @@ def test_a_damaged_trial_state_at_resume_restarts_that_trial_only(tmp_path):
     assert "could not be read" in str(hit["resume_warning"]) and hit["resumed_from_epoch"] == 0
     assert pd.isna(by_dir[other.parent.parent.name]["resume_warning"])
     assert "could not be read" in resumed.stdout  # the closing summary's warnings
+
+
+@pytest.mark.slow
+def test_a_real_head_by_explicit_address_is_one_line_with_the_token_hint_and_auto_works(tmp_path):
+    """The issue's report: a head from `ray start --head --port P` on this machine. Without
+    RAY_AUTH_MODE=token a driver given 127.0.0.1:P sends no token and the head refuses it."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ray_cli = str(Path(sys.executable).with_name("ray"))
+    head = subprocess.Popen(
+        [
+            ray_cli,
+            "start",
+            "--head",
+            "--port",
+            str(port),
+            "--num-cpus",
+            "2",
+            "--block",
+            "--disable-usage-stats",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}
+    try:
+        deadline = time.time() + 120
+        while socket.socket().connect_ex(("127.0.0.1", port)) != 0:
+            assert time.time() < deadline and head.poll() is None, "the head did not start"
+            time.sleep(0.5)
+        cmd = [
+            sys.executable,
+            str(ROOT / "sweep.py"),
+            "wrn_depth_grid",
+            *SMALL,
+            "--results-dir",
+            str(tmp_path),
+        ]
+        by_ip = subprocess.run(
+            [*cmd, "--address", f"127.0.0.1:{port}"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+        )
+        errors = [line for line in by_ip.stderr.splitlines() if line.startswith("error: ")]
+        assert by_ip.returncode == 2 and len(errors) == 1 and "Traceback" not in by_ip.stderr, by_ip.stderr[
+            -3000:
+        ]
+        assert f"--address 127.0.0.1:{port}" in errors[0] and "node's IP address" in errors[0]
+        assert "requires token authentication" in errors[0] and "ray get-auth-token" in errors[0]
+        auto = subprocess.run(
+            [*cmd, "--address", "auto"], cwd=ROOT, capture_output=True, text=True, env=env, timeout=300
+        )
+        assert auto.returncode == 0, auto.stderr[-3000:]
+        assert len(pd.read_parquet(tmp_path / "wrn_depth_grid" / "trials.parquet")) == 1
+    finally:
+        os.killpg(head.pid, signal.SIGKILL)
+        head.wait()

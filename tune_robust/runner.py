@@ -741,19 +741,23 @@ def unreachable(address: str, error: BaseException) -> str:
         why = error.strerror
     else:
         why = (str(error).splitlines() or [type(error).__name__])[0][:200]
+    port = (_host_port(address) or ("", 6379))[1]
+    head = (
+        f"a head started with `ray start --head --port {port}` listens on its node's IP address (the one "
+        f"`ray start` prints; this machine's is {ray.util.get_node_ip_address()}), which --address auto "
+        "finds on the head's own machine"
+    )
     if auth:
         return (
-            f"--address {address}: the Ray cluster refused this driver's authentication token ({why}); "
-            "print the cluster's token on its head node with `ray get-auth-token` and give it to this "
-            "machine as RAY_AUTH_TOKEN (or in ~/.ray/auth_token)"
+            f"--address {address}: the Ray cluster there requires token authentication and refused this "
+            f"driver ({why}); {head}; a driver given an explicit address sends a token only with "
+            "RAY_AUTH_MODE=token set, and it must be the head's (`ray get-auth-token` on the head, into "
+            "~/.ray/auth_token or RAY_AUTH_TOKEN here)"
         )
-    port = (_host_port(address) or ("", 6379))[1]
     return (
-        f"--address {address}: no Ray cluster answered there ({why}). A head started with `ray start "
-        f"--head --port {port}` listens on its node's IP address (the one `ray start` prints; this "
-        f"machine's is {ray.util.get_node_ip_address()}), not on 127.0.0.1: pass that IP:{port}, or "
-        "--address auto on the head's own machine; a cluster with token authentication also needs its "
-        "token here (`ray get-auth-token` on the head, then RAY_AUTH_TOKEN)"
+        f"--address {address}: no Ray cluster answered there ({why}); {head}: pass that IP:{port}; "
+        "a cluster with token authentication also needs RAY_AUTH_MODE=token and its token "
+        "here (`ray get-auth-token` on the head)"
     )
 
 
