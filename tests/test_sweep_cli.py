@@ -19,7 +19,14 @@ def run_cli(capsys, *args: str) -> tuple[int, str, str]:
     "args,message",
     [
         (["nope"], "unknown sweep 'nope'; known sweeps: arch_reconfig, arch_zoo_at, at_methods, evaluate"),
-        (["wrn_depth_grid", "--set", "train.epoch=3"], "unknown --set key 'train.epoch'; valid keys:"),
+        (
+            ["wrn_depth_grid", "--set", "train.epoch=3"],
+            "unknown --set key 'train.epoch' (did you mean 'train.epochs'?)",
+        ),
+        (
+            ["wrn_depth_gird"],
+            "unknown sweep 'wrn_depth_gird' (did you mean 'wrn_depth_grid'?); known sweeps: ",
+        ),
         (["wrn_depth_grid", "--set", "train.epochs=three"], "--set train.epochs expects int, got 'three'"),
         (["wrn_depth_grid", "--set", "attack.eps=-0.1"], "attack eps must be >= 0"),
         (["wrn_depth_grid", "--set", "model.depths=1,2"], "expects 3 comma-separated int values"),

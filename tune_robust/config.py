@@ -29,6 +29,7 @@ from typing import Any, Literal
 from tune_robust.coerce import ComponentSpec, builder_params, coerce, coerce_kwargs, is_eps_relative
 from tune_robust.errors import ConfigError
 from tune_robust.evaluation.config import EvalConfig, eval_attack_specs
+from tune_robust.registry import did_you_mean
 
 __all__ = [
     "SECTIONS",
@@ -369,7 +370,9 @@ def apply_override(cfg: dict[str, Any], key: str, raw: Any) -> None:
     """Set dotted ``key`` in nested ``cfg`` to ``raw`` parsed by the key's type (in place)."""
     keys = valid_keys(cfg)
     if key not in keys:
-        raise ConfigError(f"unknown --set key {key!r}; valid keys: {', '.join(sorted(keys))}")
+        raise ConfigError(
+            f"unknown --set key {key!r}{did_you_mean(key, keys)}; valid keys: {', '.join(sorted(keys))}"
+        )
     section, name = key.split(".", 1)
     if section in ("attack", "eval_attack") and is_eps_relative(raw):
         cfg.setdefault(section, {})[name] = raw  # resolved against eps when the config is validated

@@ -10,13 +10,21 @@ plugin, one discovery path for built-ins and plugins alike.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Generic, TypeVar, cast
 
 from tune_robust.errors import ConfigError
 
 T = TypeVar("T")
 C = TypeVar("C")
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """``" (did you mean 'x'?)"`` for the closest known name, or ``""`` when none is close."""
+    import difflib
+
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 class Registry(Generic[T]):
@@ -83,7 +91,8 @@ class Registry(Generic[T]):
             return self._entries[name]
         except KeyError:
             known = ", ".join(sorted(self._entries)) or "none (is tune_robust installed? pip install -e .)"
-            raise ConfigError(f"unknown {self.kind} {name!r}; known {self.kind}s: {known}") from None
+            hint = did_you_mean(name, self._entries)
+            raise ConfigError(f"unknown {self.kind} {name!r}{hint}; known {self.kind}s: {known}") from None
 
     def names(self) -> list[str]:
         self._discover()
