@@ -71,8 +71,11 @@ def main() -> None:
     sup = run(cfg, None)
     sup_dir = "/tmp/robnet_proxy_supernet"
     sup.save(sup_dir)
+    pgd10 = create_attack("pgd", eps=8 / 255, step=2 / 255, steps=10)
+    res = evaluate(sup.best_model(), sup.data.test, {"clean": NoAttack(), "pgd10": pgd10}, limit=args.test)
     print(
-        f"supernet: {args.supernet_epochs} epochs on {len(sup.data.train)} images [{time.time() - t0:.0f} s]"
+        f"supernet: {args.supernet_epochs} epochs on {len(sup.data.train)} images; its probe sub-network: "
+        f"test clean {res['clean_acc']:.3f}, PGD-10 {res['worst_acc']:.3f} [{time.time() - t0:.0f} s]"
     )
     codes = finetune_codes(args.per_budget, BUDGETS, seed=1)
     proxy, long = {}, {}

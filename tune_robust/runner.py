@@ -709,6 +709,8 @@ def _host_port(address: str) -> tuple[str, int] | None:
     """(host, port) of ``HOST:PORT`` or ``ray://HOST:PORT``; None for ``auto``."""
     if address == "auto":
         return None
+    if address.startswith("ray://") and ":" not in address.removeprefix("ray://"):
+        address += ":10001"  # the Ray Client server's default port
     host, _, port = address.removeprefix("ray://").rpartition(":")
     if not host or not port.isdigit():
         raise ConfigError(f"--address {address!r}: expected auto, HOST:PORT or ray://HOST:PORT")
@@ -754,6 +756,8 @@ def unreachable(address: str, error: BaseException) -> str:
             "RAY_AUTH_MODE=token set, and it must be the head's (`ray get-auth-token` on the head, into "
             "~/.ray/auth_token or RAY_AUTH_TOKEN here)"
         )
+    if not isinstance(error, (ConnectionError, OSError)):  # e.g. a Ray or Python version mismatch
+        return f"--address {address}: the Ray cluster there refused this driver ({why})"
     return (
         f"--address {address}: no Ray cluster answered there ({why}); {head}: pass that IP:{port}; "
         "a cluster with token authentication also needs RAY_AUTH_MODE=token and its token "
@@ -763,8 +767,10 @@ def unreachable(address: str, error: BaseException) -> str:
 
 def _fits_this_machine(cpus: float, memory: float | None, ray_init: Mapping[str, Any]) -> None:
     """Before Ray starts: a local run's trial must fit the CPUs and memory of this machine (a trial
-    that no node can hold stays PENDING forever). ``check_cluster`` checks what Ray sees, after."""
-    have = ray_init.get("num_cpus") or len(os.sched_getaffinity(0))
+    that no node can hold stays PENDING forever). ``check_resources`` checks what Ray sees, after."""
+    have = ray_init.get("num_cpus")
+    if have is None:
+        have = _cpus_ray_sees()
     if cpus > have:
         raise ConfigError(
             f"--cpus-per-trial {cpus:g}: this machine has {have} CPUs, so no trial could ever start; "
@@ -776,6 +782,16 @@ def _fits_this_machine(cpus: float, memory: float | None, ray_init: Mapping[str,
             f"--memory-per-trial {memory:g}: this machine has {total:.1f} GiB of memory, so no trial could "
             "ever start; declare less, or --address to join a cluster with bigger nodes"
         )
+
+
+def _cpus_ray_sees() -> int:
+    """The CPU count a local Ray instance gives its node (it reads container CPU quotas too)."""
+    try:
+        from ray._private.utils import get_num_cpus  # (private: fall back if it moves)
+
+        return int(get_num_cpus())
+    except (ImportError, AttributeError):
+        return os.cpu_count() or 1
 
 
 def _fits_a_node(p: Plan, nodes: Sequence[Mapping[str, Any]]) -> None:
@@ -798,9 +814,8 @@ def _fits_a_node(p: Plan, nodes: Sequence[Mapping[str, Any]]) -> None:
     )
 
 
-def check_cluster(p: Plan) -> None:
-    """One trial must fit some node (CPUs, GPUs, declared memory), and on a multi-node cluster the
-    results dir must be shared."""
+def check_resources(p: Plan) -> None:
+    """One trial must fit some node of the running cluster (CPUs, GPUs, declared memory)."""
     import ray
 
     total_gpus = ray.cluster_resources().get("GPU", 0)
@@ -809,8 +824,14 @@ def check_cluster(p: Plan) -> None:
             f"--gpus-per-trial {p.gpus} asked for, but the Ray cluster has no GPUs; "
             f"use --gpus-per-trial 0 or join a GPU cluster with --address"
         )
+    _fits_a_node(p, [n for n in ray.nodes() if n.get("Alive")])
+
+
+def check_shared_storage(p: Plan) -> None:
+    """On a multi-node cluster every node must see the results dir at the same path."""
+    import ray
+
     nodes = [n for n in ray.nodes() if n.get("Alive")]
-    _fits_a_node(p, nodes)
     if len(nodes) <= 1:
         return
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -905,8 +926,9 @@ def _execute(p: Plan, trainable: Callable[[dict[str, Any]], None], command: str)
         resuming = _restart_unsnapshotted(p)
     ctx = _init_ray(p)
     try:
+        check_resources(p)  # before anything is written
         p.sweep_dir.mkdir(parents=True, exist_ok=True)
-        check_cluster(p)
+        check_shared_storage(p)
         if not (p.sweep_dir / SWEEP_FILE).exists():
             _write_state(p, command)
         run_trial = with_plugins(trainable, p.options.plugins)

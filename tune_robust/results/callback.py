@@ -41,10 +41,11 @@ class ParquetCallback(tune.Callback):
         # Search strategy columns of every trial row (search, scheduler, search_seed).
         self.strategy = dict(strategy or {})
         self._writer: ResultsWriter | None = None
-        self._live: set[str] = set()
+        # Trials already TERMINATED when this driver's first step began (a restored experiment's).
+        self._ended_before: set[str] | None = None
 
     def __getstate__(self) -> dict[str, Any]:
-        return self.__dict__ | {"_writer": None, "_live": set()}
+        return self.__dict__ | {"_writer": None, "_ended_before": None}
 
     @property
     def writer(self) -> ResultsWriter:
@@ -54,9 +55,11 @@ class ParquetCallback(tune.Callback):
 
     def setup(self, **info: Any) -> None:  # type: ignore[override]
         self._writer = ResultsWriter(self.directory, self.sweep)
-        # Trials running in this driver that have not completed or failed: at the experiment's end
-        # they are ones Ctrl-C stopped (Ray marks them TERMINATED without completing them).
-        self._live = set()
+        self._ended_before = None
+
+    def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
+        if self._ended_before is None:
+            self._ended_before = {t.trial_id for t in trials if t.status == "TERMINATED"}
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         # A restarted trial's first report carries its history: epochs a killed driver never wrote.
@@ -86,13 +89,11 @@ class ParquetCallback(tune.Callback):
         )
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._live.add(trial.trial_id)
         crash_point("trial_start")
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         crash_point("row_write")
         self._finished(trial)
-        self._live.discard(trial.trial_id)
 
     def _finished(self, trial: Any) -> None:
         # Epoch rows whose report a killed driver never recorded come back from the trial's history.
@@ -107,11 +108,14 @@ class ParquetCallback(tune.Callback):
         # The rows agree with the experiment's trial list. A trial that ended in Ray's last snapshot
         # before its row was written (a driver killed in between) is not reported again on resume:
         # write its row from the snapshot's final result.
-        # A trial interrupted here (Ctrl-C) is TERMINATED too, but unfinished: no row; the snapshot
-        # saved before the stop has it RUNNING, and --resume continues it.
+        # Only such trials: one Ctrl-C stopped in this run (running, or pending with an actor asked
+        # for) is TERMINATED too, without having completed; the snapshot saved before the stop has
+        # it RUNNING or PENDING, and --resume continues it.
+        ended_before = self._ended_before
+        if ended_before is None:  # no step ran in this driver: nothing ran, so nothing was stopped here
+            ended_before = {t.trial_id for t in trials if t.status == "TERMINATED"}
         for trial in trials:
-            ended = trial.status == "TERMINATED" and trial.trial_id not in self._live
-            if ended and trial.trial_id not in self.writer.trials:
+            if trial.trial_id in ended_before and trial.trial_id not in self.writer.trials:
                 self._finished(trial)
         # A trial a killed driver suggested after Ray's last snapshot is missing from it; the resumed
         # run holds its config again under a new id, so the orphan's rows go.
@@ -128,7 +132,6 @@ class ParquetCallback(tune.Callback):
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.writer.add_trial(self._row(trial, "ERROR", error_message(_error_trace(trial))))
-        self._live.discard(trial.trial_id)
 
 
 def _error_trace(trial: Any) -> str | None:

@@ -14,9 +14,9 @@ from typing import Any
 import pandas as pd
 
 from tune_robust.config import TrialConfig, flatten
+from tune_robust.errors import ConfigError
 
 logger = logging.getLogger(__name__)
-from tune_robust.errors import ConfigError
 
 SCHEMA_VERSION = 3
 TRIALS_FILE = "trials.parquet"
@@ -173,6 +173,7 @@ class ResultsWriter:
         self.epoch_flush_seconds = epoch_flush_seconds
         self._epochs_dirty = False
         self._trials_dirty = False
+        self._tables_dirty: set[str] = set()
         self._last_epoch_write = 0.0
         directory.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
@@ -221,6 +222,8 @@ class ResultsWriter:
         with self._lock:
             if self._trials_dirty:
                 self._write_trials()
+            if self._tables_dirty:
+                self._write_tables()
             if self._epochs_dirty:
                 self._write_epochs()
 
@@ -238,10 +241,13 @@ class ResultsWriter:
             orphans = [t for t in orphans if t not in trial_ids]
             if not orphans:
                 return []
-            dropped = [self.trials.pop(t) for t in orphans if t in self.trials]
+            dropped = [self.trials[t] for t in orphans if t in self.trials]
             if dropped:
                 kept = read_table(self.directory / ORPHANS_FILE).to_dict("records")
-                _atomic_write(pd.DataFrame(kept + dropped), self.directory / ORPHANS_FILE)
+                if not _kept_going(pd.DataFrame(kept + dropped), self.directory / ORPHANS_FILE):
+                    return []  # nothing is dropped before it is kept; the next resume tries again
+            for t in orphans:
+                self.trials.pop(t, None)
             self._write_trials()
             for key in [k for k in self.epochs if k[0] in orphans]:
                 del self.epochs[key]
@@ -250,8 +256,8 @@ class ResultsWriter:
                 if any(t in by_trial for t in orphans):
                     for t in orphans:
                         by_trial.pop(t, None)
-                    rows = [r for rs in by_trial.values() for r in rs]
-                    _atomic_write(pd.DataFrame(rows), self.directory / f"{name}.parquet")
+                    self._tables_dirty.add(name)
+            self._write_tables()
             return orphans
 
     def add_tables(self, trial_id: str, tables: Mapping[str, list[Mapping[str, Any]]]) -> None:
@@ -263,8 +269,14 @@ class ResultsWriter:
                 self.tables[name][trial_id] = [
                     {"schema_version": SCHEMA_VERSION, "sweep": self.sweep, "trial_id": trial_id, **r} for r in rows
                 ]
-                df = pd.DataFrame([r for rs in self.tables[name].values() for r in rs])
-                _atomic_write(df, self.directory / f"{name}.parquet")
+                self._tables_dirty.add(name)
+            self._write_tables()
+
+    def _write_tables(self) -> None:
+        for name in sorted(self._tables_dirty):
+            df = pd.DataFrame([r for rs in self.tables[name].values() for r in rs])
+            if _kept_going(df, self.directory / f"{name}.parquet"):
+                self._tables_dirty.discard(name)
 
     def add_trial(self, row: dict[str, Any]) -> None:
         with self._lock:

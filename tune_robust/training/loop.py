@@ -56,6 +56,24 @@ def _atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def _damaged_file(path: Path, e: Exception) -> bool:
+    """Whether ``torch.load`` failed on the file's bytes (truncated, overwritten), not on the machine
+    (out of memory, a storage I/O error): a parse error, or a zip archive (torch's format) that does
+    not read back whole."""
+    import pickle
+    import zipfile
+
+    if isinstance(e, (pickle.UnpicklingError, EOFError, zipfile.BadZipFile, UnicodeDecodeError)):
+        return True
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return archive.testzip() is not None  # the name of a member whose CRC is wrong
+    except zipfile.BadZipFile:
+        return True
+    except OSError:
+        return False
+
+
 def has_state(directory: str | Path) -> bool:
     return (Path(directory) / STATE_FILE).exists()
 
@@ -504,9 +522,13 @@ class Trainer:
         the file is set aside as ``state.pt.corrupt`` and the trial starts again from epoch 0 (this
         Trainer is still fresh); the other trials are not affected."""
         path = Path(directory) / STATE_FILE
+        if not path.exists():  # a restart after a damaged file was set aside, before the next save
+            return f"resume: {path} is missing; the trial started again from epoch 0"
         try:
             state = torch.load(path, map_location=self.device, weights_only=False)
         except Exception as e:
+            if not _damaged_file(path, e):
+                raise  # e.g. out of memory or an I/O error of the storage: the file may be fine
             aside = path.with_name(f"{STATE_FILE}.corrupt")
             os.replace(path, aside)
             why = (str(e).splitlines() or [""])[0][:160]
