@@ -329,9 +329,15 @@ def test_a_damaged_trial_state_at_resume_restarts_that_trial_only(tmp_path):
     rows = tmp_path / "wrn_depth_grid" / "trials.parquet"
 
     def unfinished() -> list[Path]:
-        """State files of trials without a row (mid-training), oldest trial dir first."""
+        """State files of trials mid-training: no row yet, and in Ray's experiment snapshot (a trial
+        the snapshot missed is not resumed: its config runs again as a new trial)."""
         done = {str(Path(str(c))) for c in read_parquet(rows).get("checkpoint_path", [])}
-        return sorted(p for p in states.glob("*/state/state.pt") if str(p.parent) not in done)
+        snapshot = "".join(p.read_text() for p in states.glob("experiment_state-*.json"))
+        return sorted(
+            p
+            for p in states.glob("*/state/state.pt")
+            if str(p.parent) not in done and p.parent.parent.name.split("_")[2] in snapshot
+        )
 
     def two_states_one_midway() -> bool:
         return len(list(states.glob("*/state/state.pt"))) >= 2 and bool(unfinished())
