@@ -53,6 +53,7 @@ def main() -> None:
     ap.add_argument("--search-epochs", type=int, default=6)
     ap.add_argument("--train-epochs", type=int, default=10)
     ap.add_argument("--test", type=int, default=932)
+    ap.add_argument("--teacher", help="a teacher state dir this script saved before (skips training it)")
     args = ap.parse_args()
     torch.set_num_threads(2)
     out = Path(tempfile.mkdtemp())
@@ -63,8 +64,13 @@ def main() -> None:
     teacher["attack"] = {"name": "pgd", "eps": "auto", "step": "eps/4", "steps": 7}
     teacher["train"] = {**teacher["train"], "epochs": args.teacher_epochs, "schedule": "cosine"}
     teacher["eval"] = {"attacks": ("pgd20",), "sanity": False, "metrics": False}
-    t = run(teacher)
-    t.save(out / "teacher")
+    if args.teacher:  # a saved teacher: its state, restored (the epochs already run)
+        t = Trainer(TrialConfig.from_dict(teacher))
+        t.load(args.teacher)
+        out = Path(args.teacher).parent
+    else:
+        t = run(teacher)
+        t.save(out / "teacher")
     clean, robust = accuracy(t, args.test)
     print(
         f"teacher WRN (2,2,2) x 2, PGD-7 AT {args.teacher_epochs} epochs on {len(t.data.train)} images: "

@@ -175,7 +175,7 @@ def descend(attack, x, y, model):
         ("large_eps_chance", lambda m, d: Quantised(m), PGD20, None),
         ("iterative_ge_fgsm", lambda m, d: GridTrap(m), PGD20, None),
         ("monotone_eps", lambda m, d: Memorising(m, d[1], d[2], 0.6 * EPS), PGD20, None),
-        ("steps_converged", lambda m, d: m, PGD(eps=EPS, step=EPS / 80, steps=4), None),
+        ("steps_converged", lambda m, d: m, PGD(eps=EPS, step=EPS / 20, steps=4), None),
         ("eps0", lambda m, d: m, PGD20, lambda a, x, y: (x + 0.2 * torch.rand_like(x)).clamp(0, 1)),
         ("adv_le_clean", lambda m, d: m, PGD20, "descend"),
     ],

@@ -4,6 +4,13 @@ An attack is a frozen dataclass of its settings (validated on construction, so a
 any trial starts) with one method: ``perturb(model, x, y) -> x_adv``. Attacks never change the model's
 parameters, gradients, buffers or mode; callers choose the mode (evaluation always uses eval mode).
 Inputs and outputs are images in [0, 1]; the model must return logits.
+
+Evaluation calls ``attack(model, x, y, starts, early_stop)`` instead, which also says which examples
+were misclassified at *any* iterate (an iterate is a valid adversarial example, so one that fools the
+model counts: AutoAttack's and RobustBench's rule). With ``early_stop`` an example leaves the batch at
+its first misclassified iterate and keeps it, so robust accuracy costs only what the survivors need;
+``Starts`` makes each example's random start a function of its index, so attacking any subset of the
+examples, in any batch, gives each the start it would get among all of them.
 """
 
 from __future__ import annotations
@@ -46,6 +53,22 @@ class Attack(ABC):
         """``perturb`` plus warnings the attack itself raised (AutoAttack's checks); none by default."""
         return self.perturb(model, x, y), []
 
+    def attack(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        starts: Starts | None = None,
+        early_stop: bool = False,
+    ) -> Outcome:
+        """The evaluation entry point (see the module docstring). By default: ``perturb_with_notes``, and
+        an example is fooled when its returned example is misclassified; iterative attacks override it
+        to count every iterate and to stop early."""
+        x_adv, notes = self.perturb_with_notes(model, x, y)
+        with torch.no_grad():
+            fooled = model(x_adv.float()).argmax(1) != y
+        return Outcome(x_adv, fooled, notes)
+
     @property
     def gradient_steps(self) -> int:
         """Forward-backward passes per example (for cost accounting)."""
@@ -57,6 +80,103 @@ class Attack(ABC):
     def describe(self) -> str:
         """Short label for result columns, e.g. ``pgd20-linf-eps0.0314-step0.0031``."""
         return self.name
+
+
+@dataclasses.dataclass
+class Outcome:
+    """An attack on a batch: the examples it returns (the last iterate; with early stopping, the first
+    misclassified one), which examples some iterate misclassified, and the attack's own warnings."""
+
+    x_adv: torch.Tensor
+    fooled: torch.Tensor
+    notes: list[str] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass(frozen=True)
+class Starts:
+    """Per-example random draws: draw ``k`` of the example with index ``i`` depends only on
+    ``(seed, i, offset + k)``. Restart ``k`` of an attack uses draw ``k``."""
+
+    ids: torch.Tensor  # int64 indices of the batch's examples in the evaluated split
+    seed: int = 0
+    offset: int = 0
+
+    @classmethod
+    def of_batch(cls, first: int, n: int, seed: int = 0) -> Starts:
+        return cls(torch.arange(first, first + n), seed)
+
+    def subset(self, which: torch.Tensor) -> Starts:
+        """The draws of the examples ``which`` (a boolean mask or indices) selects."""
+        return dataclasses.replace(self, ids=self.ids[which.cpu()])
+
+    def shifted(self, k: int) -> Starts:
+        """The same examples' draws from ``k`` on (restart ``k`` of a multi-start attack)."""
+        return dataclasses.replace(self, offset=self.offset + k)
+
+    def _draw(self, like: torch.Tensor, draw: int, fill: Callable[..., torch.Tensor]) -> torch.Tensor:
+        out = torch.empty(like.shape, dtype=torch.float32)
+        gen = torch.Generator()
+        for row, i in enumerate(self.ids.tolist()):
+            gen.manual_seed(hash((self.seed, i, self.offset + draw)) & 0x7FFF_FFFF_FFFF_FFFF)
+            fill(out[row], generator=gen)
+        return out.to(device=like.device, dtype=like.dtype)
+
+    def uniform(self, like: torch.Tensor, draw: int = 0) -> torch.Tensor:
+        """U(0, 1) in ``like``'s shape, row i for example ``ids[i]``."""
+        return self._draw(like, draw, lambda t, generator: t.uniform_(0, 1, generator=generator))
+
+    def normal(self, like: torch.Tensor, draw: int = 0) -> torch.Tensor:
+        """N(0, 1) in ``like``'s shape, row i for example ``ids[i]``."""
+        return self._draw(like, draw, lambda t, generator: t.normal_(0, 1, generator=generator))
+
+
+Aux = dict[str, torch.Tensor]
+GradFn = Callable[[torch.Tensor, torch.Tensor, Aux, int], tuple[torch.Tensor, torch.Tensor]]
+StepFn = Callable[[torch.Tensor, torch.Tensor, Aux, int], tuple[torch.Tensor, Aux]]
+
+
+def ascend(
+    model: nn.Module,
+    adv: torch.Tensor,
+    y: torch.Tensor,
+    steps: int,
+    grad_fn: GradFn,
+    step_fn: StepFn,
+    aux: Aux,
+    early_stop: bool,
+    start_valid: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``steps`` iterations of an ascent attack from ``adv``: ``grad_fn(adv, y, aux, t)`` gives the
+    input gradient and the logits at ``adv``, ``step_fn(adv, grad, aux, t)`` the next iterate and
+    per-example state (``aux``: the box, momentum, ...: rows follow the examples).
+
+    Returns the examples (the last iterate, or with ``early_stop`` the first misclassified one) and
+    which examples any iterate misclassified, the last included; the start counts only where
+    ``start_valid`` (an unclipped random start may lie outside [0, 1]). With ``early_stop`` an example leaves
+    the batch once misclassified; the others' computation is unchanged (the model must be in eval mode,
+    so an example's output does not depend on the rest of its batch)."""
+    out = adv.detach().clone()
+    fooled = torch.zeros(y.shape, dtype=torch.bool, device=y.device)
+    idx = torch.arange(len(y), device=y.device)
+    for t in range(steps):
+        grad, logits = grad_fn(adv, y, aux, t)
+        wrong = logits.argmax(1) != y
+        if t == 0 and start_valid is not None:
+            wrong &= start_valid
+        fooled[idx] |= wrong
+        if early_stop and bool(wrong.any()):
+            out[idx[wrong]] = adv[wrong].detach()
+            keep = ~wrong
+            idx, adv, y, grad = idx[keep], adv[keep], y[keep], grad[keep]
+            aux = {k: v[keep] for k, v in aux.items()}
+            if not len(idx):
+                return out, fooled
+        adv, aux = step_fn(adv.detach(), grad, aux, t)
+    if len(idx):
+        with torch.no_grad():
+            fooled[idx] |= model(adv).argmax(1) != y
+        out[idx] = adv.detach()
+    return out, fooled
 
 
 ATTACKS: Registry[type[Attack]] = Registry("attack", plugin="attacks")
@@ -124,24 +244,42 @@ def input_grad(
     return grad, logits.detach()
 
 
+def in_ball(adv: torch.Tensor, x0: torch.Tensor, eps: float, norm: str) -> torch.Tensor:
+    """Per example: ``adv`` lies in the threat model (the eps-ball around ``x0`` and the [0, 1] box)."""
+    box = ((adv >= 0) & (adv <= 1)).flatten(1).all(1)
+    d = (adv - x0).flatten(1)
+    size = d.abs().amax(1) if norm == "linf" else d.norm(p=2, dim=1)
+    return box & (size <= eps * (1 + 1e-6) + 1e-7)
+
+
 def _per_example_norm(t: torch.Tensor, p: float) -> torch.Tensor:
     return t.flatten(1).norm(p=p, dim=1).view(-1, *([1] * (t.ndim - 1)))
 
 
-def random_start(x0: torch.Tensor, eps: float, norm: str, clip: bool = True) -> torch.Tensor:
+def random_start(
+    x0: torch.Tensor, eps: float, norm: str, clip: bool = True, starts: Starts | None = None, draw: int = 0
+) -> torch.Tensor:
     """A uniform point of the eps-ball around ``x0`` (L-inf), or a uniform direction with a uniform
-    radius (L2), clipped to [0, 1] when ``clip``.
+    radius (L2), clipped to [0, 1] when ``clip``. Drawn from ``starts`` (draw ``draw``) when given,
+    else from the global generator.
 
     Not clipping is Wong et al.'s Fast AT rule (the gradient is taken at ``x + delta`` as drawn; only
     the final example is clipped). It matters on MNIST, where most pixels are 0 or 1: a clipped start
     leaves half of each such pixel's draws at the boundary, and FGSM training from it collapses
     (bench/RESULTS.md, "Fast AT on MNIST")."""
     if norm == "linf":
-        start = x0 + torch.empty_like(x0).uniform_(-eps, eps)
+        if starts is None:
+            start = x0 + torch.empty_like(x0).uniform_(-eps, eps)
+        else:
+            start = x0 + starts.uniform(x0, draw).mul_(2 * eps).sub_(eps)
     else:
-        d = torch.randn_like(x0)
+        d = torch.randn_like(x0) if starts is None else starts.normal(x0, draw)
         d = d / _per_example_norm(d, 2).clamp_min(1e-12)
-        r = torch.rand(x0.shape[0], *([1] * (x0.ndim - 1)), device=x0.device, dtype=x0.dtype)
+        shape = (x0.shape[0], *([1] * (x0.ndim - 1)))
+        if starts is None:
+            r = torch.rand(*shape, device=x0.device, dtype=x0.dtype)
+        else:  # the radius: a separate stream of the same example
+            r = starts.uniform(x0.new_empty(shape), draw + 1_000_003)
         start = x0 + d * r * eps
     return start.clamp_(0, 1) if clip else start
 
@@ -172,3 +310,13 @@ class NoAttack(Attack):
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return x
+
+    def attack(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        starts: Starts | None = None,
+        early_stop: bool = False,
+    ) -> Outcome:
+        return Outcome(x, torch.zeros(y.shape, dtype=torch.bool, device=y.device))

@@ -7,7 +7,16 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from tune_robust.attacks._base import Attack, check_eps, input_grad, project, random_start, register_attack
+from tune_robust.attacks._base import (
+    Attack,
+    Outcome,
+    Starts,
+    check_eps,
+    input_grad,
+    project,
+    random_start,
+    register_attack,
+)
 
 
 @register_attack("fgsm")
@@ -35,11 +44,28 @@ class FGSM(Attack):
         return f"fgsm-linf-eps{self.eps:.4g}"
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self._craft(model, x, y, None)
+
+    def attack(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        starts: Starts | None = None,
+        early_stop: bool = False,
+    ) -> Outcome:
+        x_adv = self._craft(model, x, y, starts)
+        with torch.no_grad():
+            return Outcome(x_adv, model(x_adv).argmax(1) != y)
+
+    def _craft(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, starts: Starts | None
+    ) -> torch.Tensor:
         step = self.eps if self.step is None else self.step
         x0 = x.detach()
         start = x0
         if self.random_start:
-            start = random_start(x0, self.eps, "linf", clip=self.clip_start)
+            start = random_start(x0, self.eps, "linf", clip=self.clip_start, starts=starts)
         grad, _ = input_grad(model, start, y)
         adv = start + step * grad.sign()
         return project(adv, x0, self.eps, "linf").detach()

@@ -15,11 +15,21 @@ projected iterate (always inside the threat model).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
-from tune_robust.attacks._base import Attack, check_eps, check_steps, register_attack
+from tune_robust.attacks._base import (
+    Attack,
+    Outcome,
+    Starts,
+    ascend,
+    check_eps,
+    check_steps,
+    in_ball,
+    register_attack,
+)
 from tune_robust.errors import ConfigError
 
 
@@ -58,24 +68,42 @@ class GAMA(Attack):
         return f"gama{self.steps}-linf-eps{self.eps:.4g}"
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.attack(model, x, y).x_adv
+
+    def _step_size(self, t: int) -> float:
+        return self.step * self.eps / self.drop ** sum(1 for s in self.schedule if s <= t)
+
+    def attack(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        starts: Starts | None = None,
+        early_stop: bool = False,
+    ) -> Outcome:
         x0 = x.detach()
-        lo, hi = (x0 - self.eps).clamp(min=0), (x0 + self.eps).clamp(max=1)
-        start = x0 + self.eps * torch.empty_like(x0).uniform_(-1, 1).sign()
+        u = torch.empty_like(x0).uniform_(-1, 1) if starts is None else starts.uniform(x0).mul_(2).sub_(1)
+        start = x0 + self.eps * u.sign()
         with torch.no_grad():
             guide = model(start).float().softmax(1)
-        adv, step, weight = start, self.step * self.eps, self.w_reg
-        for i in range(self.steps):
-            if i in self.schedule:
-                step /= self.drop
-            adv = adv.detach().requires_grad_(True)
+
+        def grad_fn(a: torch.Tensor, ys: torch.Tensor, aux: dict[str, torch.Tensor], t: int) -> Any:
+            a = a.detach().requires_grad_(True)
             with torch.enable_grad():
-                p = model(adv).float().softmax(1)
-                loss = _prob_margin(p, y)
-                # As released: the relaxation term is on for steps 0..relax_steps (weight reaching 0).
-                if i <= self.relax_steps:
-                    loss = loss + weight * (p - guide).pow(2).sum(1)
-                (grad,) = torch.autograd.grad(loss.sum(), adv)
-            if i <= self.relax_steps:
-                weight -= self.w_reg / self.relax_steps
-            adv = torch.min(torch.max(adv.detach() + step * grad.sign(), lo), hi)
-        return adv.detach()
+                logits = model(a).float()
+                p = logits.softmax(1)
+                loss = _prob_margin(p, ys)
+                # As released: the relaxation term is on for steps 0..relax_steps, its weight falling
+                # by w_reg / relax_steps after each (reaching 0).
+                if t <= self.relax_steps:
+                    weight = self.w_reg - t * self.w_reg / self.relax_steps
+                    loss = loss + weight * (p - aux["guide"]).pow(2).sum(1)
+                (grad,) = torch.autograd.grad(loss.sum(), a)
+            return grad, logits.detach()
+
+        def step_fn(a: torch.Tensor, grad: torch.Tensor, aux: dict[str, torch.Tensor], t: int) -> Any:
+            return torch.min(torch.max(a + self._step_size(t) * grad.sign(), aux["lo"]), aux["hi"]), aux
+
+        aux = {"lo": (x0 - self.eps).clamp(min=0), "hi": (x0 + self.eps).clamp(max=1), "guide": guide}
+        valid = in_ball(start, x0, self.eps, "linf")  # a corner outside [0, 1] is not an example
+        return Outcome(*ascend(model, start, y, self.steps, grad_fn, step_fn, aux, early_stop, valid))

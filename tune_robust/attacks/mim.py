@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
-from tune_robust.attacks._base import Attack, check_eps, check_steps, input_grad, project, register_attack
+from tune_robust.attacks._base import (
+    Attack,
+    Outcome,
+    Starts,
+    ascend,
+    check_eps,
+    check_steps,
+    input_grad,
+    project,
+    register_attack,
+)
 
 
 @register_attack("mim")
@@ -36,13 +47,26 @@ class MIM(Attack):
         return f"mim{self.steps}-linf-eps{self.eps:.4g}-mu{self.decay:g}"
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.attack(model, x, y).x_adv
+
+    def attack(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        starts: Starts | None = None,
+        early_stop: bool = False,
+    ) -> Outcome:
         step = self.eps / self.steps if self.step is None else self.step
         x0 = x.detach()
-        adv = x0
-        g = torch.zeros_like(x0)
-        for _ in range(self.steps):
-            grad, _ = input_grad(model, adv, y)
+
+        def grad_fn(a: torch.Tensor, ys: torch.Tensor, aux: dict[str, torch.Tensor], t: int) -> Any:
+            return input_grad(model, a, ys)
+
+        def step_fn(a: torch.Tensor, grad: torch.Tensor, aux: dict[str, torch.Tensor], t: int) -> Any:
             l1 = grad.abs().flatten(1).sum(1).view(-1, *([1] * (grad.ndim - 1)))
-            g = self.decay * g + grad / l1.clamp_min(1e-12)
-            adv = project(adv + step * g.sign(), x0, self.eps, "linf").detach()
-        return adv
+            g = self.decay * aux["g"] + grad / l1.clamp_min(1e-12)
+            return project(a + step * g.sign(), aux["x0"], self.eps, "linf"), {"x0": aux["x0"], "g": g}
+
+        aux = {"x0": x0, "g": torch.zeros_like(x0)}
+        return Outcome(*ascend(model, x0, y, self.steps, grad_fn, step_fn, aux, early_stop))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -14,10 +14,14 @@ from tune_robust.attacks._base import (
     Attack,
     Loss,
     Norm,
+    Outcome,
+    Starts,
+    ascend,
     ascent_step,
     attack_loss,
     check_eps,
     check_steps,
+    in_ball,
     input_grad,
     project,
     random_start,
@@ -93,25 +97,84 @@ class PGD(Attack):
         loss = "" if self.loss == "ce" else f"-{self.loss}"
         return f"{self.name}{self.steps}{r}-{self.norm}-eps{self.eps:.4g}-step{self.step:.4g}{loss}"
 
+    def _start(self, x0: torch.Tensor, starts: Starts | None = None, draw: int = 0) -> torch.Tensor:
+        if not self.random_start:
+            return x0
+        if self.start == "normal":
+            noise = torch.randn_like(x0) if starts is None else starts.normal(x0, draw)
+            adv = x0 + self.step * noise
+            return adv.clamp(0, 1) if self.clip_start else adv
+        return random_start(x0, self.eps, self.norm, clip=self.clip_start, starts=starts, draw=draw)
+
+    def _box(self, x0: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per-example state of a step: the L-inf box of the eps-ball and [0, 1] (fixed, so computed
+        once), or the centre of the L2 ball."""
+        if self.norm == "linf":
+            return {"lo": (x0 - self.eps).clamp_(min=0), "hi": (x0 + self.eps).clamp_(max=1)}
+        return {"x0": x0}
+
+    def _moved(self, adv: torch.Tensor, grad: torch.Tensor, box: dict[str, torch.Tensor]) -> torch.Tensor:
+        if self.norm == "linf":
+            return torch.min(torch.max(grad.sign_().mul_(self.step).add_(adv), box["lo"]), box["hi"])
+        return project(ascent_step(adv, grad, self.step, self.norm), box["x0"], self.eps, self.norm).detach()
+
     def _run(self, model: nn.Module, x0: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        adv = x0
-        if self.random_start and self.start == "normal":
-            adv = x0 + self.step * torch.randn_like(x0)
-            adv = adv.clamp(0, 1) if self.clip_start else adv
-        elif self.random_start:
-            adv = random_start(x0, self.eps, self.norm, clip=self.clip_start)
-        if self.norm == "linf":  # the box of the eps-ball and [0, 1] is fixed: compute it once
-            lo, hi = (x0 - self.eps).clamp_(min=0), (x0 + self.eps).clamp_(max=1)
-            for _ in range(self.steps):
-                grad, logits = input_grad(model, adv, y, self.loss)
-                moved = torch.min(torch.max(grad.sign_().mul_(self.step).add_(adv), lo), hi)
-                adv = self._keep_fooled(adv, moved, logits, y)
-            return adv.detach()
+        """The training path: the last iterate of every example, the start from the global generator."""
+        adv = self._start(x0)
+        box = self._box(x0)
         for _ in range(self.steps):
             grad, logits = input_grad(model, adv, y, self.loss)
-            moved = project(ascent_step(adv, grad, self.step, self.norm), x0, self.eps, self.norm)
-            adv = self._keep_fooled(adv, moved.detach(), logits, y)
-        return adv
+            adv = self._keep_fooled(adv, self._moved(adv, grad, box), logits, y)
+        return adv.detach()
+
+    def continue_from(
+        self, model: nn.Module, x0: torch.Tensor, y: torch.Tensor, adv: torch.Tensor, early_stop: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``steps`` more iterations from the iterate ``adv`` of the ball around ``x0``: (examples, fooled
+        at some iterate) as ``ascend`` returns them. PGD-2k from a start is PGD-k continued k steps."""
+
+        def grad_fn(a: torch.Tensor, ys: torch.Tensor, aux: dict[str, torch.Tensor], t: int) -> Any:
+            return input_grad(model, a, ys, self.loss)
+
+        def step_fn(a: torch.Tensor, g: torch.Tensor, aux: dict[str, torch.Tensor], t: int) -> Any:
+            return self._moved(a, g, aux), aux
+
+        x0 = x0.detach()
+        valid = in_ball(adv, x0, self.eps, self.norm)
+        return ascend(model, adv, y, self.steps, grad_fn, step_fn, self._box(x0), early_stop, valid)
+
+    def attack(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        starts: Starts | None = None,
+        early_stop: bool = False,
+    ) -> Outcome:
+        """Every restart counts an example fooled at any of its iterates. With ``early_stop`` restart k
+        runs only on the examples no earlier restart fooled (from their own draw k of ``starts``);
+        without it, every restart runs on every example and the returned example is the first fooling
+        candidate, else the highest-loss one (as ``perturb``)."""
+        x0 = x.detach()
+        out, fooled = x0.clone(), torch.zeros(y.shape, dtype=torch.bool, device=y.device)
+        best_loss = torch.full(y.shape, -float("inf"), device=y.device)
+        for r in range(self.restarts):
+            sel = (~fooled).nonzero().squeeze(1) if early_stop else torch.arange(len(y), device=y.device)
+            if not len(sel):
+                break
+            sub = None if starts is None else starts.subset(sel)
+            adv, hit = self.continue_from(model, x0[sel], y[sel], self._start(x0[sel], sub, r), early_stop)
+            if early_stop or self.restarts == 1:
+                out[sel] = adv
+            else:  # keep_worst's choice: the first fooling candidate, else the highest loss
+                with torch.no_grad():
+                    logits = model(adv)
+                value, now_fooled = attack_loss(logits, y, self.loss), logits.argmax(1) != y
+                take = (now_fooled & ~fooled) | (~fooled & ~now_fooled & (value > best_loss))
+                out[take] = adv[take]
+                best_loss = torch.where(take, value, best_loss)
+            fooled[sel] |= hit
+        return Outcome(out, fooled)
 
     def _keep_fooled(
         self, adv: torch.Tensor, moved: torch.Tensor, logits: torch.Tensor, y: torch.Tensor

@@ -24,6 +24,13 @@ class EvalConfig:
     # Evaluate the first N test examples (0 = all).
     limit: int = 0
     batch_size: int = 256
+    # Random starts: example i's start under restart k depends only on (seed, i, k), so every number
+    # is the same whatever batch size or subset the example is attacked in.
+    seed: int = 0
+    # Attack at the cost floor: only examples correct clean, each until an iterate fools it, restarts
+    # and the sanity checks' stronger PGDs only for the survivors, the suite's results reused by the
+    # checks. False attacks every example through every iteration: the same numbers, slower (a check).
+    cost_floor: bool = True
     # Sanity flags on the first sanity_examples of the evaluated examples.
     sanity: bool = True
     sanity_examples: int = 256

@@ -16,10 +16,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from tune_robust.attacks import Attack, create_attack
+from tune_robust.attacks import Attack, Outcome, Starts, create_attack
 from tune_robust.data import DATASETS, Split, batches
 from tune_robust.evaluation import sanity
-from tune_robust.evaluation.basic import Tally
+from tune_robust.evaluation.basic import Tally, attack_batch, evaluate
 from tune_robust.evaluation.config import EvalConfig, eval_attack_specs
 from tune_robust.evaluation.metrics import LipschitzMeter, stability
 
@@ -54,14 +54,7 @@ def _curves(
     rows: list[dict[str, Any]] = []
 
     def acc(attack: Attack) -> float:
-        tally = Tally(["attack"])
-        for x, y in batches(split, batch_size):
-            with torch.no_grad():
-                tally.clean(model(x).argmax(1) == y)
-            x_adv = attack.perturb(model, x, y)
-            with torch.no_grad():
-                tally.attacked("attack", model(x_adv.float()).argmax(1) == y)
-        return tally.fraction(tally.robust["attack"]) if len(split) else 0.0
+        return evaluate(model, split, {"attack": attack}, batch_size, seed=cfg.seed)["attack_acc"]
 
     for e in cfg.eps_curve:
         for attack in (create_attack("pgd", eps=e, step=e / 4, steps=20), create_attack("fgsm", eps=e)):
@@ -90,35 +83,52 @@ def _curves(
 
 @dataclass
 class _Pass:
-    """What one pass of every attack over the evaluated examples counted."""
+    """What one pass of every attack over the evaluated examples counted, and each attack's outcome on
+    the first examples (the sanity subset, which the checks reuse instead of attacking again)."""
 
     tally: Tally
     stable: dict[str, int]
     notes: dict[str, list[str]]
     lipschitz: dict[str, float] | None
+    head: dict[str, list[Outcome]]
 
 
 def _attack_pass(
-    model: nn.Module, data: Split, attacks: dict[str, Attack], batch_size: int, lip_label: str | None
+    model: nn.Module,
+    data: Split,
+    attacks: dict[str, Attack],
+    cfg: EvalConfig,
+    lip_label: str | None,
+    keep: int,
 ) -> _Pass:
-    tally = Tally(attacks)
-    stable = dict.fromkeys(attacks, 0)
-    notes: dict[str, list[str]] = {label: [] for label in attacks}
+    """Every attack on every batch: at the cost floor (``attack_batch``) unless the metrics need each
+    example's last iterate (perturbation stability and the Lipschitz x' are defined on it)."""
+    full = cfg.metrics or not cfg.cost_floor
+    done = _Pass(Tally(attacks), dict.fromkeys(attacks, 0), {label: [] for label in attacks}, None, {})
     lip = LipschitzMeter(model) if lip_label else None
-    for x, y in batches(data, batch_size):
+    first = 0
+    for x, y in batches(data, cfg.batch_size):
         with torch.no_grad():
             pred = model(x).argmax(1)
-        tally.clean(pred == y)
+        done.tally.clean(pred == y)
+        starts = Starts.of_batch(first, len(y), cfg.seed)
         for label, attack in attacks.items():
-            x_adv, msgs = attack.perturb_with_notes(model, x, y)
-            notes[label].extend(m for m in msgs if m not in notes[label])
-            with torch.no_grad():
-                pred_adv = model(x_adv.float()).argmax(1)
-            tally.attacked(label, pred_adv == y)
-            stable[label] += int(stability(pred, pred_adv).sum())
+            out = attack_batch(attack, model, x, y, pred == y, starts, full)
+            done.notes[label].extend(m for m in out.notes if m not in done.notes[label])
+            done.tally.attacked(label, ~out.fooled)
+            if full:
+                with torch.no_grad():
+                    pred_adv = model(out.x_adv.float()).argmax(1)
+                done.stable[label] += int(stability(pred, pred_adv).sum())
             if lip is not None and label == lip_label:
-                lip.update(x, x_adv)
-    return _Pass(tally, stable, notes, lip.result() if lip is not None else None)
+                lip.update(x, out.x_adv)
+            if first < keep:
+                done.head.setdefault(label, []).append(
+                    Outcome(out.x_adv[: keep - first], out.fooled[: keep - first])
+                )
+        first += len(y)
+    done.lipschitz = lip.result() if lip is not None else None
+    return done
 
 
 def _accuracy_metrics(
@@ -146,6 +156,10 @@ def _lipschitz_rows(values: dict[str, float], lip_label: str) -> list[dict[str, 
     ]
 
 
+def _joined(parts: list[Outcome]) -> Outcome:
+    return Outcome(torch.cat([o.x_adv for o in parts]), torch.cat([o.fooled for o in parts]))
+
+
 def _sanity_metrics(
     model: nn.Module,
     data: Split,
@@ -160,7 +174,20 @@ def _sanity_metrics(
     s = data.head(cfg.sanity_examples)
     pgd = sanity.sanity_attack(list(attacks.values()), default_eps)
     xs, ys = next(batches(s, len(s)))
-    flags, msgs = sanity.run_checks(model, xs, ys, num_classes, pgd, cfg.tolerance)
+    known = [
+        sanity.Known(attacks[label], _joined(parts), full=cfg.metrics) for label, parts in done.head.items()
+    ]
+    flags, msgs = sanity.run_checks(
+        model,
+        xs,
+        ys,
+        num_classes,
+        pgd,
+        cfg.tolerance,
+        known=known if cfg.cost_floor else [],
+        seed=cfg.seed,
+        cost_floor=cfg.cost_floor,
+    )
     checked = [label for label, a in attacks.items() if a.self_checking]
     flags["autoattack"] = None if not checked else not any(done.notes[label] for label in checked)
     for label in checked:
@@ -188,7 +215,8 @@ def run_suite(
     lip_label = _lipschitz_attack(attacks) if cfg.metrics else None
     try:
         with torch.autocast(device_type=split.x.device.type, enabled=False):
-            done = _attack_pass(model, data, attacks, cfg.batch_size, lip_label)
+            keep = cfg.sanity_examples if cfg.sanity else 0
+            done = _attack_pass(model, data, attacks, cfg, lip_label, keep)
             res.metrics.update(_accuracy_metrics(done, attacks, len(data), prefix, cfg.metrics))
             if done.lipschitz is not None and lip_label is not None:
                 res.metrics["lipschitz_logits"] = done.lipschitz.get("logits", float("nan"))

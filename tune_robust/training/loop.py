@@ -359,7 +359,7 @@ class Trainer:
             split = self.data.val if len(self.data.val) else self.data.test
             if is_sampling(self.model):  # a supernet is validated on its one fixed probe sub-network
                 self.model.use_probe()
-            res = evaluate(self.model, split, self.eval_attacks, limit=t.eval_limit)
+            res = evaluate(self.model, split, self.eval_attacks, limit=t.eval_limit, seed=self.cfg.eval.seed)
             metrics["val_split"] = "val" if len(self.data.val) else "test"
             metrics["val_clean_acc"] = res["clean_acc"]
             metrics["val_robust_acc"] = res["worst_acc"]
@@ -395,13 +395,13 @@ class Trainer:
         attack (the per-example worst case, as AutoAttack and RobustBench count), so robust <= clean.
         """
         out: dict[str, Any] = {}
-        final = evaluate(self.model, self.data.test, self.eval_attacks)
+        final = evaluate(self.model, self.data.test, self.eval_attacks, seed=self.cfg.eval.seed)
         out["final_clean_acc"] = final["clean_acc"]
         out["final_robust_acc"] = final["worst_acc"]
         if self.best_state is None or self.best["epoch"] == self.epoch:
             best = final  # the last epoch is the best one: same weights, same numbers
         else:
-            best = evaluate(self.best_model(), self.data.test, self.eval_attacks)
+            best = evaluate(self.best_model(), self.data.test, self.eval_attacks, seed=self.cfg.eval.seed)
         out["best_clean_acc"] = best["clean_acc"]
         out["best_robust_acc"] = best["worst_acc"]
         out["test_examples"] = len(self.data.test)
