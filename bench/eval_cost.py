@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DEPTHS = "1-1-1,3-3-3,5-5-5,9-9-9,1-9-1,9-1-9"
@@ -44,11 +45,11 @@ print(json.dumps(out))
 """
 
 
-def smoke_config(depths: tuple[int, ...], metrics: bool) -> dict:
+def smoke_config(depths: tuple[int, ...], metrics: bool) -> dict[str, Any]:
     sys.path.insert(0, str(ROOT))
     from search_spaces.wrn import SMOKE_DIGITS
 
-    cfg = copy.deepcopy(SMOKE_DIGITS)
+    cfg: dict[str, Any] = copy.deepcopy(SMOKE_DIGITS)
     cfg["model"] = {**cfg["model"], "depths": depths}
     cfg["eval"] = {**cfg["eval"], "metrics": metrics}
     return cfg

@@ -51,10 +51,14 @@ def test_dry_run_lists_all_125_depth_configs(capsys):
 
 
 def test_max_trials_3_end_to_end_then_refuse_to_overwrite(capsys, tmp_path):
-    code, out, err = run_cli(
-        capsys, "wrn_depth_grid", "--max-trials", "3", "--results-dir", str(tmp_path), "-q"
-    )
+    code, out, err = run_cli(capsys, "wrn_depth_grid", "--max-trials", "3", "--results-dir", str(tmp_path))
     assert code == 0, err
+    # The console by default: where the dashboard is, one progress line (in a log: its final state),
+    # none of Ray's per-trial tables.
+    assert out.startswith("Ray dashboard")
+    final = [line for line in err.splitlines() if line.startswith("trials ")][-1]
+    assert final.startswith("trials 3/3 done | 0 running | 0 left | best val_robust_acc 0."), final
+    assert "Trial status" not in out + err and "Trial name" not in out + err
     d = tmp_path / "wrn_depth_grid"
     trials = pd.read_parquet(d / "trials.parquet")
     epochs = pd.read_parquet(d / "epochs.parquet")

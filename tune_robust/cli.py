@@ -22,7 +22,29 @@ def build_parser() -> argparse.ArgumentParser:
     _sweep_arguments(p)
     _checkpoint_arguments(p)
     _strategy_arguments(p.add_argument_group("search strategy (grid sweeps)"))
-    p.add_argument("-q", "--quiet", action="store_true", help="less Ray Tune progress output")
+    _repeatable(
+        p,
+        "--track",
+        "track",
+        "TRACKER",
+        "also log every trial to an experiment tracker: mlflow (needs the [tracking] extra) or "
+        "tensorboard; repeatable",
+    )
+    p.add_argument(
+        "--mlflow-uri",
+        metavar="URI",
+        help="MLflow tracking URI for --track mlflow (default: sqlite:///<results-dir>/mlflow.db)",
+    )
+    p.add_argument(
+        "-q", "--quiet", action="store_true", help="no progress line: warnings and the summary only"
+    )
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="Ray Tune's per-trial tables instead of the progress line; -vv: Ray's output and trial logs",
+    )
     return p
 
 
@@ -254,7 +276,8 @@ def run_options(args: argparse.Namespace, plugins: Sequence[Any]) -> Any:
 
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(RunOptions) if hasattr(args, f.name)}
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in given.items()}
-    renamed = {"verbose": 0 if args.quiet else 1, "plugins": tuple(plugins), "search_seed": args.seed}
+    verbose = 0 if args.quiet else 1 + args.verbose
+    renamed = {"verbose": verbose, "plugins": tuple(plugins), "search_seed": args.seed}
     return RunOptions(**{**values, **renamed})
 
 
@@ -281,10 +304,8 @@ def print_summary(p: Any, summary: dict[str, Any]) -> None:
         print(f"epochs: {summary['epochs_path']}")
     for f in summary["extra_files"]:
         print(f"{f.stem}: {f}")
-    if summary["dashboard"]:
+    if summary["dashboard"] and p.options.address:  # (a local one closed with the sweep)
         print(f"Ray dashboard (while the cluster runs): http://{summary['dashboard']}")
-    else:
-        print("Ray dashboard: install the [dashboard] extra (ray[default]) to get one")
 
 
 def _table_title(p: Any) -> str:

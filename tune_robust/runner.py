@@ -17,6 +17,7 @@ from typing import Any
 
 from tune_robust.config import TrialConfig, apply_override, flatten
 from tune_robust.errors import ConfigError
+from tune_robust.results.tracking import check_tracking, tracking_callbacks
 from tune_robust.sweeps import SweepSpec, Upstream, Variants, get_sweep, set_dotted
 
 SWEEP_FILE = "sweep.json"
@@ -41,7 +42,13 @@ class RunOptions:
     resume: bool = False
     max_failures: int = 0
     dry_run: bool = False
+    # 0: warnings and the summary; 1: plus one live progress line; 2: Ray Tune's per-trial tables
+    # instead; 3: Ray's most detailed output and the trials' own logs.
     verbose: int = 1
+    # Experiment trackers (tune_robust.results.tracking: mlflow, tensorboard) and MLflow's tracking URI
+    # (default: sqlite:///<results_dir>/mlflow.db).
+    track: tuple[str, ...] = ()
+    mlflow_uri: str | None = None
     # Checkpoints for the evaluate/transfer sweeps: "PATH" or "LABEL=PATH"; --from-sweep directories
     # add their finished trials (best top_k by best_robust_acc; 0 = all).
     checkpoints: tuple[str, ...] = ()
@@ -128,6 +135,7 @@ def plan(name: str, options: RunOptions) -> Plan:
     if options.max_failures < 0:
         raise ConfigError(f"--max-failures must be >= 0, got {options.max_failures}")
     check_writable(Path(options.results_dir).expanduser())
+    check_tracking(options.track)
     cpus = spec.cpus_per_trial if options.cpus_per_trial is None else options.cpus_per_trial
     gpus = spec.gpus_per_trial if options.gpus_per_trial is None else options.gpus_per_trial
     if cpus <= 0:
@@ -693,7 +701,7 @@ def _init_ray(p: Plan) -> Any:
     # Results go to Parquet through our callback. Ray's JSON logger stays (its ResultGrid reads it);
     # the CSV and TensorBoard ones are dropped: they only add files and driver work per report.
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-    kwargs: dict[str, Any] = {"log_to_driver": p.options.verbose > 1, **p.options.extra_ray_init}
+    kwargs: dict[str, Any] = {"log_to_driver": p.options.verbose > 2, **p.options.extra_ray_init}
     if not p.options.address:
         # "local" always starts a fresh instance instead of joining one a killed driver left behind.
         return ray.init(address="local", **kwargs)
@@ -926,6 +934,8 @@ def _execute(p: Plan, trainable: Callable[[dict[str, Any]], None], command: str)
         resuming = _restart_unsnapshotted(p)
     ctx = _init_ray(p)
     try:
+        if p.options.verbose:
+            print(dashboard_line(getattr(ctx, "dashboard_url", None), bool(p.options.address)), flush=True)
         check_resources(p)  # before anything is written
         p.sweep_dir.mkdir(parents=True, exist_ok=True)
         check_shared_storage(p)
@@ -946,6 +956,30 @@ def _execute(p: Plan, trainable: Callable[[dict[str, Any]], None], command: str)
     return dashboard
 
 
+def dashboard_line(url: str | None, remote: bool) -> str:
+    """Where the Ray dashboard is, how to sign in, and how long it lives (printed at the start)."""
+    if not url:
+        return "Ray dashboard: none (install the [dashboard] extra, ray[default], to get one)"
+    try:
+        from ray._private.authentication.authentication_utils import is_token_auth_enabled
+
+        token = is_token_auth_enabled()
+    except ImportError:  # an older Ray: no token authentication
+        token = False
+    sign_in = " (sign in with the token `ray get-auth-token` prints)" if token else ""
+    lives = "while the cluster runs" if remote else "until this sweep ends"
+    return f"Ray dashboard {lives}: http://{url}{sign_in}"
+
+
+def console_callbacks(p: Plan) -> list[Any]:
+    """The live progress line, at the default verbosity."""
+    from tune_robust.results.progress import ProgressLine
+
+    if p.options.verbose != 1:
+        return []
+    return [ProgressLine(int(p.strategy.get("num_samples", len(p.configs))), p.spec.metric, p.spec.mode)]
+
+
 def _new_tuner(p: Plan, trainable: Any) -> Any:
     """A fresh Tuner for ``p``: its search, scheduler, and the Parquet and JSON logger callbacks."""
     from ray import tune
@@ -957,6 +991,8 @@ def _new_tuner(p: Plan, trainable: Any) -> Any:
     columns["plugins"] = ", ".join(pl.label() for pl in p.options.plugins) or None
     callback = ParquetCallback(p.sweep_dir, p.spec.name, p.options.fidelity, columns)
     search_alg, scheduler, extra_callbacks = build_search(p)
+    o = p.options
+    tracking = tracking_callbacks(o.track, o.mlflow_uri, o.results_dir, p.spec.name, o.fidelity)
     return tune.Tuner(
         trainable,
         param_space={},
@@ -975,7 +1011,7 @@ def _new_tuner(p: Plan, trainable: Any) -> Any:
             # Checkpoints are small markers (the state lives in one directory per trial), so
             # all are kept and a resume never meets a deleted one.
             checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
-            callbacks=[callback, JsonLoggerCallback(), *extra_callbacks],
-            verbose=p.options.verbose,
+            callbacks=[callback, JsonLoggerCallback(), *extra_callbacks, *console_callbacks(p), *tracking],
+            verbose={0: 0, 1: 0, 2: 1}.get(p.options.verbose, 2),
         ),
     )

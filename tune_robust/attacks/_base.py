@@ -69,6 +69,12 @@ class Attack(ABC):
             fooled = model(x_adv.float()).argmax(1) != y
         return Outcome(x_adv, fooled, notes)
 
+    def replaced_perturb(self, owner: type[Attack]) -> bool:
+        """A subclass of ``owner`` (the class whose ``attack`` runs) replaced ``perturb`` or
+        ``perturb_with_notes``: ``owner``'s own evaluation loop would bypass it, so the default one runs."""
+        cls = type(self)
+        return cls.perturb is not owner.perturb or cls.perturb_with_notes is not owner.perturb_with_notes
+
     @property
     def gradient_steps(self) -> int:
         """Forward-backward passes per example (for cost accounting)."""

@@ -54,6 +54,8 @@ class FGSM(Attack):
         starts: Starts | None = None,
         early_stop: bool = False,
     ) -> Outcome:
+        if self.replaced_perturb(FGSM):
+            return super().attack(model, x, y, starts, early_stop)
         x_adv = self._craft(model, x, y, starts)
         with torch.no_grad():
             return Outcome(x_adv, model(x_adv).argmax(1) != y)

@@ -68,7 +68,7 @@ class GAMA(Attack):
         return f"gama{self.steps}-linf-eps{self.eps:.4g}"
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return self.attack(model, x, y).x_adv
+        return self._ascend(model, x, y, None, False).x_adv
 
     def _step_size(self, t: int) -> float:
         return self.step * self.eps / self.drop ** sum(1 for s in self.schedule if s <= t)
@@ -80,6 +80,13 @@ class GAMA(Attack):
         y: torch.Tensor,
         starts: Starts | None = None,
         early_stop: bool = False,
+    ) -> Outcome:
+        if self.replaced_perturb(GAMA):
+            return super().attack(model, x, y, starts, early_stop)
+        return self._ascend(model, x, y, starts, early_stop)
+
+    def _ascend(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, starts: Starts | None, early_stop: bool
     ) -> Outcome:
         x0 = x.detach()
         u = torch.empty_like(x0).uniform_(-1, 1) if starts is None else starts.uniform(x0).mul_(2).sub_(1)

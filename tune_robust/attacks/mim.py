@@ -47,7 +47,7 @@ class MIM(Attack):
         return f"mim{self.steps}-linf-eps{self.eps:.4g}-mu{self.decay:g}"
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return self.attack(model, x, y).x_adv
+        return self._ascend(model, x, y, None, False).x_adv
 
     def attack(
         self,
@@ -56,6 +56,13 @@ class MIM(Attack):
         y: torch.Tensor,
         starts: Starts | None = None,
         early_stop: bool = False,
+    ) -> Outcome:
+        if self.replaced_perturb(MIM):
+            return super().attack(model, x, y, starts, early_stop)
+        return self._ascend(model, x, y, starts, early_stop)
+
+    def _ascend(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, starts: Starts | None, early_stop: bool
     ) -> Outcome:
         step = self.eps / self.steps if self.step is None else self.step
         x0 = x.detach()

@@ -155,6 +155,8 @@ class PGD(Attack):
         runs only on the examples no earlier restart fooled (from their own draw k of ``starts``);
         without it, every restart runs on every example and the returned example is the first fooling
         candidate, else the highest-loss one (as ``perturb``)."""
+        if self.replaced_perturb(PGD):
+            return super().attack(model, x, y, starts, early_stop)
         x0 = x.detach()
         out, fooled = x0.clone(), torch.zeros(y.shape, dtype=torch.bool, device=y.device)
         best_loss = torch.full(y.shape, -float("inf"), device=y.device)
