@@ -170,3 +170,23 @@ def test_the_whole_suite_with_and_without_the_cost_floor_gives_the_same_columns(
     assert len(cols) >= 14
     assert {k: floor[k] for k in cols} == {k: every[k] for k in cols}
     assert 0 < floor["test_pgd20_acc"] < floor["test_clean_acc"]
+
+
+def test_the_checks_batched_variants_equal_their_separate_runs(setup):
+    """eps x 1/4, 1/2, 2, PGD-2k, restarts 2-3 and the eps=1 attack in one batch give the accuracies of
+    running each on its own (the floor without batching: a user's runner that is the plain attack)."""
+    model, _, x, y = setup
+    pgd = create_attack(**ATTACKS["pgd"], restarts=1)
+    pgd = dataclasses.replace(pgd, steps=20)
+    probe = _Probe(model, x, y, pgd, 0.02, None, [], seed=9)
+    batched = probe.batched()
+    assert set(batched) == {"eps0.25", "eps0.5", "eps2.0", "doubled", "restarted", "chance"}
+    alone = _Probe(model, x, y, pgd, 0.02, None, [], seed=9)
+    alone._batch = {}  # every check runs its own attack
+    separate = {f"eps{f}": alone.varied(eps=pgd.eps * f, step=pgd.step * f) for f in (0.25, 0.5, 2.0)}
+    separate["doubled"], separate["restarted"] = alone.doubled(), alone.restarted(3)
+    from tune_robust.attacks.pgd import PGD
+
+    separate["chance"] = alone.acc(PGD(eps=1.0, step=0.1, steps=20, random_start=False))
+    assert batched == separate
+    assert len(set(batched.values())) >= 4  # the variants differ: a mix-up would show

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from test_tracking import check_mlflow_runs, check_tensorboard_files
 
 from tune_robust.cli import main
 from tune_robust.results import SCHEMA_VERSION
@@ -34,6 +35,7 @@ def run_cli(capsys, *args: str) -> tuple[int, str, str]:
         (["wrn_depth_grid", "--fidelity", "huge"], "no fidelity 'huge'"),
         (["wrn_depth_grid", "--gpus-per-trial", "0.25"], "this machine has no CUDA GPU"),
         (["wrn_depth_grid", "--max-trials", "0"], "--max-trials must be >= 1"),
+        (["wrn_depth_grid", "--track", "wandb"], "--track: unknown tracker 'wandb'; choose from mlflow"),
     ],
 )
 def test_bad_input_is_one_clear_line_and_exit_2(capsys, tmp_path, args, message):
@@ -51,7 +53,15 @@ def test_dry_run_lists_all_125_depth_configs(capsys):
 
 
 def test_max_trials_3_end_to_end_then_refuse_to_overwrite(capsys, tmp_path):
-    code, out, err = run_cli(capsys, "wrn_depth_grid", "--max-trials", "3", "--results-dir", str(tmp_path))
+    code, out, err = run_cli(
+        capsys,
+        "wrn_depth_grid",
+        "--max-trials",
+        "3",
+        "--results-dir",
+        str(tmp_path),
+        *("--track", "mlflow", "--track", "tensorboard"),
+    )
     assert code == 0, err
     # The console by default: where the dashboard is, one progress line (in a log: its final state),
     # none of Ray's per-trial tables.
@@ -86,6 +96,10 @@ def test_max_trials_3_end_to_end_then_refuse_to_overwrite(capsys, tmp_path):
     lip = pd.read_parquet(d / "lipschitz.parquet")
     assert set(lip["trial_id"]) == set(trials["trial_id"]) and (lip["label"] == "logits").sum() == 3
     assert "top configs by best_robust_acc" in out and "trials.parquet" in out
+
+    # --track: the same trials as MLflow runs and TensorBoard event files (tests/test_tracking.py)
+    check_mlflow_runs(tmp_path, trials, epochs=5)
+    check_tensorboard_files(tmp_path, trials, epochs=5)
 
     before = (d / "trials.parquet").read_bytes()
     code, _, err = run_cli(capsys, "wrn_depth_grid", "--max-trials", "3", "--results-dir", str(tmp_path))

@@ -3,6 +3,7 @@ keeping the per-example worst case."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -54,6 +55,17 @@ def keep_worst(
         best_loss = torch.where(take, value, best_loss)
         fooled |= now_fooled
     return best
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One variant of a batched PGD run (``PGD.attack_variants``)."""
+
+    which: torch.Tensor  # indices of the attacked examples
+    eps: float
+    step: float
+    draw: int = 0  # the random start's draw (restart)
+    start: torch.Tensor | None = None  # or start from these iterates
 
 
 @register_attack("pgd")
@@ -142,6 +154,38 @@ class PGD(Attack):
         x0 = x0.detach()
         valid = in_ball(adv, x0, self.eps, self.norm)
         return ascend(model, adv, y, self.steps, grad_fn, step_fn, self._box(x0), early_stop, valid)
+
+    def attack_variants(
+        self, model: nn.Module, x0: torch.Tensor, y: torch.Tensor, variants: list[Variant], starts: Starts
+    ) -> list[torch.Tensor]:
+        """Several L-inf variants of this PGD with the same number of steps, run as one batch (one
+        forward-backward per step for all of them), each example of a variant stopping once fooled.
+
+        A variant attacks the examples ``which`` of ``x0`` with its own eps and step, from draw ``draw``
+        of ``starts`` or from the iterates ``start``; its result, which of them some iterate fooled,
+        equals ``replace(self, eps=..., step=...).attack(..., early_stop=True)`` on them (or
+        ``continue_from`` for a ``start``), since each example's computation is its own."""
+        if self.norm != "linf":
+            raise ValueError("attack_variants batches L-inf PGD only")
+        parts = []
+        for v in variants:
+            sub = x0[v.which]
+            one = dataclasses.replace(self, eps=v.eps, step=v.step)
+            begin = v.start if v.start is not None else one._start(sub, starts.subset(v.which), v.draw)
+            column = sub.new_full((len(sub), *([1] * (sub.ndim - 1))), v.eps)
+            valid = in_ball(begin, sub, v.eps, "linf")
+            parts.append((sub, y[v.which], begin, column, torch.full_like(column, v.step), valid))
+        x, ys, begin, eps, step, valid = (torch.cat(t) for t in zip(*parts, strict=True))
+        box = {"lo": (x - eps).clamp_(min=0), "hi": (x + eps).clamp_(max=1), "step": step}
+
+        def grad_fn(a: torch.Tensor, yy: torch.Tensor, aux: dict[str, torch.Tensor], t: int) -> Any:
+            return input_grad(model, a, yy, self.loss)
+
+        def step_fn(a: torch.Tensor, g: torch.Tensor, aux: dict[str, torch.Tensor], t: int) -> Any:
+            return torch.min(torch.max(g.sign_().mul_(aux["step"]).add_(a), aux["lo"]), aux["hi"]), aux
+
+        _, fooled = ascend(model, begin, ys, self.steps, grad_fn, step_fn, box, True, valid)
+        return list(fooled.split([len(p[0]) for p in parts]))
 
     def attack(
         self,

@@ -23,7 +23,7 @@ from torch import nn
 
 from tune_robust.attacks import Attack, Outcome, Starts, create_attack
 from tune_robust.attacks._base import input_grad
-from tune_robust.attacks.pgd import PGD
+from tune_robust.attacks.pgd import PGD, Variant
 
 MASKING_FLAGS = (
     "iterative_ge_fgsm",
@@ -105,6 +105,7 @@ class _Probe:
             self.ok = model(x).argmax(1) == y
         self.flags: dict[str, bool | None] = {}
         self.msgs: list[str] = []
+        self._batch: dict[str, float] | None = None
 
     def check(self, name: str, ok: bool, why: str) -> None:
         self.flags[name] = bool(ok)
@@ -162,6 +163,48 @@ class _Probe:
             x_adv = self._attack(attack, wrong, early_stop=False).x_adv
         with torch.no_grad():
             return float((self.model(x_adv).argmax(1) == self.y[wrong]).sum()) / len(self.y)
+
+    def batched(self) -> dict[str, float]:
+        """Accuracies of the checks' k-step PGD variants, all run as one batch (one forward-backward
+        per step for all of them, instead of one per variant): eps x 1/4, 1/2 and 2, PGD-2k (PGD-k's
+        survivors continued), restarts 2 and 3 (PGD-k's survivors), and the eps = 1 attack when it has
+        the same steps and loss. Empty (each check runs its own attack) without the cost floor, for a
+        user's runner, or for an L2 PGD."""
+        if self._batch is None:
+            usable = self.floor and self.run is None and self.pgd.norm == "linf"
+            self._batch = self._run_batched() if usable else {}
+        return self._batch
+
+    def _run_batched(self) -> dict[str, float]:
+        pgd, k = self.pgd, self.pgd.steps
+        right = self.ok.nonzero().squeeze(1)
+        base = self.outcome(pgd)
+        alive = self.ok & ~base.fooled
+        survivors = alive.nonzero().squeeze(1)
+        variants = {f"eps{f}": Variant(right, pgd.eps * f, pgd.step * f) for f in EPS_FACTORS if f != 1.0}
+        variants["doubled"] = Variant(survivors, pgd.eps, pgd.step, start=base.x_adv[survivors])
+        for r in (1, 2):
+            variants[f"restart{r}"] = Variant(survivors, pgd.eps, pgd.step, draw=r)
+        if pgd.loss == "ce" and max(k, 20) == k:
+            variants["chance"] = Variant(right, 1.0, 0.1, start=self.x[right])
+        variants = {name: v for name, v in variants.items() if len(v.which)}
+        if not variants:
+            return {}
+        fooled = pgd.attack_variants(self.model, self.x, self.y, [*variants.values()], self.starts)
+        hit = dict(zip(variants, fooled, strict=True))
+
+        def acc(start: torch.Tensor, which: torch.Tensor, fooled: torch.Tensor) -> float:
+            robust = start.clone()
+            robust[which] &= ~fooled
+            return float(robust.float().mean())
+
+        out = {
+            name: acc(self.ok, right, hit[name]) for name in hit if name.startswith("eps") or name == "chance"
+        }
+        if "doubled" in hit:
+            out["doubled"] = acc(alive, survivors, hit["doubled"])
+            out["restarted"] = acc(alive, survivors, hit["restart1"] | hit["restart2"])
+        return out
 
     def outputs(self) -> float:
         """Logits, determinism, usable input gradients; returns the clean accuracy."""
@@ -224,7 +267,8 @@ class _Probe:
         eps, step = self.pgd.eps, self.pgd.step
         curve = [(0.0, clean)]
         for f in EPS_FACTORS:
-            curve.append((eps * f, pgd_acc if f == 1.0 else self.varied(eps=eps * f, step=step * f)))
+            known = pgd_acc if f == 1.0 else self.batched().get(f"eps{f}")
+            curve.append((eps * f, self.varied(eps=eps * f, step=step * f) if known is None else known))
         rises = [(a, b) for a, b in itertools.pairwise(curve) if b[1] > a[1] + self.tol]
         self.check(
             "monotone_eps",
@@ -238,6 +282,8 @@ class _Probe:
 
     def doubled(self) -> float:
         """Accuracy under PGD-2k: PGD-k's survivors continued k steps from their k-th iterate."""
+        if "doubled" in self.batched():
+            return self.batched()["doubled"]
         alive = self._survivors()
         sel = alive.nonzero().squeeze(1)
         if self.run is not None or not self.floor:  # (a user's runner has no iterate to continue from)
@@ -252,6 +298,8 @@ class _Probe:
         """Accuracy under PGD with ``restarts`` starts: further starts only for PGD's survivors."""
         if not self.floor:
             return self.acc(dataclasses.replace(self.pgd, restarts=restarts))
+        if restarts == 3 and "restarted" in self.batched():
+            return self.batched()["restarted"]
         alive = self._survivors()
         for r in range(1, restarts):
             sel = alive.nonzero().squeeze(1)
@@ -273,7 +321,9 @@ class _Probe:
     def chance(self, num_classes: int) -> None:
         """An attack that can reach any image leaves no more than chance accuracy."""
         # From x itself (a random start at eps=1 would be a random image and hide zero gradients).
-        at_huge = self.acc(PGD(eps=1.0, step=0.1, steps=max(self.pgd.steps, 20), random_start=False))
+        at_huge = self.batched().get("chance")
+        if at_huge is None:
+            at_huge = self.acc(PGD(eps=1.0, step=0.1, steps=max(self.pgd.steps, 20), random_start=False))
         chance = 1.0 / num_classes
         self.check(
             "large_eps_chance",
