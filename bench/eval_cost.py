@@ -3,8 +3,11 @@
 Trains a few configs of the default grid (``wrn_depth_grid`` at smoke fidelity: digits, 5 epochs of
 PGD-3 AT) once, then runs the end-of-trial suite of that fidelity (FGSM + PGD-20 on the 359 test images,
 stability, Lipschitz, sanity flags on 128) on each trained model twice: with the code of a baseline
-commit (a git worktree, in a subprocess) and with this checkout (another subprocess). Prints the suite's
-seconds per trial, the ratio, and every accuracy column of both with how many differ.
+commit (a git worktree, in a subprocess) and with this checkout (another subprocess), the latter also
+with ``eval.cost_floor=false`` (every example through every iteration, same starts). Prints the suite's
+seconds per trial, the ratio, every accuracy column of both, and how many columns and flags differ:
+from the baseline (other random starts, any-iterate counting) and from the run without the floor
+(which must be none).
 
 Run: python bench/eval_cost.py [--base 5a38940] [--depths 1-1-1,3-3-3,...] [--metrics on|off]
 """
@@ -101,6 +104,7 @@ def main() -> None:
         cfg = smoke_config(depths[0], metrics)
         before = suite(base, cfg, paths)
         after = suite(ROOT, cfg, paths)
+        no_floor = suite(ROOT, {**cfg, "eval": {**cfg["eval"], "cost_floor": False}}, paths)
     finally:
         subprocess.run(["git", "worktree", "remove", "--force", str(base)], cwd=ROOT, check=True)
     print(f"suite of wrn_depth_grid smoke (metrics {args.metrics}); baseline {args.base} vs this checkout")
@@ -118,6 +122,15 @@ def main() -> None:
     print(f"total    {tb:9.2f} {ta:8.2f} {ta / tb:6.3f}")
     print(f"accuracy values that differ: {differ} of {len(cols) * len(depths)}; ", end="")
     print(f"sanity flags that differ: {flag_differ} of {len(flags) * len(depths)}")
+    for d, b, a in zip(depths, before, after, strict=True):
+        changed = [f"{f[7:]} {b[f]}->{a[f]}" for f in flags if b[f] != a[f]]
+        if changed:
+            print(f"  flags of {'-'.join(map(str, d))}: {', '.join(changed)}")
+    tn = sum(n["seconds"] for n in no_floor)
+    keys = [k for k in after[0] if k.startswith(("test_", "sanity_", "stability_", "lipschitz_"))]
+    same = sum(a[k] == n[k] for a, n in zip(after, no_floor, strict=True) for k in keys)
+    print(f"this checkout without the floor (eval.cost_floor=false): {tn:.2f} s in total; the floor's run")
+    print(f"  takes {ta / tn:.3f} of it, with {same} of {len(keys) * len(depths)} columns identical")
     if metrics:
         for key in ("lipschitz_logits", "stability_pgd20"):
             same = sum(b.get(key) == a.get(key) for b, a in zip(before, after, strict=True))
