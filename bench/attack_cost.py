@@ -1,7 +1,10 @@
 """Attack cost: wall time of PGD-k over (k + 1) x the measured forward+backward time of the same batch.
 
 One PGD step is one forward and one input-gradient backward; the +1 is the forward that scores the
-result. A ratio near 1.0 means the attack adds no overhead beyond the passes it needs (goal <= 1.1).
+result. A second row per case runs the evaluation's early-stopping PGD (examples leave the batch once
+fooled) on the model's own predictions as labels, and prices only the example-passes it ran: its ratio
+is per attacked example (the overhead of shrinking the batch). A ratio near 1.0 means the attack adds
+no overhead beyond the passes it needs (goal <= 1.1).
 The forward+backward reference is the same computation the attack must do: logits, summed
 cross-entropy, gradient w.r.t. the input only, model in eval mode, fp32.
 
@@ -41,6 +44,40 @@ def fwd_bwd(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
     xr = x.detach().requires_grad_(True)
     loss = nn.functional.cross_entropy(model(xr), y, reduction="sum")
     torch.autograd.grad(loss, xr)
+
+
+class Counted(nn.Module):
+    """Counts the examples that pass through the model."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner, self.examples = inner, 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.examples += len(x)
+        return self.inner(x)
+
+
+def per_example(model: nn.Module, x: torch.Tensor, attack: object, ref: float, repeats: int) -> None:
+    """The evaluation's early-stopping PGD (``attack(..., early_stop=True)``) on labels the model gets
+    right (its own predictions): wall time over the forward-backward time of the example-passes it
+    actually ran (each example-pass priced at ``ref`` / batch size)."""
+    from tune_robust.attacks import Starts
+
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    counted = Counted(model)
+    starts = Starts.of_batch(0, len(y))
+
+    def run() -> None:
+        counted.examples = 0
+        attack.attack(counted, x, y, starts, early_stop=True)  # type: ignore[attr-defined]
+
+    t = timed(run, repeats)
+    passes = counted.examples / len(y)  # forward passes per example, the final scoring one included
+    ratio = t / (passes * ref)
+    label = "  early-stopping, per attacked example"
+    print(f"{label:52s} {'':4s} {'':11s} {t * 1e3:10.1f} {ratio:6.3f}  ({passes:.2f} passes per example)")
 
 
 def main() -> None:
@@ -84,6 +121,7 @@ def main() -> None:
 
             t = timed(run, args.repeats)
             print(f"{label:52s} {k:4d} {ref * 1e3:11.2f} {t * 1e3:10.1f} {t / ((k + 1) * ref):6.3f}")
+            per_example(model, x, attack, ref, args.repeats)
 
 
 if __name__ == "__main__":
