@@ -110,6 +110,16 @@ def test_numbers_do_not_depend_on_the_batch_size_or_order_of_examples(setup, nam
     assert one == many
 
 
+def test_each_attack_draws_its_own_starts_and_restarts_share_them():
+    base = Starts.of_batch(0, 3, seed=1)
+    pgd20, pgd100 = create_attack("pgd", eps=EPS, steps=20), create_attack("pgd", eps=EPS, steps=100)
+    assert base.keyed(pgd20).stream != base.keyed(pgd100).stream
+    assert base.keyed(pgd20).stream == base.keyed(dataclasses.replace(pgd20, restarts=5)).stream
+    assert base.keyed(pgd20).keyed(pgd100).stream == base.keyed(pgd20).stream  # keyed once
+    like = torch.zeros(3, 1, 8, 8)
+    assert not torch.equal(base.keyed(pgd20).uniform(like), base.keyed(pgd100).uniform(like))
+
+
 def test_an_examples_start_depends_on_its_index_seed_and_draw_only():
     like = torch.zeros(6, 1, 8, 8)
     all_six = Starts.of_batch(10, 6, seed=1)
@@ -140,8 +150,14 @@ def test_sanity_extensions_equal_the_runs_they_replace(setup):
     pgd = create_attack(**ATTACKS["pgd"])
     probe = _Probe(model, x, y, pgd, 0.02, None, [], seed=5)
     scratch = _Probe(model, x, y, pgd, 0.02, None, [], seed=5)
-    assert probe.doubled() == scratch.acc(dataclasses.replace(pgd, steps=2 * pgd.steps))
-    assert probe.restarted(3) == scratch.acc(dataclasses.replace(pgd, restarts=3))
+    # PGD-2k from PGD-k's starts (an attack's starts are its own: PGD-2k alone would draw others)
+    with torch.no_grad():
+        right = (model(x).argmax(1) == y).nonzero().squeeze(1)
+    pgd_2k = dataclasses.replace(pgd, steps=2 * pgd.steps)
+    starts = Starts.of_batch(0, len(y), seed=5).keyed(pgd).subset(right)
+    fooled = pgd_2k.attack(model, x[right], y[right], starts, early_stop=True).fooled
+    assert probe.doubled() == pytest.approx((len(right) - int(fooled.sum())) / len(y), abs=1e-6)
+    assert probe.restarted(3) == scratch.acc(dataclasses.replace(pgd, restarts=3))  # restarts share a stream
     assert probe.doubled() < probe.acc(pgd)  # the extension attacks for real
 
 
@@ -180,10 +196,12 @@ def test_the_checks_batched_variants_equal_their_separate_runs(setup):
     pgd = dataclasses.replace(pgd, steps=20)
     probe = _Probe(model, x, y, pgd, 0.02, None, [], seed=9)
     batched = probe.batched()
-    assert set(batched) == {"eps0.25", "eps0.5", "eps2.0", "doubled", "restarted", "chance"}
+    assert set(batched) == {"eps0", "eps0.25", "eps0.5", "eps2.0", "doubled", "restarted", "chance"}
+    assert batched["eps0"] == float(probe.ok.float().mean()) and not probe._eps0_moved
     alone = _Probe(model, x, y, pgd, 0.02, None, [], seed=9)
     alone._batch = {}  # every check runs its own attack
     separate = {f"eps{f}": alone.varied(eps=pgd.eps * f, step=pgd.step * f) for f in (0.25, 0.5, 2.0)}
+    separate["eps0"] = alone.varied(eps=0.0)
     separate["doubled"], separate["restarted"] = alone.doubled(), alone.restarted(3)
     from tune_robust.attacks.pgd import PGD
 

@@ -16,6 +16,7 @@ examples, in any batch, gives each the start it would get among all of them.
 from __future__ import annotations
 
 import dataclasses
+import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Literal, TypeVar
@@ -101,11 +102,14 @@ class Outcome:
 @dataclasses.dataclass(frozen=True)
 class Starts:
     """Per-example random draws: draw ``k`` of the example with index ``i`` depends only on
-    ``(seed, i, offset + k)``. Restart ``k`` of an attack uses draw ``k``."""
+    ``(seed, stream, i, offset + k)``. Restart ``k`` of an attack uses draw ``k``; each attack draws
+    from its own stream (``keyed``: its settings but the number of restarts), so two attacks of a suite
+    start from independent points while a restart, a rerun or a subset of examples repeats them."""
 
     ids: torch.Tensor  # int64 indices of the batch's examples in the evaluated split
     seed: int = 0
     offset: int = 0
+    stream: int | None = None  # None until an attack keys it
 
     @classmethod
     def of_batch(cls, first: int, n: int, seed: int = 0) -> Starts:
@@ -115,6 +119,14 @@ class Starts:
         """The draws of the examples ``which`` (a boolean mask or indices) selects."""
         return dataclasses.replace(self, ids=self.ids[which.cpu()])
 
+    def keyed(self, attack: Attack) -> Starts:
+        """The stream of ``attack`` (its class and settings, restarts aside), unless already keyed."""
+        if self.stream is not None:
+            return self
+        settings = sorted((k, v) for k, v in attack.config().items() if k != "restarts")
+        tag = f"{type(attack).__name__}{settings}".encode()
+        return dataclasses.replace(self, stream=zlib.crc32(tag))
+
     def shifted(self, k: int) -> Starts:
         """The same examples' draws from ``k`` on (restart ``k`` of a multi-start attack)."""
         return dataclasses.replace(self, offset=self.offset + k)
@@ -123,7 +135,8 @@ class Starts:
         out = torch.empty(like.shape, dtype=torch.float32)
         gen = torch.Generator()
         for row, i in enumerate(self.ids.tolist()):
-            gen.manual_seed(hash((self.seed, i, self.offset + draw)) & 0x7FFF_FFFF_FFFF_FFFF)
+            key = (self.seed, self.stream or 0, i, self.offset + draw)
+            gen.manual_seed(hash(key) & 0x7FFF_FFFF_FFFF_FFFF)  # (tuples of ints hash the same everywhere)
             fill(out[row], generator=gen)
         return out.to(device=like.device, dtype=like.dtype)
 
@@ -151,13 +164,15 @@ def ascend(
     aux: Aux,
     early_stop: bool,
     start_valid: torch.Tensor | None = None,
+    score_last: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``steps`` iterations of an ascent attack from ``adv``: ``grad_fn(adv, y, aux, t)`` gives the
     input gradient and the logits at ``adv``, ``step_fn(adv, grad, aux, t)`` the next iterate and
     per-example state (``aux``: the box, momentum, ...: rows follow the examples).
 
     Returns the examples (the last iterate, or with ``early_stop`` the first misclassified one) and
-    which examples any iterate misclassified, the last included; the start counts only where
+    which examples any iterate misclassified, the last included (unless not ``score_last``: then the
+    last iterate is not scored, and no forward pass is spent on it); the start counts only where
     ``start_valid`` (an unclipped random start may lie outside [0, 1]). With ``early_stop`` an example leaves
     the batch once misclassified; the others' computation is unchanged (the model must be in eval mode,
     so an example's output does not depend on the rest of its batch)."""
@@ -178,10 +193,10 @@ def ascend(
             if not len(idx):
                 return out, fooled
         adv, aux = step_fn(adv.detach(), grad, aux, t)
-    if len(idx):
+    if len(idx) and score_last:  # (off: a training attack, whose model may be in train mode)
         with torch.no_grad():
             fooled[idx] |= model(adv).argmax(1) != y
-        out[idx] = adv.detach()
+    out[idx] = adv.detach()
     return out, fooled
 
 

@@ -56,7 +56,7 @@ class FGSM(Attack):
     ) -> Outcome:
         if self.replaced_perturb(FGSM):
             return super().attack(model, x, y, starts, early_stop)
-        x_adv = self._craft(model, x, y, starts)
+        x_adv = self._craft(model, x, y, None if starts is None else starts.keyed(self))
         with torch.no_grad():
             return Outcome(x_adv, model(x_adv).argmax(1) != y)
 

@@ -68,10 +68,14 @@ class GAMA(Attack):
         return f"gama{self.steps}-linf-eps{self.eps:.4g}"
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return self._ascend(model, x, y, None, False).x_adv
+        return self._ascend(model, x, y, None, False, score_last=False).x_adv
 
     def _step_size(self, t: int) -> float:
-        return self.step * self.eps / self.drop ** sum(1 for s in self.schedule if s <= t)
+        size = self.step * self.eps
+        for s in sorted(set(self.schedule)):  # divided once at each listed step, as released
+            if s <= t:
+                size /= self.drop
+        return size
 
     def attack(
         self,
@@ -86,9 +90,16 @@ class GAMA(Attack):
         return self._ascend(model, x, y, starts, early_stop)
 
     def _ascend(
-        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, starts: Starts | None, early_stop: bool
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        starts: Starts | None,
+        early_stop: bool,
+        score_last: bool = True,
     ) -> Outcome:
         x0 = x.detach()
+        starts = None if starts is None else starts.keyed(self)
         u = torch.empty_like(x0).uniform_(-1, 1) if starts is None else starts.uniform(x0).mul_(2).sub_(1)
         start = x0 + self.eps * u.sign()
         with torch.no_grad():
@@ -113,4 +124,6 @@ class GAMA(Attack):
 
         aux = {"lo": (x0 - self.eps).clamp(min=0), "hi": (x0 + self.eps).clamp(max=1), "guide": guide}
         valid = in_ball(start, x0, self.eps, "linf")  # a corner outside [0, 1] is not an example
-        return Outcome(*ascend(model, start, y, self.steps, grad_fn, step_fn, aux, early_stop, valid))
+        return Outcome(
+            *ascend(model, start, y, self.steps, grad_fn, step_fn, aux, early_stop, valid, score_last)
+        )

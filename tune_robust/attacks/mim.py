@@ -47,7 +47,7 @@ class MIM(Attack):
         return f"mim{self.steps}-linf-eps{self.eps:.4g}-mu{self.decay:g}"
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return self._ascend(model, x, y, None, False).x_adv
+        return self._ascend(model, x, y, None, False, score_last=False).x_adv
 
     def attack(
         self,
@@ -62,7 +62,13 @@ class MIM(Attack):
         return self._ascend(model, x, y, starts, early_stop)
 
     def _ascend(
-        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, starts: Starts | None, early_stop: bool
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        starts: Starts | None,
+        early_stop: bool,
+        score_last: bool = True,
     ) -> Outcome:
         step = self.eps / self.steps if self.step is None else self.step
         x0 = x.detach()
@@ -76,4 +82,4 @@ class MIM(Attack):
             return project(a + step * g.sign(), aux["x0"], self.eps, "linf"), {"x0": aux["x0"], "g": g}
 
         aux = {"x0": x0, "g": torch.zeros_like(x0)}
-        return Outcome(*ascend(model, x0, y, self.steps, grad_fn, step_fn, aux, early_stop))
+        return Outcome(*ascend(model, x0, y, self.steps, grad_fn, step_fn, aux, early_stop, None, score_last))

@@ -157,13 +157,13 @@ class PGD(Attack):
 
     def attack_variants(
         self, model: nn.Module, x0: torch.Tensor, y: torch.Tensor, variants: list[Variant], starts: Starts
-    ) -> list[torch.Tensor]:
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Several L-inf variants of this PGD with the same number of steps, run as one batch (one
         forward-backward per step for all of them), each example of a variant stopping once fooled.
 
         A variant attacks the examples ``which`` of ``x0`` with its own eps and step, from draw ``draw``
-        of ``starts`` or from the iterates ``start``; its result, which of them some iterate fooled,
-        equals ``replace(self, eps=..., step=...).attack(..., early_stop=True)`` on them (or
+        of ``starts`` or from the iterates ``start``; its result (the examples, and which of them some
+        iterate fooled) equals ``replace(self, eps=..., step=...).attack(..., early_stop=True)`` on them (or
         ``continue_from`` for a ``start``), since each example's computation is its own."""
         if self.norm != "linf":
             raise ValueError("attack_variants batches L-inf PGD only")
@@ -171,7 +171,8 @@ class PGD(Attack):
         for v in variants:
             sub = x0[v.which]
             one = dataclasses.replace(self, eps=v.eps, step=v.step)
-            begin = v.start if v.start is not None else one._start(sub, starts.subset(v.which), v.draw)
+            own = starts.subset(v.which).keyed(one)
+            begin = v.start if v.start is not None else one._start(sub, own, v.draw)
             column = sub.new_full((len(sub), *([1] * (sub.ndim - 1))), v.eps)
             valid = in_ball(begin, sub, v.eps, "linf")
             parts.append((sub, y[v.which], begin, column, torch.full_like(column, v.step), valid))
@@ -184,8 +185,9 @@ class PGD(Attack):
         def step_fn(a: torch.Tensor, g: torch.Tensor, aux: dict[str, torch.Tensor], t: int) -> Any:
             return torch.min(torch.max(g.sign_().mul_(aux["step"]).add_(a), aux["lo"]), aux["hi"]), aux
 
-        _, fooled = ascend(model, begin, ys, self.steps, grad_fn, step_fn, box, True, valid)
-        return list(fooled.split([len(p[0]) for p in parts]))
+        x_adv, fooled = ascend(model, begin, ys, self.steps, grad_fn, step_fn, box, True, valid)
+        sizes = [len(p[0]) for p in parts]
+        return list(zip(x_adv.split(sizes), fooled.split(sizes), strict=True))
 
     def attack(
         self,
@@ -202,8 +204,10 @@ class PGD(Attack):
         if self.replaced_perturb(PGD):
             return super().attack(model, x, y, starts, early_stop)
         x0 = x.detach()
+        starts = None if starts is None else starts.keyed(self)
         out, fooled = x0.clone(), torch.zeros(y.shape, dtype=torch.bool, device=y.device)
         best_loss = torch.full(y.shape, -float("inf"), device=y.device)
+        last_fooled = torch.zeros_like(fooled)  # a returned example that is misclassified
         for r in range(self.restarts):
             sel = (~fooled).nonzero().squeeze(1) if early_stop else torch.arange(len(y), device=y.device)
             if not len(sel):
@@ -216,9 +220,10 @@ class PGD(Attack):
                 with torch.no_grad():
                     logits = model(adv)
                 value, now_fooled = attack_loss(logits, y, self.loss), logits.argmax(1) != y
-                take = (now_fooled & ~fooled) | (~fooled & ~now_fooled & (value > best_loss))
+                take = ~last_fooled & (now_fooled | (value > best_loss))
                 out[take] = adv[take]
                 best_loss = torch.where(take, value, best_loss)
+                last_fooled |= now_fooled
             fooled[sel] |= hit
         return Outcome(out, fooled)
 

@@ -106,19 +106,25 @@ class _Probe:
         self.flags: dict[str, bool | None] = {}
         self.msgs: list[str] = []
         self._batch: dict[str, float] | None = None
+        self._eps0_moved = False  # (batched) an eps = 0 iterate left x
 
     def check(self, name: str, ok: bool, why: str) -> None:
         self.flags[name] = bool(ok)
         if not ok:
             self.msgs.append(f"sanity_{name} failed: {why}")
 
-    def _attack(self, attack: Attack, which: torch.Tensor, early_stop: bool, draw: int = 0) -> Outcome:
+    def _attack(
+        self, attack: Attack, which: torch.Tensor, early_stop: bool, draw: int = 0, key: Attack | None = None
+    ) -> Outcome:
+        """``attack`` on the examples ``which``, from draw ``draw`` of its starts (of ``key``'s: another
+        attack's starts)."""
         x, y = self.x[which], self.y[which]
         if self.run is not None:
             x_adv = self.run(attack, x, y)
             with torch.no_grad():
                 return Outcome(x_adv, self.model(x_adv).argmax(1) != y)
-        return attack.attack(self.model, x, y, self.starts.subset(which).shifted(draw), early_stop)
+        starts = self.starts.subset(which).shifted(draw)
+        return attack.attack(self.model, x, y, starts.keyed(key) if key else starts, early_stop)
 
     def _find(self, attack: Attack) -> Known | None:
         return next((k for k in self.known if k.attack == attack), None)
@@ -166,7 +172,8 @@ class _Probe:
 
     def batched(self) -> dict[str, float]:
         """Accuracies of the checks' k-step PGD variants, all run as one batch (one forward-backward
-        per step for all of them, instead of one per variant): eps x 1/4, 1/2 and 2, PGD-2k (PGD-k's
+        per step for all of them, instead of one per variant): eps x 0 (every example), 1/4, 1/2 and 2,
+        PGD-2k (PGD-k's
         survivors continued), restarts 2 and 3 (PGD-k's survivors), and the eps = 1 attack when it has
         the same steps and loss. Empty (each check runs its own attack) without the cost floor, for a
         user's runner, or for an L2 PGD."""
@@ -181,7 +188,9 @@ class _Probe:
         base = self.outcome(pgd)
         alive = self.ok & ~base.fooled
         survivors = alive.nonzero().squeeze(1)
-        variants = {f"eps{f}": Variant(right, pgd.eps * f, pgd.step * f) for f in EPS_FACTORS if f != 1.0}
+        everyone = torch.arange(len(self.y), device=self.y.device)
+        variants = {"eps0": Variant(everyone, 0.0, pgd.step)}
+        variants |= {f"eps{f}": Variant(right, pgd.eps * f, pgd.step * f) for f in EPS_FACTORS if f != 1.0}
         variants["doubled"] = Variant(survivors, pgd.eps, pgd.step, start=base.x_adv[survivors])
         for r in (1, 2):
             variants[f"restart{r}"] = Variant(survivors, pgd.eps, pgd.step, draw=r)
@@ -190,8 +199,11 @@ class _Probe:
         variants = {name: v for name, v in variants.items() if len(v.which)}
         if not variants:
             return {}
-        fooled = pgd.attack_variants(self.model, self.x, self.y, [*variants.values()], self.starts)
-        hit = dict(zip(variants, fooled, strict=True))
+        done = pgd.attack_variants(self.model, self.x, self.y, [*variants.values()], self.starts)
+        hit = {name: fooled for name, (_, fooled) in zip(variants, done, strict=True)}
+        if "eps0" in variants:  # at eps = 0 every iterate must be x itself
+            self._eps0_moved = not torch.equal(done[0][0], self.x)
+            hit["eps0"] = hit["eps0"][right]
 
         def acc(start: torch.Tensor, which: torch.Tensor, fooled: torch.Tensor) -> float:
             robust = start.clone()
@@ -238,12 +250,14 @@ class _Probe:
     def strength(self, clean: float) -> float:
         """eps = 0 changes nothing, attacks never help, iterative beats single-step; returns PGD accuracy."""
         tol, k = self.tol, self.pgd.steps
-        # At eps = 0 every step is the same projection: two steps exercise the step and the projection.
-        at_eps0 = self.varied(eps=0.0, steps=min(k, 2))
+        at_eps0 = self.batched().get("eps0")
+        if at_eps0 is None:
+            at_eps0 = self.varied(eps=0.0)
+        moved = " and moved examples off x" if self._eps0_moved else ""
         self.check(
             "eps0",
-            abs(at_eps0 - clean) < 1e-9,
-            f"PGD at eps=0 gives {at_eps0:.4f}, clean accuracy is {clean:.4f}",
+            abs(at_eps0 - clean) < 1e-9 and not self._eps0_moved,
+            f"PGD at eps=0 gives {at_eps0:.4f}{moved}, clean accuracy is {clean:.4f}",
         )
         fgsm_attack = create_attack("fgsm", eps=self.pgd.eps)
         fgsm, pgd_acc = self.acc(fgsm_attack), self.acc(self.pgd)
@@ -286,8 +300,13 @@ class _Probe:
             return self.batched()["doubled"]
         alive = self._survivors()
         sel = alive.nonzero().squeeze(1)
-        if self.run is not None or not self.floor:  # (a user's runner has no iterate to continue from)
+        if self.run is not None:  # a user's runner has no iterate to continue from
             return self.varied(steps=2 * self.pgd.steps)
+        if not self.floor:  # PGD-2k from PGD-k's starts, every example
+            everyone = torch.arange(len(self.y), device=self.y.device)
+            pgd_2k = dataclasses.replace(self.pgd, steps=2 * self.pgd.steps)
+            fooled = self._attack(pgd_2k, everyone, early_stop=False, key=self.pgd).fooled
+            return float((self.ok & ~fooled).float().mean())
         if len(sel):
             x_adv = self.outcome(self.pgd).x_adv[sel]
             _, hit = self.pgd.continue_from(self.model, self.x[sel], self.y[sel], x_adv)
