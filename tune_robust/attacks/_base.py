@@ -62,17 +62,27 @@ class Attack(ABC):
         starts: Starts | None = None,
         early_stop: bool = False,
     ) -> Outcome:
-        """The evaluation entry point (see the module docstring). By default: ``perturb_with_notes``, and
-        an example is fooled when its returned example is misclassified; iterative attacks override it
-        to count every iterate and to stop early."""
+        """The evaluation entry point (see the module docstring): the class's own ``evaluate`` loop
+        (iterative attacks count every iterate and stop early; ``starts`` keyed to this attack), unless
+        a subclass replaced ``perturb``/``perturb_with_notes`` below it; else ``perturb_with_notes``,
+        an example being fooled when its returned example is misclassified."""
+        owner = next(c for c in type(self).__mro__ if "evaluate" in c.__dict__)  # Attack at the latest
+        if owner is not Attack and not self._replaced_perturb(owner):
+            return self.evaluate(model, x, y, None if starts is None else starts.keyed(self), early_stop)
         x_adv, notes = self.perturb_with_notes(model, x, y)
         with torch.no_grad():
             fooled = model(x_adv.float()).argmax(1) != y
         return Outcome(x_adv, fooled, notes)
 
-    def replaced_perturb(self, owner: type[Attack]) -> bool:
-        """A subclass of ``owner`` (the class whose ``attack`` runs) replaced ``perturb`` or
-        ``perturb_with_notes``: ``owner``'s own evaluation loop would bypass it, so the default one runs."""
+    def evaluate(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, starts: Starts | None, early_stop: bool
+    ) -> Outcome:
+        """An attack's own evaluation loop (``attack`` calls it); the base class has none."""
+        raise NotImplementedError
+
+    def _replaced_perturb(self, owner: type[Attack]) -> bool:
+        """A subclass of ``owner`` replaced ``perturb`` or ``perturb_with_notes``: ``owner``'s loop
+        would bypass it."""
         cls = type(self)
         return cls.perturb is not owner.perturb or cls.perturb_with_notes is not owner.perturb_with_notes
 
@@ -332,12 +342,7 @@ class NoAttack(Attack):
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return x
 
-    def attack(
-        self,
-        model: nn.Module,
-        x: torch.Tensor,
-        y: torch.Tensor,
-        starts: Starts | None = None,
-        early_stop: bool = False,
+    def evaluate(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, starts: Starts | None, early_stop: bool
     ) -> Outcome:
         return Outcome(x, torch.zeros(y.shape, dtype=torch.bool, device=y.device))

@@ -46,17 +46,10 @@ class FGSM(Attack):
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self._craft(model, x, y, None)
 
-    def attack(
-        self,
-        model: nn.Module,
-        x: torch.Tensor,
-        y: torch.Tensor,
-        starts: Starts | None = None,
-        early_stop: bool = False,
+    def evaluate(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, starts: Starts | None, early_stop: bool
     ) -> Outcome:
-        if self.replaced_perturb(FGSM):
-            return super().attack(model, x, y, starts, early_stop)
-        x_adv = self._craft(model, x, y, None if starts is None else starts.keyed(self))
+        x_adv = self._craft(model, x, y, starts)
         with torch.no_grad():
             return Outcome(x_adv, model(x_adv).argmax(1) != y)
 

@@ -68,7 +68,7 @@ class GAMA(Attack):
         return f"gama{self.steps}-linf-eps{self.eps:.4g}"
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return self._ascend(model, x, y, None, False, score_last=False).x_adv
+        return self.evaluate(model, x, y, None, False, score_last=False).x_adv
 
     def _step_size(self, t: int) -> float:
         size = self.step * self.eps
@@ -77,19 +77,7 @@ class GAMA(Attack):
                 size /= self.drop
         return size
 
-    def attack(
-        self,
-        model: nn.Module,
-        x: torch.Tensor,
-        y: torch.Tensor,
-        starts: Starts | None = None,
-        early_stop: bool = False,
-    ) -> Outcome:
-        if self.replaced_perturb(GAMA):
-            return super().attack(model, x, y, starts, early_stop)
-        return self._ascend(model, x, y, starts, early_stop)
-
-    def _ascend(
+    def evaluate(
         self,
         model: nn.Module,
         x: torch.Tensor,
@@ -99,7 +87,6 @@ class GAMA(Attack):
         score_last: bool = True,
     ) -> Outcome:
         x0 = x.detach()
-        starts = None if starts is None else starts.keyed(self)
         u = torch.empty_like(x0).uniform_(-1, 1) if starts is None else starts.uniform(x0).mul_(2).sub_(1)
         start = x0 + self.eps * u.sign()
         with torch.no_grad():

@@ -47,21 +47,9 @@ class MIM(Attack):
         return f"mim{self.steps}-linf-eps{self.eps:.4g}-mu{self.decay:g}"
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return self._ascend(model, x, y, None, False, score_last=False).x_adv
+        return self.evaluate(model, x, y, None, False, score_last=False).x_adv
 
-    def attack(
-        self,
-        model: nn.Module,
-        x: torch.Tensor,
-        y: torch.Tensor,
-        starts: Starts | None = None,
-        early_stop: bool = False,
-    ) -> Outcome:
-        if self.replaced_perturb(MIM):
-            return super().attack(model, x, y, starts, early_stop)
-        return self._ascend(model, x, y, starts, early_stop)
-
-    def _ascend(
+    def evaluate(
         self,
         model: nn.Module,
         x: torch.Tensor,

@@ -189,22 +189,14 @@ class PGD(Attack):
         sizes = [len(p[0]) for p in parts]
         return list(zip(x_adv.split(sizes), fooled.split(sizes), strict=True))
 
-    def attack(
-        self,
-        model: nn.Module,
-        x: torch.Tensor,
-        y: torch.Tensor,
-        starts: Starts | None = None,
-        early_stop: bool = False,
+    def evaluate(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, starts: Starts | None, early_stop: bool
     ) -> Outcome:
         """Every restart counts an example fooled at any of its iterates. With ``early_stop`` restart k
         runs only on the examples no earlier restart fooled (from their own draw k of ``starts``);
         without it, every restart runs on every example and the returned example is the first fooling
         candidate, else the highest-loss one (as ``perturb``)."""
-        if self.replaced_perturb(PGD):
-            return super().attack(model, x, y, starts, early_stop)
         x0 = x.detach()
-        starts = None if starts is None else starts.keyed(self)
         out, fooled = x0.clone(), torch.zeros(y.shape, dtype=torch.bool, device=y.device)
         best_loss = torch.full(y.shape, -float("inf"), device=y.device)
         last_fooled = torch.zeros_like(fooled)  # a returned example that is misclassified
