@@ -46,6 +46,7 @@ def main() -> None:
             cfg["train"]["seed"] = seed
             p.configs.append(cfg)
             p.points.append({"train.seed": seed})
+        p.strategy["num_samples"] = args.trials  # (planned from the one pinned config above)
         start = time.perf_counter()
         summary = run_plan(p)
         ray_time = time.perf_counter() - start
