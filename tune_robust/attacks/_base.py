@@ -67,18 +67,19 @@ class Attack(ABC):
         a subclass replaced ``perturb``/``perturb_with_notes`` below it; else ``perturb_with_notes``,
         an example being fooled when its returned example is misclassified."""
         owner = next(c for c in type(self).__mro__ if "evaluate" in c.__dict__)  # Attack at the latest
-        if owner is not Attack and not self._replaced_perturb(owner):
-            return self.evaluate(model, x, y, None if starts is None else starts.keyed(self), early_stop)
-        x_adv, notes = self.perturb_with_notes(model, x, y)
-        with torch.no_grad():
-            fooled = model(x_adv.float()).argmax(1) != y
-        return Outcome(x_adv, fooled, notes)
+        if owner is not Attack and self._replaced_perturb(owner):
+            return Attack.evaluate(self, model, x, y, starts, early_stop)
+        return self.evaluate(model, x, y, None if starts is None else starts.keyed(self), early_stop)
 
     def evaluate(
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, starts: Starts | None, early_stop: bool
     ) -> Outcome:
-        """An attack's own evaluation loop (``attack`` calls it); the base class has none."""
-        raise NotImplementedError
+        """An attack's own evaluation loop (``attack`` calls it). This default runs
+        ``perturb_with_notes``; an example is fooled when its returned example is misclassified."""
+        x_adv, notes = self.perturb_with_notes(model, x, y)
+        with torch.no_grad():
+            fooled = model(x_adv.float()).argmax(1) != y
+        return Outcome(x_adv, fooled, notes)
 
     def _replaced_perturb(self, owner: type[Attack]) -> bool:
         """A subclass of ``owner`` replaced ``perturb`` or ``perturb_with_notes``: ``owner``'s loop
