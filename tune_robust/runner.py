@@ -424,6 +424,7 @@ def _validate(configs: Sequence[dict[str, Any]]) -> None:
 
     seen_models: set[str] = set()
     seen_data: set[tuple[str, str | None]] = set()
+    seen_checkpoints: set[str] = set()
     for cfg in configs:
         tc = TrialConfig.from_dict(cfg)
         key = json.dumps([tc.model.name, tc.model.kwargs], default=str, sort_keys=True)
@@ -434,7 +435,10 @@ def _validate(configs: Sequence[dict[str, Any]]) -> None:
                 model = create_model(tc.model.name, info.num_classes, info.shape[0], **tc.model.kwargs)
             _check_screen(tc, model)
         for key, path in tc.upstream.items():
-            _check_checkpoint(key, path, tc.data.dataset)
+            ckey = json.dumps([key, path, tc.model.name, tc.model.kwargs, tc.data.dataset], default=str)
+            if ckey not in seen_checkpoints:
+                seen_checkpoints.add(ckey)
+                _check_checkpoint(key, path, tc)
         dkey = (tc.data.dataset, tc.data.data_dir)
         if dkey not in seen_data:  # a missing or malformed dataset fails here, not in every trial
             seen_data.add(dkey)
@@ -459,22 +463,30 @@ def _check_screen(tc: TrialConfig, model: Any) -> None:
         )
 
 
-def _check_checkpoint(key: str, path: str, dataset: str) -> None:
-    """A checkpoint of ours must match the dataset's classes and channels (plain ones are checked when
-    their trial loads them)."""
+def _check_checkpoint(key: str, path: str, tc: TrialConfig) -> None:
+    """A checkpoint of ours must match the dataset's classes and channels; a plain state dict evaluated
+    as ``model`` must fit ``model.arch`` (in our names or a published layout's), found here, not in
+    every trial after Ray has started."""
     from tune_robust.data import DATASETS
-    from tune_robust.models.checkpoint import checkpoint_info
+    from tune_robust.models.checkpoint import checkpoint_info, fit_plain
 
     if key == "init" and not Path(path).exists():
         return  # an upstream stage of this run: resolved later
     info = checkpoint_info(path)
-    ds = DATASETS.get(dataset)
+    ds = DATASETS.get(tc.data.dataset)
     if info and (info["num_classes"], info["in_channels"]) != (ds.num_classes, ds.shape[0]):
         raise ConfigError(
             f"checkpoint {path} was trained for {info['num_classes']} classes / {info['in_channels']} "
-            f"channels, but dataset {dataset!r} has {ds.num_classes} / {ds.shape[0]}; pass the "
+            f"channels, but dataset {tc.data.dataset!r} has {ds.num_classes} / {ds.shape[0]}; pass the "
             f"dataset it was trained on (--dataset, --data-dir)"
         )
+    if not info and key == "model":
+        fitted = fit_plain(path, tc.model.name, tc.model.kwargs, ds.num_classes, ds.shape[0])
+        if fitted.layout.name != "ours":
+            print(
+                f"note: checkpoint {path} is in the {fitted.layout.name} layout ({fitted.layout.source}); "
+                f"loaded as {tc.model.name}. Inputs: {fitted.layout.inputs}"
+            )
 
 
 def flat_point(point: dict[str, Any]) -> dict[str, Any]:

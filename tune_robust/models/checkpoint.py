@@ -1,8 +1,9 @@
 """Find and load model checkpoints: ours (a trial's state dir or its ``model.pt``) or a plain PyTorch
 state dict of a registered architecture (how a user brings a model trained elsewhere).
 
-Plain state dicts may be nested under ``state_dict``/``model``/``model_state_dict``/``net`` and carry
-``module.`` prefixes (DataParallel); both are handled. A model trained on normalised inputs gets its
+Plain state dicts may come in a published layout (``layouts``: pytorch-cifar ResNet, the TRADES and
+RobustBench WideResNet, ...), be nested under ``state_dict``/``model``/``model_state_dict``/``net``
+and carry ``module.`` prefixes (DataParallel); all are handled. A model trained on normalised inputs gets its
 normalisation as a layer (``mean``/``std``), since every attack here works in [0, 1] pixel space.
 """
 
@@ -18,6 +19,7 @@ from torch import nn
 
 from tune_robust.errors import ConfigError
 from tune_robust.models._registry import create_model
+from tune_robust.models.layouts import Fitted, fit
 
 MODEL_FILE = "model.pt"
 _NESTED = ("state_dict", "model_state_dict", "model", "net", "state")
@@ -120,6 +122,34 @@ def _trial_label(path: str | Path) -> str:
         return ""
 
 
+def fit_plain(
+    path: str | Path, arch: str | None, kwargs: Mapping[str, Any], num_classes: int, in_channels: int
+) -> Fitted:
+    """A plain state dict renamed into ``arch``'s names (the driver's check before Ray starts)."""
+    file = resolve_path(path)
+    return _fit(file, _read(file), arch, dict(kwargs), num_classes, in_channels)
+
+
+def _fit(
+    file: Path, blob: Any, arch: str | None, kwargs: dict[str, Any], classes: int, channels: int
+) -> Fitted:
+    if arch is None:
+        raise ConfigError(
+            f"checkpoint {file} is a plain state dict: name its architecture (--set model.arch=NAME "
+            f"and the builder's options, e.g. --set model.depths=5,5,5)"
+        )
+    return fit(plain_state_dict(blob, file), arch, kwargs, classes, channels, str(file))
+
+
+def _plain_model(
+    file: Path, blob: Any, arch: str | None, kwargs: dict[str, Any], classes: int, channels: int
+) -> nn.Module:
+    fitted = _fit(file, blob, arch, kwargs, classes, channels)
+    model = create_model(str(arch), num_classes=classes, in_channels=channels, **kwargs)
+    model.load_state_dict(fitted.state)
+    return model
+
+
 def load_checkpoint(
     path: str | Path,
     device: torch.device | str = "cpu",
@@ -133,8 +163,9 @@ def load_checkpoint(
 ) -> nn.Module:
     """The model of a checkpoint, in eval mode on ``device``.
 
-    Ours rebuild themselves; a plain state dict needs ``arch`` (plus its kwargs, classes, channels).
-    Mismatching keys or shapes raise one ConfigError naming the architecture to check.
+    Ours rebuild themselves; a plain state dict needs ``arch`` (plus its kwargs, classes, channels), in
+    our names or a published layout's (``tune_robust.models.layouts``). Mismatching keys or shapes raise
+    one ConfigError naming the architecture the tensors do fit, when one does.
     """
     file = resolve_path(path)
     blob = _read(file)
@@ -142,27 +173,13 @@ def load_checkpoint(
         model = create_model(
             blob["arch"], num_classes=blob["num_classes"], in_channels=blob["in_channels"], **blob["kwargs"]
         )
-        state = blob["state_dict"]
-        what = f"{blob['arch']} {blob['kwargs']}"
+        try:
+            model.load_state_dict(blob["state_dict"])
+        except RuntimeError as e:
+            first = " ".join(str(e).strip().splitlines()[:3])[:600]
+            raise ConfigError(f"checkpoint {file} does not fit its own {blob['arch']}: {first}") from None
     else:
-        if arch is None:
-            raise ConfigError(
-                f"checkpoint {file} is a plain state dict: name its architecture (--set model.arch=NAME "
-                f"and the builder's options, e.g. --set model.depths=5,5,5)"
-            )
-        model = create_model(
-            arch, num_classes=num_classes or 10, in_channels=in_channels or 3, **dict(model_kwargs or {})
-        )
-        state = plain_state_dict(blob, file)
-        what = f"{arch} {dict(model_kwargs or {})}"
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as e:
-        first = str(e).strip().splitlines()
-        raise ConfigError(
-            f"checkpoint {file} does not fit architecture {what}: {' '.join(first[:3])[:600]}; "
-            f"check model.arch and its options (depths/widths) and the dataset's classes"
-        ) from None
+        model = _plain_model(file, blob, arch, dict(model_kwargs or {}), num_classes or 10, in_channels or 3)
     if bool(mean) != bool(std):
         raise ConfigError("give both eval.input_mean and eval.input_std (or neither)")
     if mean:

@@ -18,7 +18,8 @@ inherits exactly the supernet's weights for the ops it keeps (:mod:`tune_robust.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence, Set
 from typing import Any
 
 import torch
@@ -26,6 +27,7 @@ from torch import nn
 
 from tune_robust.errors import ConfigError
 from tune_robust.models._registry import register_model
+from tune_robust.models.layouts import Candidate, Layout, Shapes, register_layout
 from tune_robust.models.oneshot import SearchSpace, Supernet, arch_record
 from tune_robust.models.robnet_codes import (
     EDGES,
@@ -327,3 +329,42 @@ def robnet_supernet(
     )
     net.configure_sampling(RobNetSpace(layers, share), seed=seed, sample=sample, keep=keep)
     return net
+
+
+# The authors' release wraps each edge's op in ``_ops.E.op`` (a ResSepConv's branches in ``conv``/``res``)
+# and each ReLU-conv-BN preprocessing in ``op``; ours names the branches ``edges.E.conv``/``edges.E.skip``.
+_RELEASE = (
+    (re.compile(r"\._ops\.(\d+)\.op\.op\."), r".edges.\1.conv."),  # 01: SepConv
+    (re.compile(r"\._ops\.(\d+)\.op\.conv\.op\."), r".edges.\1.conv."),  # 11: its SepConv
+    (re.compile(r"\._ops\.(\d+)\.op\.res\."), r".edges.\1.skip."),  # 11 on a reduction: its FR
+    (re.compile(r"\._ops\.(\d+)\.op\.(conv_1|conv_2|bn)\."), r".edges.\1.skip.\2."),  # 10: FR
+    (re.compile(r"\.preprocess([01])\.op\."), r".preprocess\1."),  # ReLU-conv-BN
+)
+
+
+@register_layout("robnet_release")
+class RobNetRelease(Layout):
+    source = "the RobNet authors' release (gmh14/RobNets: RobNet-large, RobNet-large-v2, RobNet-free)"
+    inputs = "[0, 1] pixels (their data pipeline only converts to tensors)"
+
+    @classmethod
+    def recognises(cls, keys: Set[str]) -> bool:
+        return "classifier.weight" in keys and any("._ops." in k or ".preprocess1.op." in k for k in keys)
+
+    @classmethod
+    def rename(cls, key: str) -> str | None:
+        for pattern, repl in _RELEASE:
+            key = pattern.sub(repl, key)
+        return key
+
+    @classmethod
+    def candidates(cls, shapes: Shapes) -> list[Candidate]:
+        return robnet_candidates(shapes)
+
+
+def robnet_candidates(shapes: Shapes) -> list[Candidate]:
+    """The published RobNets (our names); the fit check picks the one whose tensors match."""
+    if not {"stem.0.weight", "classifier.weight"} <= set(shapes):
+        return []
+    classes, channels = shapes["classifier.weight"][0], shapes["stem.0.weight"][1]
+    return [Candidate(n, {}, classes, channels) for n in ("robnet_large", "robnet_free", "robnet_large_v2")]

@@ -2,11 +2,16 @@
 
 Stage i has ``depths[i]`` blocks of ``round(base_i * widths[i])`` channels, base = 16, 32, 64, after a
 16-channel 3x3 stem. ``wrn_34_10`` is d5-5-5 / w10-10-10; the paper's ``WRN-34-R`` is w20-20-8.
+
+Checkpoints in the TRADES/RobustBench layout (``conv1``, ``block1.layer.0.bn1``, ..., ``bn1``, ``fc``)
+and in Huang et al.'s RobustWideResNet layout (``stem_conv``, ``blocks.0.layer.0.bn1``, ...) load
+unchanged: the layouts below rename them to ours.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Sequence, Set
 
 import torch
 import torch.nn.functional as F
@@ -14,6 +19,7 @@ from torch import nn
 
 from tune_robust.errors import ConfigError
 from tune_robust.models._registry import register_model
+from tune_robust.models.layouts import Candidate, Layout, Shapes, register_layout
 
 _BASE_CHANNELS = (16, 32, 64)
 _STRIDES = (1, 2, 2)
@@ -124,3 +130,81 @@ def wrn_34_12(num_classes: int = 10, in_channels: int = 3) -> WideResNet:
 def wrn_34_r(num_classes: int = 10, in_channels: int = 3) -> WideResNet:
     """Huang et al.'s WRN-34-R: the w10-10-4 rule scaled by gamma = 2 (w20-20-8, d5-5-5)."""
     return WideResNet((5, 5, 5), (20, 20, 8), num_classes, in_channels)
+
+
+_BLOCK = re.compile(r"^block(\d)\.layer\.(\d+)\.")
+_BLOCKS = re.compile(r"^blocks\.(\d+)\.layer\.(\d+)\.")
+
+
+def _top(key: str, renames: dict[str, str]) -> str:
+    first, _, rest = key.partition(".")
+    return f"{renames[first]}.{rest}" if first in renames else key
+
+
+@register_layout("trades_wideresnet")
+class TradesWideResNet(Layout):
+    source = (
+        "the WideResNet of the TRADES code and RobustBench's model zoo (TRADES, MART, AWP, most "
+        "'WRN-34-10' and 'WRN-28-10' robust checkpoints)"
+    )
+    inputs = (
+        "[0, 1] pixels (RobustBench models take [0, 1]; those trained normalised carry it inside "
+        "and are another architecture)"
+    )
+
+    @classmethod
+    def recognises(cls, keys: Set[str]) -> bool:
+        return {"conv1.weight", "block1.layer.0.conv1.weight", "bn1.weight", "fc.weight"} <= keys
+
+    @classmethod
+    def rename(cls, key: str) -> str | None:
+        if key.startswith("sub_block1."):
+            return None  # TRADES' WRN builds a second first block its forward pass never calls
+        key = _BLOCK.sub(lambda m: f"stages.{int(m.group(1)) - 1}.{m.group(2)}.", key)
+        return _top(key, {"conv1": "stem", "bn1": "bn"}).replace(".convShortcut.", ".shortcut.")
+
+    @classmethod
+    def candidates(cls, shapes: Shapes) -> list[Candidate]:
+        return wrn_candidates(shapes)
+
+
+@register_layout("robust_wide_resnet")
+class RobustWideResNet(Layout):
+    source = "Huang et al.'s RobustWideResNet (HanxunH/RobustWRN: WRN-34-R and the depth/width grid)"
+    inputs = "[0, 1] pixels (their data pipeline only converts to tensors)"
+
+    @classmethod
+    def recognises(cls, keys: Set[str]) -> bool:
+        return {"stem_conv.weight", "blocks.0.layer.0.conv1.weight", "bn1.weight", "fc.weight"} <= keys
+
+    @classmethod
+    def rename(cls, key: str) -> str | None:
+        key = _BLOCKS.sub(lambda m: f"stages.{m.group(1)}.{m.group(2)}.", key)
+        return _top(key, {"stem_conv": "stem", "bn1": "bn"}).replace(".convShortcut.", ".shortcut.")
+
+    @classmethod
+    def candidates(cls, shapes: Shapes) -> list[Candidate]:
+        return wrn_candidates(shapes)
+
+
+_NAMED = {
+    "wrn_28_10": ((4, 4, 4), (10.0, 10.0, 10.0)),
+    "wrn_34_10": ((5, 5, 5), (10.0, 10.0, 10.0)),
+    "wrn_34_12": ((5, 5, 5), (12.0, 12.0, 12.0)),
+    "wrn_34_r": ((5, 5, 5), (20.0, 20.0, 8.0)),
+}
+
+
+def wrn_candidates(shapes: Shapes) -> list[Candidate]:
+    """Our WRN with the depths and widths of ``shapes`` (our names); [] when it is not a 3-stage WRN."""
+    if not {"stem.weight", "bn.weight", "fc.weight"} <= set(shapes):
+        return []
+    blocks = {tuple(int(p) for p in k.split(".")[1:3]) for k in shapes if k.startswith("stages.")}
+    depths = tuple(sum(1 for s, _ in blocks if s == stage) for stage in range(3))
+    if len(blocks) != sum(depths) or any(d == 0 for d in depths):
+        return []
+    widths = tuple(shapes[f"stages.{s}.0.conv1.weight"][0] / b for s, b in enumerate(_BASE_CHANNELS))
+    classes, channels = shapes["fc.weight"][0], shapes["stem.weight"][1]
+    named = [n for n, (d, w) in _NAMED.items() if d == depths and w == widths]
+    out = [Candidate(n, {}, classes, channels) for n in named]
+    return [*out, Candidate("wrn", {"depths": depths, "widths": widths}, classes, channels)]
