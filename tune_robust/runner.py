@@ -463,10 +463,16 @@ def _check_screen(tc: TrialConfig, model: Any) -> None:
         )
 
 
+def _loads_as_trial_model(key: str) -> bool:
+    """Upstream checkpoints a trial builds as its own ``model.arch`` when they are plain state dicts
+    (evaluated, transferred between, or fine-tuned from); others (a teacher) must name their own."""
+    return key in ("model", "source", "craft", "init") or key.startswith("target:")
+
+
 def _check_checkpoint(key: str, path: str, tc: TrialConfig) -> None:
-    """A checkpoint of ours must match the dataset's classes and channels; a plain state dict evaluated
-    as ``model`` must fit ``model.arch`` (in our names or a published layout's), found here, not in
-    every trial after Ray has started."""
+    """A checkpoint of ours must match the dataset's classes and channels; a plain state dict must fit
+    ``model.arch`` (in our names or a published layout's). Found here, not in every trial after Ray
+    has started."""
     from tune_robust.data import DATASETS
     from tune_robust.models.checkpoint import checkpoint_info, fit_plain
 
@@ -480,7 +486,12 @@ def _check_checkpoint(key: str, path: str, tc: TrialConfig) -> None:
             f"channels, but dataset {tc.data.dataset!r} has {ds.num_classes} / {ds.shape[0]}; pass the "
             f"dataset it was trained on (--dataset, --data-dir)"
         )
-    if not info and key == "model":
+    if not info and not _loads_as_trial_model(key):
+        raise ConfigError(
+            f"upstream.{key}: {path} is a plain state dict, which names no architecture; "
+            f"{key} must be a checkpoint of ours (a trial's model.pt), which rebuilds itself"
+        )
+    if not info:
         fitted = fit_plain(path, tc.model.name, tc.model.kwargs, ds.num_classes, ds.shape[0])
         if fitted.layout.name != "ours":
             print(

@@ -29,7 +29,7 @@ from tune_robust.evaluation import evaluate
 from tune_robust.evaluation.fsp import fsp_distance
 from tune_robust.evaluation.suite import run_suite
 from tune_robust.models import count_params, create_model
-from tune_robust.models.checkpoint import MODEL_FILE
+from tune_robust.models.checkpoint import MODEL_FILE, load_checkpoint
 from tune_robust.models.oneshot import Supernet, inherit, is_sampling, record_of
 from tune_robust.training._base import create_method, state_copy
 from tune_robust.training.arch_step import ArchitectureStep, split_for_search
@@ -86,8 +86,6 @@ def resolve_device(name: str) -> torch.device:
 
 def load_model_file(path: str | Path, device: torch.device | str = "cpu") -> nn.Module:
     """Rebuild a model saved by ``Trainer.save`` (``model.pt``: best weights plus what built them)."""
-    from tune_robust.models.checkpoint import load_checkpoint
-
     return load_checkpoint(path, device)
 
 
@@ -105,8 +103,15 @@ def build_model(cfg: TrialConfig, data: TrialData, device: torch.device) -> nn.M
     ).to(device)
     # NHWC weights to match the NHWC batches (torch's stubs omit this documented keyword).
     model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    if "init" in cfg.upstream:  # multi-stage sweeps start from an upstream stage's weights
-        source = load_model_file(cfg.upstream["init"], device)
+    if "init" in cfg.upstream:  # multi-stage sweeps (or a published model) give the first weights
+        source = load_checkpoint(
+            cfg.upstream["init"],
+            device,
+            arch=cfg.model.name,
+            model_kwargs=cfg.model.kwargs,
+            num_classes=data.num_classes,
+            in_channels=int(data.train.x.shape[1]),
+        )
         if isinstance(source, Supernet):  # a sampled sub-network inherits the supernet's weights
             inherit(source, model)
         else:
