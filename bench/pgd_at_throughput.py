@@ -9,7 +9,10 @@ float and applies pad-4 random crop + flip per sample (what most adversarial-tra
 Ours keeps the split on the device as uint8, augments batch-wise, and takes input-only gradients with
 BatchNorm in eval mode while crafting.
 
-Run: python bench/pgd_at_throughput.py [--data-dir ../shared/data/cifar-10-subset] [--images 1024]
+With ``--bf16`` both ours (``train.amp=bf16``) and the strong loop also run under CPU bf16 autocast
+(a CPU with native bf16 kernels: AVX512-BF16 or AMX), so that precision is compared like for like.
+
+Run: python bench/pgd_at_throughput.py [--data-dir ../shared/data/cifar-10-subset] [--images 1024] [--bf16]
 """
 
 from __future__ import annotations
@@ -73,7 +76,8 @@ def input_grad_pgd(model, x, y, eps, alpha, iters):
     return (x + delta).detach()
 
 
-def canonical_epoch(ds, kwargs, batch_size, eps, alpha, steps, workers, pgd=textbook_pgd) -> float:
+def canonical_epoch(ds, kwargs, batch_size, eps, alpha, steps, workers, pgd=textbook_pgd, amp=False) -> float:
+    """One epoch of the canonical loop; ``amp``: the whole step under CPU bf16 autocast."""
     torch.manual_seed(0)
     model = create_model("wrn", num_classes=10, in_channels=3, **kwargs)
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
@@ -81,20 +85,21 @@ def canonical_epoch(ds, kwargs, batch_size, eps, alpha, steps, workers, pgd=text
     model.train()
     start = time.perf_counter()
     for x, y in loader:
-        x_adv = pgd(model, x, y, eps, alpha, steps)
-        loss = F.cross_entropy(model(x_adv), y)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+            x_adv = pgd(model, x, y, eps, alpha, steps)
+            loss = F.cross_entropy(model(x_adv), y)
         opt.zero_grad()
         loss.backward()
         opt.step()
     return time.perf_counter() - start
 
 
-def ours_epoch(data_dir, n, kwargs, batch_size, eps, alpha, steps) -> float:
+def ours_epoch(data_dir, n, kwargs, batch_size, eps, alpha, steps, amp="off") -> float:
     cfg = TrialConfig.from_dict(
         {
             "data": {"dataset": "cifar10", "data_dir": data_dir, "val_fraction": 0.0, "train_limit": n},
             "model": {"arch": "wrn", **kwargs},
-            "train": {"epochs": 1, "batch_size": batch_size, "schedule": "constant"},
+            "train": {"epochs": 1, "batch_size": batch_size, "schedule": "constant", "amp": amp},
             "attack": {"name": "pgd", "eps": eps, "step": alpha, "steps": steps},
         }
     )
@@ -111,6 +116,9 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=7)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument(
+        "--bf16", action="store_true", help="also time both loops under CPU bf16 autocast (train.amp=bf16)"
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     kwargs = {"depths": (2, 2, 2), "widths": (1.0, 1.0, 1.0)}
@@ -121,21 +129,28 @@ def main() -> None:
         f"WRN d2-2-2 w1-1-1, CIFAR-10 {args.images} images, batch {bs}, "
         f"PGD-{args.steps}, {args.threads} threads"
     )
-    ours = min(
-        ours_epoch(args.data_dir, args.images, kwargs, bs, eps, alpha, args.steps)
-        for _ in range(args.repeats)
-    )
-    print(f"tune_robust loop:             {ours:7.2f} s/epoch  {args.images / ours:7.1f} img/s")
-    for label, pgd in (("strong", input_grad_pgd), ("textbook", textbook_pgd)):
-        for workers in (0, 2):
-            canon = min(
-                canonical_epoch(ds, kwargs, bs, eps, alpha, args.steps, workers, pgd)
-                for _ in range(args.repeats)
-            )
-            print(
-                f"{label} loop (workers={workers}): {canon:7.2f} s/epoch  {args.images / canon:7.1f} img/s"
-                f"  -> ours is {canon / ours:.2f}x faster"
-            )
+    ours = {
+        amp: min(
+            ours_epoch(args.data_dir, args.images, kwargs, bs, eps, alpha, args.steps, amp)
+            for _ in range(args.repeats)
+        )
+        for amp in ("off", *(("bf16",) if args.bf16 else ()))
+    }
+    for amp, sec in ours.items():
+        print(f"tune_robust loop ({amp:>4}):      {sec:7.2f} s/epoch  {args.images / sec:7.1f} img/s")
+    rows = [("strong", input_grad_pgd, w, False) for w in (0, 2)]
+    rows += [("strong", input_grad_pgd, 0, True)] if args.bf16 else []
+    rows += [("textbook", textbook_pgd, w, False) for w in (0, 2)]
+    for label, pgd, workers, amp in rows:
+        canon = min(
+            canonical_epoch(ds, kwargs, bs, eps, alpha, args.steps, workers, pgd, amp)
+            for _ in range(args.repeats)
+        )
+        vs = "  ".join(f"ours {a} is {canon / sec:.2f}x faster" for a, sec in ours.items())
+        print(
+            f"{label} loop (workers={workers}, {'bf16' if amp else 'fp32'}): {canon:7.2f} s/epoch  "
+            f"{args.images / canon:7.1f} img/s  -> {vs}"
+        )
 
 
 if __name__ == "__main__":

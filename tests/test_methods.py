@@ -340,7 +340,7 @@ def test_cyclic_schedule_and_method_config_errors():
     with pytest.raises(ConfigError, match="unknown option 'gamma'"):
         TrialConfig.from_dict({"method": {"name": "trades", "gamma": 1}, "attack": PGD})
     with pytest.raises(ConfigError, match="needs a CUDA device"):
-        TrialConfig.from_dict({"train": {"amp": "bf16", "device": "cpu"}})
+        TrialConfig.from_dict({"train": {"amp": "fp16", "device": "cpu"}})
 
 
 def test_darts_auxiliary_head_loss_is_added_to_the_update(monkeypatch):

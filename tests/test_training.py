@@ -103,3 +103,29 @@ def test_step_schedule_decays_at_75_and_90_percent():
     g = lr_multiplier("cosine", epochs=10, steps_per_epoch=10, warmup_epochs=1)
     assert g(0) == pytest.approx(0.1) and g(10) == pytest.approx(1.0) and g(99) < 0.01
     assert math.isclose(lr_multiplier("step", 10, 1, (5,), 0.5)(5), 0.5)
+
+
+@pytest.mark.skipif(
+    not torch.ops.mkldnn._is_mkldnn_bf16_supported(), reason="this CPU has no native bf16 kernels"
+)
+def test_bf16_autocast_on_cpu_trains_in_bf16_and_validates_in_fp32():
+    """train.amp=bf16 on a CPU with native bf16: the training forward passes (attack and update) run in
+    bf16, the weights stay fp32 and learn, and validation runs in fp32."""
+    tr = Trainer(tiny_cfg(epochs=1, amp="bf16", device="cpu"))
+    seen: list[torch.dtype] = []
+    conv = next(m for m in tr.model.modules() if isinstance(m, torch.nn.Conv2d))
+    conv.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    before = conv.weight.detach().clone()
+    metrics = tr.train_epoch()  # PGD-2 crafting and the update: 3 forward passes per batch
+    assert len(seen) == 3 * math.ceil(metrics["train_examples"] / 64)
+    assert set(seen) == {torch.bfloat16}
+    assert conv.weight.dtype == torch.float32 and not torch.equal(conv.weight, before)
+    assert math.isfinite(metrics["train_loss"])
+    seen.clear()
+    tr.run_epoch()  # its validation (clean and PGD) runs in fp32 after the bf16 training passes
+    assert seen[-1] == torch.float32 and torch.float32 in seen
+
+
+def test_fp16_autocast_is_refused_on_cpu():
+    with pytest.raises(Exception, match="train.amp=fp16 needs a CUDA device"):
+        Trainer(tiny_cfg(epochs=1, amp="fp16", device="auto"))

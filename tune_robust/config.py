@@ -131,7 +131,8 @@ class TrainConfig:
     select_by: Literal["auto", "robust", "clean", "last"] = "auto"
     # Weight of the auxiliary-head loss of models that have one (DARTS auxiliary=true; 0.4 in DARTS).
     aux_weight: float = 0.4
-    # Mixed-precision training (autocast) on CUDA only; evaluation and its attacks always run in fp32.
+    # Mixed-precision training (autocast): bf16 on CUDA or on a CPU with native bf16 (AVX512-BF16/AMX),
+    # fp16 (with loss scaling) on CUDA only; evaluation and its attacks always run in fp32.
     amp: Literal["off", "bf16", "fp16"] = "off"
 
     def __post_init__(self) -> None:
@@ -149,7 +150,10 @@ class TrainConfig:
             (self.eval_limit >= 0, "train.eval_limit must be >= 0 (0 = all)"),
             (0 < self.cycle_peak < 1, "train.cycle_peak must be in (0, 1)"),
             (self.aux_weight >= 0, "train.aux_weight must be >= 0"),
-            (self.amp == "off" or self.device != "cpu", "train.amp needs a CUDA device (train.device=cpu)"),
+            (
+                self.amp != "fp16" or self.device != "cpu",
+                "train.amp=fp16 needs a CUDA device (train.device=cpu); on a CPU use train.amp=bf16",
+            ),
         ]
         for ok, msg in checks:
             if not ok:

@@ -84,6 +84,19 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def check_amp(amp: str, device: torch.device) -> None:
+    """bf16 autocast runs on CUDA and on CPUs with native bf16 kernels; fp16 (loss scaling) on CUDA."""
+    if amp == "off" or device.type == "cuda":
+        return
+    if amp == "fp16" or device.type != "cpu":
+        raise ConfigError(f"train.amp={amp} needs a CUDA device; this trial runs on {device}")
+    if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        raise ConfigError(
+            "train.amp=bf16 on a CPU needs native bf16 kernels (AVX512-BF16 or AMX), which this CPU lacks "
+            "(emulated bf16 is slower than fp32): use train.amp=off"
+        )
+
+
 def load_model_file(path: str | Path, device: torch.device | str = "cpu") -> nn.Module:
     """Rebuild a model saved by ``Trainer.save`` (``model.pt``: best weights plus what built them)."""
     return load_checkpoint(path, device)
@@ -177,8 +190,7 @@ class Trainer:
             budget_epochs=t.epochs,
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, multiplier)
-        if t.amp != "off" and self.device.type != "cuda":
-            raise ConfigError(f"train.amp={t.amp} needs a CUDA device; this trial runs on {self.device}")
+        check_amp(t.amp, self.device)
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(t.amp)
         # Loss scaling for fp16 only; with enabled=False every call passes straight through.
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=t.amp == "fp16")
