@@ -105,6 +105,12 @@ class Ours(Layout):
         return [c for layout in others for c in layout.candidates(shapes)]
 
 
+def rename_top(key: str, renames: Mapping[str, str]) -> str:
+    """``key`` with its first component renamed (``linear.weight`` -> ``fc.weight``), else unchanged."""
+    first, _, rest = key.partition(".")
+    return f"{renames[first]}.{rest}" if first in renames else key
+
+
 def shapes_of(state: Mapping[str, torch.Tensor]) -> dict[str, tuple[int, ...]]:
     return {k: tuple(v.shape) for k, v in state.items()}
 

@@ -18,7 +18,7 @@ from torch import nn
 
 from tune_robust.models._registry import register_model
 from tune_robust.models._stages import stage_channels
-from tune_robust.models.layouts import Candidate, Layout, Shapes, register_layout
+from tune_robust.models.layouts import Candidate, Layout, Shapes, register_layout, rename_top
 from tune_robust.models.wrn import PreActBlock
 
 _STRIDES = (1, 2, 2, 2)
@@ -155,11 +155,6 @@ def _stage(key: str) -> str:
     return _LAYER.sub(lambda m: f"stages.{int(m.group(1)) - 1}.", key)
 
 
-def _head(key: str, renames: dict[str, str]) -> str:
-    first, _, rest = key.partition(".")
-    return f"{renames[first]}.{rest}" if first in renames else key
-
-
 @register_layout("pytorch_cifar_resnet")
 class PytorchCifarResNet(Layout):
     source = (
@@ -178,7 +173,7 @@ class PytorchCifarResNet(Layout):
 
     @classmethod
     def rename(cls, key: str) -> str | None:
-        return _stage(_head(key, {"conv1": "stem", "bn1": "stem_bn", "linear": "fc"}))
+        return _stage(rename_top(key, {"conv1": "stem", "bn1": "stem_bn", "linear": "fc"}))
 
     @classmethod
     def candidates(cls, shapes: Shapes) -> list[Candidate]:
@@ -200,7 +195,7 @@ class PytorchCifarPreActResNet(Layout):
 
     @classmethod
     def rename(cls, key: str) -> str | None:
-        key = _stage(_head(key, {"conv1": "stem", "bn": "final_bn", "linear": "fc"}))
+        key = _stage(rename_top(key, {"conv1": "stem", "bn": "final_bn", "linear": "fc"}))
         return key.replace(".shortcut.0.", ".shortcut.")  # their 1x1 conv sits in a Sequential, ours bare
 
     @classmethod

@@ -19,7 +19,7 @@ from torch import nn
 
 from tune_robust.errors import ConfigError
 from tune_robust.models._registry import register_model
-from tune_robust.models.layouts import Candidate, Layout, Shapes, register_layout
+from tune_robust.models.layouts import Candidate, Layout, Shapes, register_layout, rename_top
 
 _BASE_CHANNELS = (16, 32, 64)
 _STRIDES = (1, 2, 2)
@@ -136,11 +136,6 @@ _BLOCK = re.compile(r"^block(\d)\.layer\.(\d+)\.")
 _BLOCKS = re.compile(r"^blocks\.(\d+)\.layer\.(\d+)\.")
 
 
-def _top(key: str, renames: dict[str, str]) -> str:
-    first, _, rest = key.partition(".")
-    return f"{renames[first]}.{rest}" if first in renames else key
-
-
 @register_layout("trades_wideresnet")
 class TradesWideResNet(Layout):
     source = (
@@ -161,7 +156,7 @@ class TradesWideResNet(Layout):
         if key.startswith("sub_block1."):
             return None  # TRADES' WRN builds a second first block its forward pass never calls
         key = _BLOCK.sub(lambda m: f"stages.{int(m.group(1)) - 1}.{m.group(2)}.", key)
-        return _top(key, {"conv1": "stem", "bn1": "bn"}).replace(".convShortcut.", ".shortcut.")
+        return rename_top(key, {"conv1": "stem", "bn1": "bn"}).replace(".convShortcut.", ".shortcut.")
 
     @classmethod
     def candidates(cls, shapes: Shapes) -> list[Candidate]:
@@ -180,7 +175,7 @@ class RobustWideResNet(Layout):
     @classmethod
     def rename(cls, key: str) -> str | None:
         key = _BLOCKS.sub(lambda m: f"stages.{m.group(1)}.{m.group(2)}.", key)
-        return _top(key, {"stem_conv": "stem", "bn1": "bn"}).replace(".convShortcut.", ".shortcut.")
+        return rename_top(key, {"stem_conv": "stem", "bn1": "bn"}).replace(".convShortcut.", ".shortcut.")
 
     @classmethod
     def candidates(cls, shapes: Shapes) -> list[Candidate]:
