@@ -127,5 +127,7 @@ def test_bf16_autocast_on_cpu_trains_in_bf16_and_validates_in_fp32():
 
 
 def test_fp16_autocast_is_refused_on_cpu():
-    with pytest.raises(Exception, match="train.amp=fp16 needs a CUDA device"):
+    from tune_robust.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"train\.amp=fp16 needs a CUDA device"):
         Trainer(tiny_cfg(epochs=1, amp="fp16", device="auto"))
