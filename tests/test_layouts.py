@@ -336,23 +336,22 @@ def test_a_mismatch_names_the_architecture_and_options_the_tensors_fit():
         fit({"encoder.weight": torch.zeros(3, 3)}, "resnet18", {}, 10, 3, "w.pt")
 
 
-def test_the_autoattack_resnet18_evaluates_as_its_own_reference_code_on_real_cifar10(cifar_dir):
-    """pyautoattack's example checkpoint: our resnet18 gives its reference network's logits, and 872 of
-    the subset's 932 test images right (93.56%; the reference gives the same)."""
+def test_the_autoattack_resnet18_gives_its_reference_codes_logits_on_real_cifar10(cifar_dir):
+    """pyautoattack's example checkpoint: our resnet18 gives the logits of the reference network shipped
+    beside it on real CIFAR-10 images (the slow test evaluates all 932: 872 right, as the reference)."""
     from tune_robust.data import load_dataset
 
     data = load_dataset("cifar10", cifar_dir, False)
-    x = torch.from_numpy(data.test_x).float().div(255)
-    y = torch.from_numpy(data.test_y).long()
+    x = torch.from_numpy(data.test_x[:64]).float().div(255)
+    y = torch.from_numpy(data.test_y[:64]).long()
     ref = _aa_resnet18()
     ref.load_state_dict(torch.load(AA_MODEL, map_location="cpu", weights_only=True))
     ref.eval()
     ours = load_checkpoint(AA_MODEL, arch="resnet18")
     with torch.no_grad():
-        ref_logits = torch.cat([ref(x[i : i + 256]) for i in range(0, len(x), 256)])
-        our_logits = torch.cat([ours(x[i : i + 256]) for i in range(0, len(x), 256)])
+        ref_logits, our_logits = ref(x), ours(x)
     torch.testing.assert_close(our_logits, ref_logits, rtol=1e-4, atol=1e-4)
-    assert int((our_logits.argmax(1) == y).sum()) == 872
+    assert int((our_logits.argmax(1) == y).sum()) >= 56  # a trained model (93.6% on all 932), not noise
 
 
 def test_a_checkpoint_of_another_architecture_fails_before_ray_starts(tmp_path, cifar_dir):
