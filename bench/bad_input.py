@@ -11,7 +11,6 @@ Run: python bench/bad_input.py
 
 from __future__ import annotations
 
-import pickle
 import socket
 import subprocess
 import sys
@@ -27,12 +26,11 @@ ROOT = Path(__file__).resolve().parents[1]
 def damaged_cifar(root: Path) -> Path:
     """Official-layout CIFAR-10 batches (random images), data_batch_3 replaced by 1,000 bytes that
     announce a 2**62-byte object (the MemoryError of the issue's report)."""
-    d = root / "cifar-10-batches-py"
-    d.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        with open(d / name, "wb") as f:
-            pickle.dump({"data": rng.integers(0, 256, (4, 3072)).astype(np.uint8), "labels": [0, 1, 2, 3]}, f)
+    from tune_robust.data.cifar import write_cifar10
+
+    images = np.random.default_rng(0).integers(0, 256, (24, 3, 32, 32), dtype=np.uint8)
+    labels = np.tile(np.arange(4), 6)
+    d = write_cifar10(root, (images[:20], labels[:20]), (images[20:], labels[20:]))
     (d / "data_batch_3").write_bytes(b"\x80\x04\x8e" + (2**62).to_bytes(8, "little") + b"x" * 989)
     return root
 

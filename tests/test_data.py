@@ -1,6 +1,8 @@
 import gzip
 import hashlib
 import pickle
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -8,6 +10,7 @@ import torch
 
 from tune_robust.data import DATASETS, batches, load_dataset, prepare_data
 from tune_robust.data.augment import random_crop_flip
+from tune_robust.data.cifar import write_cifar10
 from tune_robust.data.imagefolder import read_image_folder
 from tune_robust.data.mnist import read_idx
 from tune_robust.errors import ConfigError, DataError
@@ -19,6 +22,22 @@ def test_digits_embedded_default_is_deterministic():
     assert a.train_x.dtype == np.uint8 and a.train_x.max() == 255
     assert np.array_equal(a.test_y, b.test_y) and np.array_equal(a.train_x, b.train_x)
     assert set(np.unique(a.test_y)) == set(range(10))
+
+
+def test_digits_are_scikit_learns_read_without_importing_it():
+    code = (
+        "import sys; from tune_robust.data.digits import _bundled; x, y = _bundled(); "
+        "print('sklearn' in sys.modules, x.shape, int(y.sum()))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split()[0] == "False", out  # (importing scikit-learn costs each trial process a second)
+    from sklearn.datasets import load_digits
+
+    from tune_robust.data.digits import _bundled
+
+    images, target = _bundled()
+    bunch = load_digits()
+    assert np.array_equal(images, bunch.images) and np.array_equal(target, bunch.target)
 
 
 def test_real_mnist_subset(mnist_dir):
@@ -61,18 +80,19 @@ def test_tiny_idx_files(tmp_path):
 
 
 def test_tiny_cifar_pickles(tmp_path):
-    d = tmp_path / "cifar-10-batches-py"
-    d.mkdir()
     rng = np.random.default_rng(1)
-    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        data = rng.integers(0, 256, (3, 3072)).astype(np.uint8)
-        with open(d / name, "wb") as f:
-            pickle.dump({"data": data, "labels": [1, 2, 3], "batch_label": name}, f)
+    images = rng.integers(0, 256, (18, 3, 32, 32), dtype=np.uint8)
+    labels = np.tile([1, 2, 3], 6)
+    d = write_cifar10(tmp_path, (images[:15], labels[:15]), (images[15:], labels[15:]))
     ds = load_dataset("cifar10", tmp_path)
     assert ds.train_x.shape == (15, 3, 32, 32) and ds.test_y.tolist() == [1, 2, 3]
     with open(d / "test_batch", "rb") as f:
         row0 = pickle.load(f)["data"][0]
     assert np.array_equal(ds.test_x[0].reshape(-1), row0)  # CHW row-major, unchanged
+    assert np.array_equal(ds.train_x, images[:15]) and np.array_equal(ds.train_y, labels[:15])
+    assert sorted(p.name for p in d.iterdir()) == [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch"]
+    with pytest.raises(DataError, match="N x 3 x 32 x 32 images and N labels, got"):
+        write_cifar10(tmp_path / "hwc", (images.transpose(0, 2, 3, 1), labels), (images, labels))
 
 
 def test_tiny_svhn_mat(tmp_path):

@@ -8,7 +8,6 @@ import errno
 import fcntl
 import gzip
 import os
-import pickle
 import re
 import signal
 import subprocess
@@ -24,19 +23,13 @@ import torch
 from conftest import ROOT, kill_sweep_when, read_parquet
 
 from tune_robust.cli import main
+from tune_robust.cluster import cpus_ray_sees, fits_a_node, unreachable
 from tune_robust.config import TrialConfig
 from tune_robust.data import load_dataset
+from tune_robust.data.cifar import write_cifar10
 from tune_robust.errors import ConfigError, DataError
 from tune_robust.results.writer import ResultsWriter
-from tune_robust.runner import (
-    RunOptions,
-    _cpus_ray_sees,
-    _fits_a_node,
-    _write_state,
-    driver_lock,
-    plan,
-    unreachable,
-)
+from tune_robust.runner import RunOptions, _write_state, driver_lock, plan
 from tune_robust.training.loop import STATE_FILE, Trainer
 
 SMALL = ["--max-trials", "1", "--set", "train.epochs=2", "-q"]
@@ -55,13 +48,11 @@ def _error_line(capsys: pytest.CaptureFixture[str]) -> str:
 
 
 def _cifar(root: Path) -> Path:
-    d = root / "cifar-10-batches-py"
-    d.mkdir(parents=True)
+    """Official-layout CIFAR-10 batches of random images, 4 per batch."""
     rng = np.random.default_rng(0)
-    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        with open(d / name, "wb") as f:
-            pickle.dump({"data": rng.integers(0, 256, (4, 3072)).astype(np.uint8), "labels": [0, 1, 2, 3]}, f)
-    return d
+    images = rng.integers(0, 256, (24, 3, 32, 32), dtype=np.uint8)
+    labels = np.tile(np.arange(4), 6)
+    return write_cifar10(root, (images[:20], labels[:20]), (images[20:], labels[20:]))
 
 
 # A BINBYTES8 opcode announcing 2**62 bytes: unpickling it is the MemoryError of the issue's report.
@@ -117,7 +108,7 @@ def test_a_results_dir_that_cannot_be_used_is_refused_before_ray(tmp_path, capsy
 
 
 def test_a_trial_no_node_can_hold_is_refused(tmp_path, capsys):
-    cores = _cpus_ray_sees()
+    cores = cpus_ray_sees()
     too_many = str(max(64, cores + 1))  # the issue's report: 64 on a 2-core machine
     assert main(["wrn_depth_grid", "--results-dir", str(tmp_path), "--cpus-per-trial", too_many, *SMALL]) == 2
     assert f"this machine has {cores} CPUs" in _error_line(capsys)
@@ -128,14 +119,15 @@ def test_a_trial_no_node_can_hold_is_refused(tmp_path, capsys):
         {"NodeManagerAddress": "10.0.0.2", "Resources": {"CPU": 32.0, "memory": 256 * 2**30}},
     ]
     cluster = RunOptions(max_trials=1, address="10.0.0.1:6379")  # (plan does not connect)
-    _fits_a_node(plan("wrn_depth_grid", replace(cluster, gpus_per_trial=2, memory_per_trial=60)), nodes)
+    fits = plan("wrn_depth_grid", replace(cluster, gpus_per_trial=2, memory_per_trial=60))
+    fits_a_node(fits.needs, nodes)
     for changes, shown in [
         ({"gpus_per_trial": 4}, "4 GPU"),
         ({"gpus_per_trial": 1, "memory_per_trial": 100}, "100.0 GiB memory"),
         ({"cpus_per_trial": 16, "gpus_per_trial": 1}, "16 CPU"),
     ]:
         with pytest.raises(ConfigError, match="no node of the Ray cluster can hold") as e:
-            _fits_a_node(plan("wrn_depth_grid", replace(cluster, **changes)), nodes)
+            fits_a_node(plan("wrn_depth_grid", replace(cluster, **changes)).needs, nodes)
         assert shown in str(e.value) and "10.0.0.2: 32 CPU, 0 GPU, 256.0 GiB memory" in str(e.value)
 
 

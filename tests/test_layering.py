@@ -3,8 +3,8 @@ functions count too: a lazy import is still a dependency), and no group of modul
 in a cycle. The layers (README, "The layer stack"):
 
 0 errors, registry, coercion, plugins -> 1 data, models, attacks -> 2 training methods, evaluation ->
-3 trial config, training loop, results, sweep checkpoints -> 4 sweeps, runner, search -> 5 search_spaces,
-trainables, analysis -> 6 the command line and its Python twin (cli, api).
+3 trial config, training loop, results, sweep checkpoints, the Ray cluster -> 4 sweeps, runner, search ->
+5 search_spaces, trainables, analysis -> 6 the command line and its Python twin (cli, api).
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ LAYERS: list[tuple[str, int]] = [
     ("tune_robust.config", 3),
     ("tune_robust.results", 3),
     ("tune_robust.checkpoints", 3),
+    ("tune_robust.cluster", 3),
     ("tune_robust.sweeps", 4),
     ("tune_robust.runner", 4),
     ("tune_robust.searchers", 4),

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from tune_robust import cluster
 from tune_robust.config import TrialConfig, apply_override, flatten
 from tune_robust.errors import ConfigError
 from tune_robust.results.tracking import check_tracking, tracking_callbacks
@@ -93,6 +94,11 @@ class Plan:
         return {"cpu": self.cpus, "gpu": self.gpus, **({"memory": memory * 2**30} if memory else {})}
 
     @property
+    def needs(self) -> dict[str, float]:
+        """One trial's resources as Ray names a node's (``cluster.fits_a_node``)."""
+        return {"CPU": self.cpus, "GPU": self.gpus, "memory": self.resources.get("memory", 0.0)}
+
+    @property
     def sweep_dir(self) -> Path:
         return Path(self.options.results_dir).expanduser().resolve() / self.spec.name
 
@@ -145,7 +151,7 @@ def plan(name: str, options: RunOptions) -> Plan:
     if options.memory_per_trial is not None and options.memory_per_trial <= 0:
         raise ConfigError(f"--memory-per-trial must be > 0 GiB, got {options.memory_per_trial}")
     if not options.address:
-        _fits_this_machine(cpus, options.memory_per_trial, options.extra_ray_init)
+        cluster.fits_this_machine(cpus, options.memory_per_trial, options.extra_ray_init)
 
     base = copy.deepcopy(dict(spec.fidelities[options.fidelity]))
     base = {k: dict(v) for k, v in base.items()}
@@ -417,10 +423,8 @@ def crafting_copies(options: RunOptions, found: dict[str, str]) -> dict[str, str
 
 
 def _validate(configs: Sequence[dict[str, Any]]) -> None:
-    import torch
-
     from tune_robust.data import DATASETS, load_dataset
-    from tune_robust.models import create_model
+    from tune_robust.models import create_meta_model
 
     seen_models: set[str] = set()
     seen_data: set[tuple[str, str | None]] = set()
@@ -431,8 +435,7 @@ def _validate(configs: Sequence[dict[str, Any]]) -> None:
         if key not in seen_models:  # build once on the meta device: catches bad depths/widths cheaply
             seen_models.add(key)
             info = DATASETS.get(tc.data.dataset)
-            with torch.device("meta"):
-                model = create_model(tc.model.name, info.num_classes, info.shape[0], **tc.model.kwargs)
+            model = create_meta_model(tc.model.name, info.num_classes, info.shape[0], **tc.model.kwargs)
             _check_screen(tc, model)
         for key, path in tc.upstream.items():
             ckey = json.dumps([key, path, tc.model.name, tc.model.kwargs, tc.data.dataset], default=str)
@@ -718,189 +721,6 @@ def _restart_unsnapshotted(p: Plan) -> bool:
     return False
 
 
-def _init_ray(p: Plan) -> Any:
-    import ray
-
-    # Results go to Parquet through our callback. Ray's JSON logger stays (its ResultGrid reads it);
-    # the CSV and TensorBoard ones are dropped: they only add files and driver work per report.
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-    kwargs: dict[str, Any] = {"log_to_driver": p.options.verbose > 2, **p.options.extra_ray_init}
-    if not p.options.address:
-        # "local" always starts a fresh instance instead of joining one a killed driver left behind.
-        return ray.init(address="local", **kwargs)
-    address = p.options.address
-    reach(address)
-    try:
-        return ray.init(address=address, **kwargs)
-    except (ConnectionError, RuntimeError, ray.exceptions.RayError) as e:
-        raise ConfigError(unreachable(address, e)) from None
-
-
-def _host_port(address: str) -> tuple[str, int] | None:
-    """(host, port) of ``HOST:PORT`` or ``ray://HOST:PORT``; None for ``auto``."""
-    if address == "auto":
-        return None
-    if address.startswith("ray://") and ":" not in address.removeprefix("ray://"):
-        address += ":10001"  # the Ray Client server's default port
-    host, _, port = address.removeprefix("ray://").rpartition(":")
-    if not host or not port.isdigit():
-        raise ConfigError(f"--address {address!r}: expected auto, HOST:PORT or ray://HOST:PORT")
-    return host.strip("[]"), int(port)
-
-
-def reach(address: str, timeout: float = 5.0) -> None:
-    """A TCP connection to the head's port first: seconds, not Ray's retries, when nothing listens."""
-    import socket
-
-    target = _host_port(address)
-    if target is None:
-        return
-    try:
-        socket.create_connection(target, timeout=timeout).close()
-    except OSError as e:
-        raise ConfigError(unreachable(address, e)) from None
-
-
-def unreachable(address: str, error: BaseException) -> str:
-    """One line: what was tried, why it failed, where a head listens, and the token hint for an
-    authentication failure."""
-    import ray
-
-    chain = f"{error} {error.__cause__ or ''} {error.__context__ or ''}"
-    auth = isinstance(error, ray.exceptions.AuthenticationError) or any(
-        w in chain.lower() for w in ("authenticat", "auth token", "unauthenticated")
-    )
-    if isinstance(error, OSError) and error.strerror:
-        why = error.strerror
-    else:
-        why = (str(error).splitlines() or [type(error).__name__])[0][:200]
-    port = (_host_port(address) or ("", 6379))[1]
-    head = (
-        f"a head started with `ray start --head --port {port}` listens on its node's IP address (the one "
-        f"`ray start` prints; this machine's is {ray.util.get_node_ip_address()}), which --address auto "
-        "finds on the head's own machine"
-    )
-    if auth:
-        return (
-            f"--address {address}: the Ray cluster there requires token authentication and refused this "
-            f"driver ({why}); {head}; a driver given an explicit address sends a token only with "
-            "RAY_AUTH_MODE=token set, and it must be the head's (`ray get-auth-token` on the head, into "
-            "~/.ray/auth_token or RAY_AUTH_TOKEN here)"
-        )
-    if not isinstance(error, (ConnectionError, OSError)):  # e.g. a Ray or Python version mismatch
-        return f"--address {address}: the Ray cluster there refused this driver ({why})"
-    return (
-        f"--address {address}: no Ray cluster answered there ({why}); {head}: pass that IP:{port}; "
-        "a cluster with token authentication also needs RAY_AUTH_MODE=token and its token "
-        "here (`ray get-auth-token` on the head)"
-    )
-
-
-def _fits_this_machine(cpus: float, memory: float | None, ray_init: Mapping[str, Any]) -> None:
-    """Before Ray starts: a local run's trial must fit the CPUs and memory of this machine (a trial
-    that no node can hold stays PENDING forever). ``check_resources`` checks what Ray sees, after."""
-    have = ray_init.get("num_cpus")
-    if have is None:
-        have = _cpus_ray_sees()
-    if cpus > have:
-        raise ConfigError(
-            f"--cpus-per-trial {cpus:g}: this machine has {have} CPUs, so no trial could ever start; "
-            f"use --cpus-per-trial {have} or less, or --address to join a cluster with bigger nodes"
-        )
-    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    if memory and memory > total:
-        raise ConfigError(
-            f"--memory-per-trial {memory:g}: this machine has {total:.1f} GiB of memory, so no trial could "
-            "ever start; declare less, or --address to join a cluster with bigger nodes"
-        )
-
-
-def _cpus_ray_sees() -> int:
-    """The CPU count a local Ray instance gives its node (it reads container CPU quotas too)."""
-    try:
-        from ray._private.utils import get_num_cpus  # (private: fall back if it moves)
-
-        return int(get_num_cpus())
-    except (ImportError, AttributeError):
-        return os.cpu_count() or 1
-
-
-def _fits_a_node(p: Plan, nodes: Sequence[Mapping[str, Any]]) -> None:
-    """Some alive node must hold one trial's CPUs, GPUs and declared memory; else Ray would wait forever."""
-    need = {"CPU": p.cpus, "GPU": p.gpus, "memory": p.resources.get("memory", 0.0)}
-    if any(all(n["Resources"].get(k, 0.0) >= v for k, v in need.items() if v) for n in nodes):
-        return
-
-    def show(k: str, v: float) -> str:
-        return f"{v / 2**30:.1f} GiB memory" if k == "memory" else f"{v:g} {k}"
-
-    asked = ", ".join(show(k, v) for k, v in need.items() if v)
-    has = "; ".join(
-        f"{n.get('NodeManagerAddress', '?')}: " + ", ".join(show(k, n["Resources"].get(k, 0.0)) for k in need)
-        for n in nodes
-    )
-    raise ConfigError(
-        f"one trial asks for {asked}, which no node of the Ray cluster can hold ({has}); lower "
-        "--cpus-per-trial / --gpus-per-trial / --memory-per-trial, or add a node that big"
-    )
-
-
-def check_resources(p: Plan) -> None:
-    """One trial must fit some node of the running cluster (CPUs, GPUs, declared memory)."""
-    import ray
-
-    total_gpus = ray.cluster_resources().get("GPU", 0)
-    if p.gpus > 0 and total_gpus == 0:
-        raise ConfigError(
-            f"--gpus-per-trial {p.gpus} asked for, but the Ray cluster has no GPUs; "
-            f"use --gpus-per-trial 0 or join a GPU cluster with --address"
-        )
-    _fits_a_node(p, [n for n in ray.nodes() if n.get("Alive")])
-
-
-def check_shared_storage(p: Plan) -> None:
-    """On a multi-node cluster every node must see the results dir at the same path."""
-    import ray
-
-    nodes = [n for n in ray.nodes() if n.get("Alive")]
-    if len(nodes) <= 1:
-        return
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-    marker = p.sweep_dir / ".shared-storage-check"
-    marker.write_text("tune_robust")
-
-    @ray.remote(num_cpus=0)
-    def sees(path: str) -> bool:
-        return os.path.exists(path)
-
-    checks = {
-        n["NodeManagerAddress"]: sees.options(
-            scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)
-        ).remote(str(marker))
-        for n in nodes
-    }
-    missing = [ip for ip, ref in checks.items() if not ray.get(ref, timeout=120)]
-    marker.unlink(missing_ok=True)
-    if missing:
-        raise ConfigError(
-            f"--results-dir {p.sweep_dir.parent} is not visible from node(s) {', '.join(missing)}; "
-            f"a multi-node sweep needs the results dir on storage every node mounts at the same path "
-            f"(NFS or similar), so checkpoints and resumes work"
-        )
-
-
-def _no_gpu_locally(p: Plan) -> None:
-    if p.gpus > 0 and not p.options.address:
-        import torch
-
-        if torch.cuda.device_count() == 0:
-            raise ConfigError(
-                f"--gpus-per-trial {p.gpus} asked for, but this machine has no CUDA GPU; "
-                f"use --gpus-per-trial 0, or --address to join a cluster that has GPUs"
-            )
-
-
 @contextlib.contextmanager
 def driver_lock(p: Plan, command: str) -> Iterator[None]:
     """One driver per sweep: an exclusive ``flock`` on ``<results-dir>/.<sweep>.lock`` while it runs.
@@ -936,7 +756,7 @@ def execute(p: Plan, trainable: Callable[[dict[str, Any]], None], command: str =
     """Run (or resume) a validated plan with ``trainable`` (the function Ray Tune runs per trial, e.g.
     ``tune_robust.trainables.get_trainable(p.spec.trainable)``); returns the Ray dashboard's address
     (None without one). The results are in ``p.sweep_dir`` (``tune_robust.analysis.summarize``)."""
-    _no_gpu_locally(p)
+    cluster.no_gpu_locally(p.gpus, p.options.address)
     with driver_lock(p, command):
         return _execute(p, trainable, command)
 
@@ -955,13 +775,14 @@ def _execute(p: Plan, trainable: Callable[[dict[str, Any]], None], command: str)
     # then silently runs a 1-trial experiment.)
     if resuming and not any(tune_path.glob("experiment_state-*.json")):
         resuming = _restart_unsnapshotted(p)
-    ctx = _init_ray(p)
+    ctx = cluster.init_ray(p.options.address, p.options.verbose > 2, p.options.extra_ray_init)
     try:
         if p.options.verbose:
-            print(dashboard_line(getattr(ctx, "dashboard_url", None), bool(p.options.address)), flush=True)
-        check_resources(p)  # before anything is written
+            url = getattr(ctx, "dashboard_url", None)
+            print(cluster.dashboard_line(url, bool(p.options.address)), flush=True)
+        cluster.check_resources(p.needs)  # before anything is written
         p.sweep_dir.mkdir(parents=True, exist_ok=True)
-        check_shared_storage(p)
+        cluster.check_shared_storage(p.sweep_dir)
         if not (p.sweep_dir / SWEEP_FILE).exists():
             _write_state(p, command)
         run_trial = with_plugins(trainable, p.options.plugins)
@@ -977,21 +798,6 @@ def _execute(p: Plan, trainable: Callable[[dict[str, Any]], None], command: str)
     finally:
         ray.shutdown()
     return dashboard
-
-
-def dashboard_line(url: str | None, remote: bool) -> str:
-    """Where the Ray dashboard is, how to sign in, and how long it lives (printed at the start)."""
-    if not url:
-        return "Ray dashboard: none (install the [dashboard] extra, ray[default], to get one)"
-    try:
-        from ray._private.authentication.authentication_utils import is_token_auth_enabled
-
-        token = is_token_auth_enabled()
-    except ImportError:  # an older Ray: no token authentication
-        token = False
-    sign_in = " (sign in with the token `ray get-auth-token` prints)" if token else ""
-    lives = "while the cluster runs" if remote else "until this sweep ends"
-    return f"Ray dashboard {lives}: http://{url}{sign_in}"
 
 
 def console_callbacks(p: Plan) -> list[Any]:

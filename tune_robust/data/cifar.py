@@ -48,9 +48,32 @@ def _load(
     )
 
 
+CIFAR10_TRAIN = [f"data_batch_{i}" for i in range(1, 6)]
+
+
 def load_cifar10(data_dir: Path | None, download: bool = False) -> ImageDataset:
-    batches = [f"data_batch_{i}" for i in range(1, 6)]
-    return _load("cifar10", data_dir, download, "cifar-10-batches-py", batches, "test_batch", "labels")
+    return _load("cifar10", data_dir, download, "cifar-10-batches-py", CIFAR10_TRAIN, "test_batch", "labels")
+
+
+def write_cifar10(
+    root: Path, train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray]
+) -> Path:
+    """Write images (N x 3 x 32 x 32 uint8) and labels in the official layout ``load_cifar10`` reads
+    (``<root>/cifar-10-batches-py``: the training set split over five batches, then ``test_batch``),
+    e.g. a subset of CIFAR-10 or data of one's own; returns that folder."""
+    d = Path(root) / "cifar-10-batches-py"
+    d.mkdir(parents=True, exist_ok=True)
+    parts = zip(np.array_split(train[0], 5), np.array_split(train[1], 5), strict=True)
+    for name, (x, y) in [*zip(CIFAR10_TRAIN, parts, strict=True), ("test_batch", test)]:
+        x = np.asarray(x, dtype=np.uint8)
+        if x.shape[1:] != (3, 32, 32) or len(x) != len(y):
+            raise DataError(
+                f"write_cifar10: expected N x 3 x 32 x 32 images and N labels, got {x.shape} and {len(y)}"
+            )
+        entry = {"data": x.reshape(len(x), 3072), "labels": [int(v) for v in y], "batch_label": name}
+        with open(d / name, "wb") as f:
+            pickle.dump(entry, f)
+    return d
 
 
 def load_cifar100(data_dir: Path | None, download: bool = False) -> ImageDataset:

@@ -15,12 +15,20 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from tune_robust.models._registry import MODELS, count_params, create_model, profile_model, register_model
+    from tune_robust.models._registry import (
+        MODELS,
+        count_params,
+        create_meta_model,
+        create_model,
+        profile_model,
+        register_model,
+    )
     from tune_robust.models.reconfig import Reconfiguration, reconfigure
 
 _HOME = {
     "MODELS": "_registry",
     "count_params": "_registry",
+    "create_meta_model": "_registry",
     "create_model": "_registry",
     "profile_model": "_registry",
     "register_model": "_registry",
@@ -32,6 +40,7 @@ __all__ = [
     "MODELS",
     "Reconfiguration",
     "count_params",
+    "create_meta_model",
     "create_model",
     "profile_model",
     "reconfigure",

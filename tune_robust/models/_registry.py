@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from tune_robust.coerce import coerce_kwargs
 from tune_robust.registry import Registry
@@ -27,6 +28,29 @@ def create_model(name: str, num_classes: int = 10, in_channels: int = 3, **kwarg
     return builder(num_classes=num_classes, in_channels=in_channels, **kwargs)
 
 
+_RANDOM_FILLS = frozenset(
+    getattr(torch.Tensor, n)
+    for n in ("normal_", "uniform_", "random_", "bernoulli_", "exponential_", "cauchy_", "log_normal_")
+)
+
+
+class _NoRandomFillsOnMeta(TorchFunctionMode):
+    """Random in-place initialisation of a meta tensor returns it untouched. A meta tensor holds no data,
+    and torch runs these through its Python reference implementations (the init of a 125-model grid
+    took seconds of a dry run)."""
+
+    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        if func in _RANDOM_FILLS and args and isinstance(args[0], torch.Tensor) and args[0].is_meta:
+            return args[0]
+        return func(*args, **(kwargs or {}))
+
+
+def create_meta_model(name: str, num_classes: int = 10, in_channels: int = 3, **kwargs: Any) -> nn.Module:
+    """``create_model`` on the meta device: shapes and structure, no memory, no weights drawn."""
+    with torch.device("meta"), _NoRandomFillsOnMeta():
+        return create_model(name, num_classes=num_classes, in_channels=in_channels, **kwargs)
+
+
 def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
@@ -41,8 +65,8 @@ def profile_model(
     """
     from torch.utils.flop_counter import FlopCounterMode
 
+    model = create_meta_model(name, num_classes=num_classes, in_channels=input_shape[0], **kwargs)
     with torch.device("meta"):
-        model = create_model(name, num_classes=num_classes, in_channels=input_shape[0], **kwargs)
         model.eval()
         counter = FlopCounterMode(display=False)
         with counter, torch.no_grad():

@@ -30,7 +30,7 @@ from typing import Any, ClassVar
 import torch
 
 from tune_robust.errors import ConfigError
-from tune_robust.models._registry import create_model
+from tune_robust.models._registry import create_meta_model
 from tune_robust.registry import Registry
 
 Shapes = Mapping[str, tuple[int, ...]]
@@ -117,8 +117,7 @@ def shapes_of(state: Mapping[str, torch.Tensor]) -> dict[str, tuple[int, ...]]:
 
 def expected_shapes(arch: str, kwargs: Mapping[str, Any], num_classes: int, in_channels: int) -> Shapes:
     """The state dict shapes of a registered architecture, built on the meta device (no memory)."""
-    with torch.device("meta"):
-        model = create_model(arch, num_classes=num_classes, in_channels=in_channels, **dict(kwargs))
+    model = create_meta_model(arch, num_classes=num_classes, in_channels=in_channels, **dict(kwargs))
     return shapes_of(model.state_dict())
 
 
