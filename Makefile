@@ -46,7 +46,7 @@ test: lint
 test-slow: setup
 	$(PY) -m pytest -q -m "slow and not grid"
 
-# The README's main command, all 125 configs, checked (about 16 minutes on 2 cores).
+# The README's main command, all 125 configs, checked (13-17 minutes on 2 cores).
 test-grid: setup
 	$(PY) -m pytest -q -m grid
 

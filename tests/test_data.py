@@ -91,8 +91,21 @@ def test_tiny_cifar_pickles(tmp_path):
     assert np.array_equal(ds.test_x[0].reshape(-1), row0)  # CHW row-major, unchanged
     assert np.array_equal(ds.train_x, images[:15]) and np.array_equal(ds.train_y, labels[:15])
     assert sorted(p.name for p in d.iterdir()) == [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch"]
-    with pytest.raises(DataError, match="N x 3 x 32 x 32 images and N labels, got"):
-        write_cifar10(tmp_path / "hwc", (images.transpose(0, 2, 3, 1), labels), (images, labels))
+    bad = {
+        "train images must be uint8 N x 3 x 32 x 32": (
+            (images.transpose(0, 2, 3, 1), labels),
+            (images, labels),
+        ),
+        "got float32": ((images.astype(np.float32) / 255, labels), (images, labels)),
+        "test labels must be 18 integers in 0..9": ((images, labels), (images, labels + 8)),
+        "train labels must be 18 integers": ((images, labels[:-1]), (images, labels)),
+    }
+    for message, (train, test) in bad.items():
+        with pytest.raises(DataError, match=message):
+            write_cifar10(tmp_path / "bad", train, test)
+        assert not (tmp_path / "bad").exists()  # nothing is written before both splits are checked
+    with pytest.raises(DataError, match="is not empty"):
+        write_cifar10(tmp_path, (images, labels), (images, labels))
 
 
 def test_tiny_svhn_mat(tmp_path):

@@ -1,10 +1,10 @@
 """The library is a stack: a module imports only its own layer and those below it (imports inside
 functions count too: a lazy import is still a dependency), and no group of modules imports itself round
-in a cycle. The layers (README, "The layer stack"):
+in a cycle. The layers (README, "Layout and extending"):
 
-0 errors, registry, coercion, plugins -> 1 data, models, attacks -> 2 training methods, evaluation ->
-3 trial config, training loop, results, sweep checkpoints, the Ray cluster -> 4 sweeps, runner, search ->
-5 search_spaces, trainables, analysis -> 6 the command line and its Python twin (cli, api).
+0 errors, registry, coercion, plugins, faults -> 1 data, models, attacks -> 2 training methods, evaluation ->
+3 trial config, training loop, results, sweep checkpoints, the Ray cluster -> 4 sweeps, runner, search,
+searchers -> 5 search_spaces, trainables, analysis -> 6 the command line and its Python twin (cli, api).
 """
 
 from __future__ import annotations

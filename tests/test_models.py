@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from tune_robust.errors import ConfigError
-from tune_robust.models import MODELS, count_params, create_model, profile_model
+from tune_robust.models import MODELS, count_params, create_meta_model, create_model, profile_model
 
 
 @pytest.mark.parametrize(
@@ -68,6 +68,19 @@ def test_every_registered_model_builds_and_counts(name):
     )
     assert macs >= weights
     assert model(torch.rand(2, *shape)).shape == (2, 10)
+    # The meta build the driver validates with (random fills skipped) has the real model's structure.
+    # (a supernet's state also holds plain records, e.g. its probe architecture: equal as they are)
+    meta = create_meta_model(name, 10, shape[0])
+
+    def structure(v: object) -> object:
+        if isinstance(v, torch.Tensor):
+            return (tuple(v.shape), v.dtype)
+        if isinstance(v, dict):
+            return {k: structure(x) for k, x in v.items()}
+        return [structure(x) for x in v] if isinstance(v, (list, tuple)) else v
+
+    assert structure(meta.state_dict()) == structure(model.state_dict())
+    assert all(t.is_meta for t in [*meta.parameters(), *meta.buffers()])
 
 
 def test_tiny_wrn_forward_and_depth_zero_stage():

@@ -55,22 +55,42 @@ def load_cifar10(data_dir: Path | None, download: bool = False) -> ImageDataset:
     return _load("cifar10", data_dir, download, "cifar-10-batches-py", CIFAR10_TRAIN, "test_batch", "labels")
 
 
+def _checked(split: str, images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``images`` as uint8 N x 3 x 32 x 32 and ``labels`` as N class indices 0..9, or one DataError."""
+    x, y = np.asarray(images), np.asarray(labels)
+    if x.dtype != np.uint8 or x.ndim != 4 or x.shape[1:] != (3, 32, 32):
+        raise DataError(
+            f"write_cifar10: {split} images must be uint8 N x 3 x 32 x 32 (0..255, channels first), got "
+            f"{x.dtype} {x.shape}; scale float images with (x * 255).round().astype(np.uint8)"
+        )
+    if (
+        y.shape != (len(x),)
+        or not np.issubdtype(y.dtype, np.integer)
+        or (len(y) and not 0 <= y.min() <= y.max() < 10)
+    ):
+        raise DataError(
+            f"write_cifar10: {split} labels must be {len(x)} integers in 0..9 (one per image), got {y.dtype} "
+            f"{y.shape}" + (f" from {y.min()} to {y.max()}" if y.size and y.ndim == 1 else "")
+        )
+    return x, y
+
+
 def write_cifar10(
     root: Path, train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray]
 ) -> Path:
-    """Write images (N x 3 x 32 x 32 uint8) and labels in the official layout ``load_cifar10`` reads
-    (``<root>/cifar-10-batches-py``: the training set split over five batches, then ``test_batch``),
-    e.g. a subset of CIFAR-10 or data of one's own; returns that folder."""
+    """Write images (uint8 N x 3 x 32 x 32) and labels (0..9) in the official layout ``load_cifar10``
+    reads (``<root>/cifar-10-batches-py``: the training set split over five batches, then ``test_batch``),
+    e.g. a subset of CIFAR-10 or data of one's own; returns that folder. Both splits are checked before
+    anything is written, and a folder that already holds batches is refused."""
+    train_x, train_y = _checked("train", *train)
+    test_x, test_y = _checked("test", *test)
     d = Path(root) / "cifar-10-batches-py"
+    if d.exists() and any(d.iterdir()):
+        raise DataError(f"write_cifar10: {d} is not empty; write to a new root")
     d.mkdir(parents=True, exist_ok=True)
-    parts = zip(np.array_split(train[0], 5), np.array_split(train[1], 5), strict=True)
-    for name, (x, y) in [*zip(CIFAR10_TRAIN, parts, strict=True), ("test_batch", test)]:
-        x = np.asarray(x, dtype=np.uint8)
-        if x.shape[1:] != (3, 32, 32) or len(x) != len(y):
-            raise DataError(
-                f"write_cifar10: expected N x 3 x 32 x 32 images and N labels, got {x.shape} and {len(y)}"
-            )
-        entry = {"data": x.reshape(len(x), 3072), "labels": [int(v) for v in y], "batch_label": name}
+    parts = zip(np.array_split(train_x, 5), np.array_split(train_y, 5), strict=True)
+    for name, (x, y) in [*zip(CIFAR10_TRAIN, parts, strict=True), ("test_batch", (test_x, test_y))]:
+        entry = {"data": x.reshape(len(x), 3072), "labels": y.tolist(), "batch_label": name}
         with open(d / name, "wb") as f:
             pickle.dump(entry, f)
     return d
