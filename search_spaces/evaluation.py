@@ -34,6 +34,17 @@ def evaluate() -> SweepSpec:
     )
 
 
+# A transfer matrix's smoke fidelity, and RobNet supplement Table 4's: PGD-100 at 8/255 crafted on an
+# independently trained copy (another seed) of each source, so even the diagonal is black-box.
+TRANSFER_FIDELITIES = {
+    "smoke": {"data": {"dataset": "digits", "val_fraction": 0.0}, "eval": {"attacks": ("pgd20",)}},
+    "paper": {
+        "data": {"dataset": "cifar10", "val_fraction": 0.0},
+        "eval": {"attacks": ("pgd100",), "transfer_protocol": "independent_copy"},
+    },
+}
+
+
 @register_sweep
 def transfer() -> SweepSpec:
     """One trial per source checkpoint: craft on the source, evaluate every checkpoint (a matrix row)."""
@@ -42,13 +53,7 @@ def transfer() -> SweepSpec:
         description="transfer (black-box) matrix between checkpoints: source x target accuracy + heatmap",
         trainable="transfer",
         fidelities={
-            "smoke": {"data": {"dataset": "digits", "val_fraction": 0.0}, "eval": {"attacks": ("pgd20",)}},
-            # RobNet supplement Table 4: PGD-100 at 8/255 crafted on an independently trained copy
-            # (another seed) of each source, so even the diagonal is black-box.
-            "paper": {
-                "data": {"dataset": "cifar10", "val_fraction": 0.0},
-                "eval": {"attacks": ("pgd100",), "transfer_protocol": "independent_copy"},
-            },
+            **TRANSFER_FIDELITIES,
             # RACL Table 3: PGD-10 at 8/255 crafted on the source itself (white-box diagonal).
             "paper_racl": {
                 "data": {"dataset": "cifar10", "val_fraction": 0.0},

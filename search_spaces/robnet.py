@@ -15,6 +15,7 @@ from typing import Any
 
 from tune_robust.errors import ConfigError
 from tune_robust.models.robnet_codes import CODES, EDGES, LARGE, arch_stats, format_code
+from tune_robust.search_spaces.evaluation import TRANSFER_FIDELITIES
 from tune_robust.sweeps import Grid, SweepSpec, Upstream, Variants, register_sweep
 
 # Separable convs per cell of each computational budget: the conv counts whose networks (C = 36, 20
@@ -276,13 +277,7 @@ def robnet_transfer() -> SweepSpec:
         name="robnet_transfer",
         description="RobNet Table 4: transfer (black-box) PGD matrix between the retrained networks",
         trainable="transfer",
-        fidelities={
-            "smoke": {"data": {"dataset": "digits", "val_fraction": 0.0}, "eval": {"attacks": ("pgd20",)}},
-            "paper": {
-                "data": {"dataset": "cifar10", "val_fraction": 0.0},
-                "eval": {"attacks": ("pgd100",), "transfer_protocol": "independent_copy"},
-            },
-        },
+        fidelities=TRANSFER_FIDELITIES,
         metric="trial_seconds",
         mode="min",
         rank_by="trial_seconds",
