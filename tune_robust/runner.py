@@ -776,10 +776,10 @@ def _execute(p: Plan, trainable: Callable[[dict[str, Any]], None], command: str)
     if resuming and not any(tune_path.glob("experiment_state-*.json")):
         resuming = _restart_unsnapshotted(p)
     ctx = cluster.init_ray(p.options.address, p.options.verbose > 2, p.options.extra_ray_init)
+    dashboard: str | None = getattr(ctx, "dashboard_url", None)
     try:
         if p.options.verbose:
-            url = getattr(ctx, "dashboard_url", None)
-            print(cluster.dashboard_line(url, bool(p.options.address)), flush=True)
+            print(cluster.dashboard_line(dashboard, bool(p.options.address)), flush=True)
         cluster.check_resources(p.needs)  # before anything is written
         p.sweep_dir.mkdir(parents=True, exist_ok=True)
         cluster.check_shared_storage(p.sweep_dir)
@@ -794,7 +794,6 @@ def _execute(p: Plan, trainable: Callable[[dict[str, Any]], None], command: str)
         else:
             tuner = _new_tuner(p, resourced)
         tuner.fit()
-        dashboard: str | None = getattr(ctx, "dashboard_url", None)
     finally:
         ray.shutdown()
     return dashboard
