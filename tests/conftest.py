@@ -6,6 +6,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -44,23 +45,35 @@ def read_parquet(path: Path) -> pd.DataFrame:
         return pd.DataFrame()
 
 
-def kill_sweep_when(cmd: list[str], ready: Callable[[], bool], timeout: float, what: str) -> None:
-    """Start a sweep driver, SIGKILL it once ``ready()`` holds, then end whatever it had started (Ray's
-    local processes) as a crash would."""
-    proc = subprocess.Popen(
-        cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
-    try:
-        deadline = time.time() + timeout
-        while not ready():
-            if time.time() > deadline:
-                raise AssertionError(f"the sweep never reached {what}")
-            time.sleep(0.2)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
+def kill_sweep_when(
+    cmd: list[str], ready: Callable[[], bool], timeout: float, what: str, env: dict[str, str] | None = None
+) -> None:
+    """Start a sweep driver (with ``env`` added to the environment), SIGKILL it once ``ready()`` holds,
+    then end whatever it had started (Ray's local processes) as a crash would."""
+    with tempfile.TemporaryFile() as err:  # a file, not a pipe: a full pipe would stall the driver
+        proc = subprocess.Popen(
+            cmd,
+            cwd=ROOT,
+            env={**os.environ, **(env or {})},
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            start_new_session=True,
+        )
+        try:
+            deadline = time.time() + timeout
+            while not ready():
+                if proc.poll() is not None:
+                    err.seek(0)
+                    tail = err.read().decode(errors="replace")[-2000:]
+                    raise AssertionError(f"the sweep ended (exit {proc.returncode}) before {what}: {tail}")
+                if time.time() > deadline:
+                    raise AssertionError(f"the sweep never reached {what}")
+                time.sleep(0.2)
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
 
 
 def crash_sweep(cmd: list[str], point: str, timeout: float = 300) -> None:

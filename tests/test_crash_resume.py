@@ -67,3 +67,27 @@ def test_killed_at_a_crash_point_resumes_to_exactly_n_configs(tmp_path, search, 
     assert (runs["count"] == ran.reindex(runs.index)).all() and (runs["max"] == runs["count"]).all()
     if point == "suggest:1":
         assert "before its first experiment snapshot" in resumed.stdout
+
+
+def test_snapshot_files_cut_short_by_the_kill_resume_from_the_kept_snapshot(tmp_path):
+    """Ray uploads its snapshot files to storage one by one, non-atomically: a kill during the upload
+    leaves a file cut short (CI saw an empty search_gen_state that made Ray restart the experiment).
+    Here every snapshot file in storage is cut short; the resume takes the copy kept at each snapshot."""
+    d = tmp_path / "wrn_depth_grid"
+    crash_sweep(_cmd(tmp_path, "tpe"), "trial_start:3")
+    cut = sorted(p for p in (d / "tune").iterdir() if p.suffix in (".json", ".pkl") and p.name != "tuner.pkl")
+    assert {p.name.split("-2")[0] for p in cut} >= {"experiment_state", "search_gen_state", "searcher-state"}
+    damage = {p.name: p.read_bytes()[: p.stat().st_size // 3] if p.suffix == ".json" else b"" for p in cut}
+    for p in cut:
+        p.write_bytes(damage[p.name])
+    resumed = subprocess.run(
+        _cmd(tmp_path, "tpe", "--resume"), cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "Failed to restore" not in resumed.stderr
+    trials = pd.read_parquet(d / "trials.parquet")
+    assert len(trials) == N and trials["model.depths"].nunique() == N
+    assert (trials["status"] == "TERMINATED").all()
+    aside = d / "damaged_snapshot"
+    assert {p.name: p.read_bytes() for p in aside.iterdir()} == damage  # set aside, not deleted
+    assert "resuming from the snapshot kept in" in resumed.stdout

@@ -321,10 +321,12 @@ def test_a_damaged_trial_state_at_resume_restarts_that_trial_only(tmp_path):
     rows = tmp_path / "wrn_depth_grid" / "trials.parquet"
 
     def unfinished() -> list[Path]:
-        """State files of trials mid-training: no row yet, and in Ray's experiment snapshot (a trial
-        the snapshot missed is not resumed: its config runs again as a new trial)."""
+        """State files of trials mid-training: no row yet, and in the experiment snapshot the resume
+        will read, the one kept whole at each snapshot (a trial the snapshot missed is not resumed: its
+        config runs again as a new trial)."""
         done = {str(Path(str(c))) for c in read_parquet(rows).get("checkpoint_path", [])}
-        snapshot = "".join(p.read_text() for p in states.glob("experiment_state-*.json"))
+        kept = tmp_path / "wrn_depth_grid" / "snapshot"
+        snapshot = "".join(p.read_text() for p in kept.glob("experiment_state-*.json"))
         return sorted(
             p
             for p in states.glob("*/state/state.pt")
@@ -335,7 +337,11 @@ def test_a_damaged_trial_state_at_resume_restarts_that_trial_only(tmp_path):
         return len(list(states.glob("*/state/state.pt"))) >= 2 and bool(unfinished())
 
     kill_sweep_when(
-        _sweep(tmp_path, "--cpus-per-trial", "1"), two_states_one_midway, 300, "a trial midway and another"
+        _sweep(tmp_path, "--cpus-per-trial", "1"),
+        two_states_one_midway,
+        300,
+        "a trial midway and another",
+        env={"TUNE_GLOBAL_CHECKPOINT_S": "0"},  # a snapshot at every step: the trial is in it at once
     )
     # Ray's worker processes can outlive the killed driver by a moment and save one more epoch: wait
     # until no state file changes, so the damage below is what the resume finds.

@@ -3,8 +3,9 @@ functions count too: a lazy import is still a dependency), and no group of modul
 in a cycle. The layers (README, "Layout and extending"):
 
 0 errors, registry, coercion, plugins, faults -> 1 data, models, attacks -> 2 training methods, evaluation ->
-3 trial config, training loop, results, sweep checkpoints, the Ray cluster -> 4 sweeps, runner, search,
-searchers -> 5 search_spaces, trainables, analysis -> 6 the command line and its Python twin (cli, api).
+3 trial config, training loop, results, sweep checkpoints, the Ray cluster, snapshots -> 4 sweeps, runner,
+search, searchers -> 5 search_spaces, trainables, analysis ->
+6 the command line and its Python twin (cli, api).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ LAYERS: list[tuple[str, int]] = [
     ("tune_robust.results", 3),
     ("tune_robust.checkpoints", 3),
     ("tune_robust.cluster", 3),
+    ("tune_robust.snapshot", 3),
     ("tune_robust.sweeps", 4),
     ("tune_robust.runner", 4),
     ("tune_robust.searchers", 4),

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from tune_robust import cluster
+from tune_robust import cluster, snapshot
 from tune_robust.config import TrialConfig, apply_override, flatten
 from tune_robust.errors import ConfigError
 from tune_robust.results.tracking import check_tracking, tracking_callbacks
@@ -305,7 +305,9 @@ def build_search(p: Plan) -> tuple[Any, Any, list[Any]]:
         objectives=s.get("objectives", ()),
     )
     searcher = _search_method(s["search"]).searcher(inputs)
-    search_alg = SweepSearch(searcher, storage_dir=str(p.sweep_dir / TUNE_DIR))
+    search_alg = SweepSearch(
+        searcher, storage_dir=str(p.sweep_dir / TUNE_DIR), kept_dir=str(p.sweep_dir / snapshot.KEPT_DIR)
+    )
     scheduler, callbacks = None, []
     if s["scheduler"] == "asha":
         # metric/mode come from TuneConfig (the sweep's robust-accuracy metric); time is the epoch.
@@ -773,6 +775,9 @@ def _execute(p: Plan, trainable: Callable[[dict[str, Any]], None], command: str)
     tune_path = p.sweep_dir / TUNE_DIR
     # (Not Tuner.can_restore: it answers True for a run killed before its first snapshot, whose restore
     # then silently runs a 1-trial experiment.)
+    if resuming:
+        for line in snapshot.prepare_resume(p.sweep_dir, TUNE_DIR):
+            print(f"note: {line}", flush=True)
     if resuming and not any(tune_path.glob("experiment_state-*.json")):
         resuming = _restart_unsnapshotted(p)
     ctx = cluster.init_ray(p.options.address, p.options.verbose > 2, p.options.extra_ray_init)

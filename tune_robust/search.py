@@ -18,6 +18,7 @@ from ray.tune.execution.tune_controller import TuneController
 from ray.tune.schedulers import ASHAScheduler, AsyncHyperBandScheduler
 from ray.tune.search import Searcher, SearchGenerator
 
+from tune_robust import snapshot
 from tune_robust.faults import crash_point
 
 logger = logging.getLogger(__name__)
@@ -135,9 +136,12 @@ class SweepSearch(SearchGenerator):
     its length, and the searcher (``reconcile``) holds exactly its trials' configs.
     """
 
-    def __init__(self, searcher: Searcher, storage_dir: str | None = None) -> None:
+    def __init__(
+        self, searcher: Searcher, storage_dir: str | None = None, kept_dir: str | None = None
+    ) -> None:
         super().__init__(searcher)
         self.storage_dir = storage_dir  # where snapshots are synced to (only the crash points use it)
+        self.kept_dir = kept_dir  # where each snapshot is kept whole (tune_robust.snapshot)
         self._saved_count = 0
 
     def create_trial_if_possible(self, experiment_spec: dict) -> Any:
@@ -145,14 +149,18 @@ class SweepSearch(SearchGenerator):
         return super().create_trial_if_possible(experiment_spec)
 
     def save_to_dir(self, dirpath: str, session_str: str) -> None:  # type: ignore[override]
+        """Ray saves the trial list first, then calls this; the snapshot is then kept whole."""
         suggested = self.get_state()["counter"] > self._saved_count
+        experiment = TuneController.CKPT_FILE_TMPL.format(session_str)
         if suggested:
-            experiment = TuneController.CKPT_FILE_TMPL.format(session_str)
             crash_point("experiment_ahead", lambda: self._copy_to_storage(dirpath, [experiment]))
         super().save_to_dir(dirpath, session_str)
+        files = [Searcher.CKPT_FILE_TMPL.format(session_str), self.CKPT_FILE_TMPL.format(session_str)]
         if suggested:
-            files = [Searcher.CKPT_FILE_TMPL.format(session_str), self.CKPT_FILE_TMPL.format(session_str)]
             crash_point("searcher_ahead", lambda: self._copy_to_storage(dirpath, files))
+        kept_dir = getattr(self, "kept_dir", None)  # absent in a search pickled by an older version
+        if kept_dir is not None:
+            snapshot.keep(dirpath, [experiment, *files], kept_dir)
         self._saved_count = self.get_state()["counter"]
 
     def _copy_to_storage(self, dirpath: str, names: Sequence[str]) -> None:
@@ -415,16 +423,17 @@ class SchedulerState(Callback):
     """Saves a trial scheduler's state with the experiment (Ray keeps searcher and callback state,
     not the scheduler's), so ASHA's rungs survive ``Tuner.restore``.
 
-    That state is written after the experiment's and may lag it; at the first step after a restore
-    the rungs are made to agree with the restored trials (``reconcile_rungs``).
+    That state is written after the experiment's and may lag it, or be missing (a file damaged by a
+    kill is set aside, ``tune_robust.snapshot``); at the first step of every run the rungs are made to
+    agree with the trials there are (``reconcile_rungs``; none on a fresh run).
     """
 
     def __init__(self, scheduler: Any) -> None:
         self.scheduler = scheduler
-        self.restored = False
+        self.first_step = True
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "restored": False}
+        return {**self.__dict__, "first_step": True}
 
     def get_state(self) -> dict[str, Any] | None:
         with tempfile.TemporaryDirectory() as d:
@@ -437,11 +446,11 @@ class SchedulerState(Callback):
             path = Path(d) / "scheduler.pkl"
             path.write_bytes(state["scheduler"])
             self.scheduler.restore(str(path))
-        self.restored = True
+        self.first_step = True
 
     def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
-        if self.restored:
-            self.restored = False
+        if getattr(self, "first_step", True):  # absent in a callback pickled by an older version
+            self.first_step = False
             reconcile_rungs(self.scheduler, trials)
 
 

@@ -1,0 +1,99 @@
+"""A killed sweep resumes from a whole snapshot: files Ray's copy to storage cut short are set aside,
+and the copy kept at each snapshot replaces storage's when it is newer or storage's was damaged."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import ray.cloudpickle as cloudpickle
+
+from tune_robust import snapshot
+
+S1, S2 = "2026-12-01_10-00-00", "2026-12-02_10-00-00"
+
+
+def _write(folder: Path, session: str, step: int, *, search: str = "study") -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {"trial_data": [], "runner_data": {"_iteration": step}, "stats": {}}
+    (folder / f"experiment_state-{session}.json").write_text(json.dumps(state))
+    for k in snapshot.SEARCH:
+        (folder / f"{k}-{session}.{'json' if k == 'search_gen_state' else 'pkl'}").write_bytes(
+            cloudpickle.dumps({"search": search, "step": step})
+        )
+
+
+def _search(folder: Path, session: str) -> object:
+    return cloudpickle.loads((folder / f"searcher-state-{session}.pkl").read_bytes())
+
+
+def test_whole_storage_as_new_as_the_kept_copy_is_left_alone(tmp_path):
+    _write(tmp_path / "tune", S1, 7, search="stored")
+    _write(tmp_path / "snapshot", S1, 7, search="kept")
+    assert snapshot.prepare_resume(tmp_path) == []
+    assert _search(tmp_path / "tune", S1) == {"search": "stored", "step": 7}
+    assert not (tmp_path / "damaged_snapshot").exists()
+
+
+def test_a_newer_kept_snapshot_replaces_storage(tmp_path):
+    _write(tmp_path / "tune", S2, 7, search="stored")
+    _write(tmp_path / "snapshot", S2, 9, search="kept")
+    notes = snapshot.prepare_resume(tmp_path)
+    assert len(notes) == 1 and "step 9" in notes[0]
+    assert snapshot.step(tmp_path / "tune" / f"experiment_state-{S2}.json") == 9
+    assert _search(tmp_path / "tune", S2) == {"search": "kept", "step": 9}
+
+
+def test_files_cut_short_are_set_aside_and_the_kept_copy_is_used_even_when_not_newer(tmp_path):
+    tune = tmp_path / "tune"
+    _write(tune, S2, 9, search="stored")
+    cut = tune / f"search_gen_state-{S2}.json"
+    cut.write_bytes(b"")
+    _write(tmp_path / "snapshot", S2, 9, search="kept")
+    notes = snapshot.prepare_resume(tmp_path)
+    assert (tmp_path / "damaged_snapshot" / cut.name).read_bytes() == b""
+    assert "search_gen_state" in notes[0] and "kept" in notes[1]
+    assert cloudpickle.loads(cut.read_bytes()) == {"search": "kept", "step": 9}
+    assert _search(tune, S2) == {"search": "kept", "step": 9}  # the pair comes from one snapshot
+
+
+def test_without_a_kept_copy_ray_falls_back_to_the_last_whole_session(tmp_path):
+    tune = tmp_path / "tune"
+    _write(tune, S1, 4)
+    _write(tune, S2, 9)
+    text = (tune / f"experiment_state-{S2}.json").read_text()
+    (tune / f"experiment_state-{S2}.json").write_text(text[: len(text) // 2])
+    (tune / f"searcher-state-{S2}.pkl").write_bytes(b"\x80\x05")
+    notes = snapshot.prepare_resume(tmp_path)
+    assert len(notes) == 1 and "set aside" in notes[0]
+    assert snapshot.newest(tune, snapshot.EXPERIMENT) == tune / f"experiment_state-{S1}.json"
+    assert snapshot.newest(tune, "searcher-state") == tune / f"searcher-state-{S1}.pkl"
+    assert snapshot.newest(tune, "search_gen_state") == tune / f"search_gen_state-{S2}.json"  # whole: kept
+    assert sorted(p.name for p in (tmp_path / "damaged_snapshot").iterdir()) == [
+        f"experiment_state-{S2}.json",
+        f"searcher-state-{S2}.pkl",
+    ]
+
+
+def test_keep_writes_whole_files_and_only_the_newest_session(tmp_path):
+    staging = tmp_path / "staging"
+    _write(staging, S1, 3)
+    names = sorted(p.name for p in staging.iterdir())
+    snapshot.keep(staging, names, tmp_path / "snapshot")
+    _write(staging, S2, 5)
+    names2 = sorted(p.name for p in staging.glob(f"*{S2}*"))
+    snapshot.keep(staging, names2, tmp_path / "snapshot")
+    assert sorted(p.name for p in (tmp_path / "snapshot").iterdir()) == names2  # no temporary files left
+    assert snapshot.step(tmp_path / "snapshot" / f"experiment_state-{S2}.json") == 5
+
+
+def test_a_searchers_own_json_state_is_whole_and_cut_short_it_is_not(tmp_path):
+    """The grid searcher writes its state as JSON, Optuna's as a pickle: both read back whole."""
+    path = tmp_path / f"searcher-state-{S1}.pkl"
+    text = json.dumps({"configs": [{"model": {"depths": [1, 1, 1]}}], "assigned": {"a": 0}})
+    path.write_text(text)
+    assert snapshot.loads(path)
+    path.write_text(text[:-5])
+    assert not snapshot.loads(path)
+    path.write_bytes(cloudpickle.dumps({"study": 1})[:-3])
+    assert not snapshot.loads(path)

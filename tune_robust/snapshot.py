@@ -1,0 +1,137 @@
+"""Ray Tune's experiment snapshot, kept whole so that a killed sweep always resumes from one.
+
+Ray writes its snapshot (the trial list ``experiment_state-<session>.json``, the search state
+``search_gen_state-<session>.json`` and ``searcher-state-<session>.pkl``, the callbacks'
+``callback-states-<session>.pkl``) to a local staging folder, then copies the folder to storage
+(``<sweep>/tune``) in the background after each snapshot, file by file, writing each in place (a
+snapshot taken while the previous copy runs is not copied). A driver killed during that copy leaves a
+file in storage cut short; Ray's restore then fails, and Ray starts the experiment over.
+
+So every time Ray takes a snapshot, the search algorithm (``tune_robust.search.SweepSearch``) also
+copies the trial list and the search state from staging to ``<sweep>/snapshot`` (``keep``), each file
+written whole and renamed into place. Before ``Tuner.restore``, ``prepare_resume`` sets aside into
+``<sweep>/damaged_snapshot`` every newest snapshot file in storage that does not load, and puts the kept
+files in place of storage's when they are newer (Ray's step counter says so) or when storage's were
+damaged. A kill between two files leaves a trial list and a search state of neighbouring snapshots;
+``SweepSearch.restore_from_dir`` makes the search agree with the trial list either way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+KEPT_DIR = "snapshot"
+ASIDE_DIR = "damaged_snapshot"
+EXPERIMENT = "experiment_state"
+SEARCH = ("search_gen_state", "searcher-state")
+CALLBACKS = "callback-states"
+KINDS = (EXPERIMENT, *SEARCH, CALLBACKS)
+
+
+def kind(name: str) -> str | None:
+    """The snapshot file kind of a file name (``experiment_state-2026-...json`` -> ``experiment_state``)."""
+    return next((k for k in KINDS if name.startswith(k + "-")), None)
+
+
+def _copy_whole(src: Path, dest: Path) -> None:
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, dest)
+
+
+def keep(staging: str | Path, names: Sequence[str], kept_dir: str | Path) -> None:
+    """Copy the snapshot files ``names`` from Ray's staging folder to ``kept_dir``, each written whole
+    and renamed into place; files of earlier sessions there go."""
+    kept = Path(kept_dir)
+    kept.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        _copy_whole(Path(staging) / name, kept / name)
+    for old in kept.iterdir():
+        if kind(old.name) and old.name not in names:
+            old.unlink()
+
+
+_DAMAGE = (OSError, ValueError, EOFError, pickle.UnpicklingError, UnicodeDecodeError, AttributeError)
+
+
+def _load(path: Path) -> object:
+    """A snapshot file's content. Ray writes the trial list as JSON and its own state as a pickle; a
+    searcher's state is in the searcher's format (pickle for Ray's and Optuna's, JSON for the grid)."""
+    import ray.cloudpickle as cloudpickle
+
+    data = path.read_bytes()
+    if kind(path.name) == EXPERIMENT:
+        return json.loads(data)
+    try:
+        return cloudpickle.loads(data)
+    except _DAMAGE:
+        if kind(path.name) != "searcher-state":
+            raise
+        return json.loads(data)
+
+
+def loads(path: Path) -> bool:
+    """Whether a snapshot file reads back whole."""
+    try:
+        _load(path)
+    except _DAMAGE:
+        return False
+    return True
+
+
+def step(path: Path) -> int:
+    """Ray's step counter in an experiment state file (higher: a later snapshot, across sessions)."""
+    state = _load(path)
+    return int(state["runner_data"]["_iteration"])  # type: ignore[index]
+
+
+def newest(folder: Path, kind_: str) -> Path | None:
+    """The file of ``kind_`` Ray restores from: the highest session name."""
+    found = sorted(p for p in folder.glob(f"{kind_}-*") if kind(p.name) == kind_)
+    return found[-1] if found else None
+
+
+def _set_aside(path: Path, aside: Path) -> None:
+    aside.mkdir(exist_ok=True)
+    os.replace(path, aside / path.name)
+
+
+def _set_aside_damaged(tune: Path, aside: Path) -> list[str]:
+    """Set aside every newest file that does not load, until each kind's newest loads (or none is left)."""
+    moved: list[str] = []
+    for k in KINDS:
+        while (path := newest(tune, k)) is not None and not loads(path):
+            _set_aside(path, aside)
+            moved.append(path.name)
+    return moved
+
+
+def prepare_resume(sweep_dir: str | Path, tune_dir: str = "tune") -> list[str]:
+    """Make ``<sweep>/<tune_dir>`` hold the newest whole snapshot before ``Tuner.restore``; returns one
+    note per change made (none when storage's files were whole and as new as the kept ones)."""
+    sweep = Path(sweep_dir)
+    tune, kept_dir, aside = sweep / tune_dir, sweep / KEPT_DIR, sweep / ASIDE_DIR
+    notes: list[str] = []
+    moved = _set_aside_damaged(tune, aside)
+    if moved:
+        notes.append(
+            f"{len(moved)} snapshot file(s) in {tune} did not read back whole (a kill while Ray copied "
+            f"them to storage) and were set aside in {aside}: {', '.join(moved)}"
+        )
+    # Kept files were written whole (renamed into place); only the trial list's step is read.
+    kept = [p for p in sorted(kept_dir.glob("*")) if kind(p.name) in (EXPERIMENT, *SEARCH)]
+    kept_state = next((p for p in kept if kind(p.name) == EXPERIMENT), None)
+    if kept_state is None or not loads(kept_state):
+        return notes
+    stored = newest(tune, EXPERIMENT)
+    incomplete = stored is None or any(newest(tune, k) is None for k in SEARCH)
+    if moved or incomplete or step(kept_state) > step(stored):  # type: ignore[arg-type]
+        for p in kept:
+            _copy_whole(p, tune / p.name)
+        notes.append(f"resuming from the snapshot kept in {kept_dir} (Ray's step {step(kept_state)})")
+    return notes
