@@ -97,3 +97,39 @@ def test_a_searchers_own_json_state_is_whole_and_cut_short_it_is_not(tmp_path):
     assert not snapshot.loads(path)
     path.write_bytes(cloudpickle.dumps({"study": 1})[:-3])
     assert not snapshot.loads(path)
+
+
+def test_a_damaged_callbacks_file_alone_never_brings_in_an_older_kept_snapshot(tmp_path):
+    tune = tmp_path / "tune"
+    _write(tune, S2, 9, search="stored")
+    (tune / f"callback-states-{S2}.pkl").write_bytes(b"")
+    _write(tmp_path / "snapshot", S2, 8, search="kept")
+    notes = snapshot.prepare_resume(tmp_path)
+    assert len(notes) == 1 and "callback-states" in notes[0]
+    assert _search(tune, S2) == {"search": "stored", "step": 9}
+
+
+def test_a_later_session_at_the_same_step_is_later_and_a_partial_kept_set_is_never_used(tmp_path):
+    _write(tmp_path / "tune", S1, 9, search="stored")
+    _write(tmp_path / "snapshot", S2, 9, search="kept")  # a resumed run's first snapshot: same step
+    snapshot.prepare_resume(tmp_path)
+    assert _search(tmp_path / "tune", S2) == {"search": "kept", "step": 9}
+
+    other = tmp_path / "other"
+    _write(other / "tune", S1, 3)
+    _write(other / "snapshot", S2, 5)
+    (other / "snapshot" / f"search_gen_state-{S2}.json").unlink()  # a kill inside the first keep
+    assert snapshot.prepare_resume(other) == []
+    assert snapshot.newest(other / "tune", snapshot.EXPERIMENT).name.endswith(f"{S1}.json")
+
+
+def test_keep_skips_what_staging_lacks_and_a_failed_copy_is_a_warning(tmp_path, caplog):
+    staging = tmp_path / "staging"
+    _write(staging, S1, 3)
+    names = sorted(p.name for p in staging.iterdir())
+    (staging / names[-1]).unlink()
+    snapshot.keep(staging, names, tmp_path / "snapshot")
+    assert sorted(p.name for p in (tmp_path / "snapshot").iterdir()) == names[:-1]
+    (tmp_path / "blocked").write_text("a file where the folder should be")
+    snapshot.keep(staging, names, tmp_path / "blocked")
+    assert "could not keep the experiment snapshot" in caplog.text

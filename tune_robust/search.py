@@ -19,7 +19,7 @@ from ray.tune.schedulers import ASHAScheduler, AsyncHyperBandScheduler
 from ray.tune.search import Searcher, SearchGenerator
 
 from tune_robust import snapshot
-from tune_robust.faults import crash_point
+from tune_robust.faults import armed, crash_point
 
 logger = logging.getLogger(__name__)
 
@@ -158,8 +158,11 @@ class SweepSearch(SearchGenerator):
         files = [Searcher.CKPT_FILE_TMPL.format(session_str), self.CKPT_FILE_TMPL.format(session_str)]
         if suggested:
             crash_point("searcher_ahead", lambda: self._copy_to_storage(dirpath, files))
-        kept_dir = getattr(self, "kept_dir", None)  # absent in a search pickled by an older version
-        if kept_dir is not None:
+        # Keep the snapshot whole (no kept_dir in a search pickled by an older version). The two crash
+        # points model Ray's copy to storage stopping halfway; a kept copy would replace what they
+        # leave, so while one is armed none is made.
+        kept_dir = getattr(self, "kept_dir", None)
+        if kept_dir is not None and not (armed("experiment_ahead") or armed("searcher_ahead")):
             snapshot.keep(dirpath, [experiment, *files], kept_dir)
         self._saved_count = self.get_state()["counter"]
 

@@ -19,11 +19,14 @@ damaged. A kill between two files leaves a trial list and a search state of neig
 from __future__ import annotations
 
 import json
+import logging
 import os
 import pickle
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
+
+logger = logging.getLogger(__name__)
 
 KEPT_DIR = "snapshot"
 ASIDE_DIR = "damaged_snapshot"
@@ -45,15 +48,22 @@ def _copy_whole(src: Path, dest: Path) -> None:
 
 
 def keep(staging: str | Path, names: Sequence[str], kept_dir: str | Path) -> None:
-    """Copy the snapshot files ``names`` from Ray's staging folder to ``kept_dir``, each written whole
-    and renamed into place; files of earlier sessions there go."""
+    """Copy the snapshot files ``names`` (the trial list last) from Ray's staging folder to ``kept_dir``,
+    each written whole and renamed into place; files of earlier sessions there go. A file missing from
+    staging (a searcher that saves no state) is skipped; a failed copy (a full disk) is a warning, not
+    the sweep's end: the resume then takes storage's snapshot, newer than the kept one."""
     kept = Path(kept_dir)
-    kept.mkdir(parents=True, exist_ok=True)
-    for name in names:
-        _copy_whole(Path(staging) / name, kept / name)
-    for old in kept.iterdir():
-        if kind(old.name) and old.name not in names:
-            old.unlink()
+    ordered = sorted(names, key=lambda n: kind(n) == EXPERIMENT)  # a kept trial list has its search beside
+    try:
+        kept.mkdir(parents=True, exist_ok=True)
+        for name in ordered:
+            if (Path(staging) / name).exists():
+                _copy_whole(Path(staging) / name, kept / name)
+        for old in kept.iterdir():
+            if kind(old.name) and old.name not in names:
+                old.unlink()
+    except OSError as e:
+        logger.warning("could not keep the experiment snapshot in %s (%s); a resume uses Ray's copy", kept, e)
 
 
 _DAMAGE = (OSError, ValueError, EOFError, pickle.UnpicklingError, UnicodeDecodeError, AttributeError)
@@ -113,7 +123,11 @@ def _set_aside_damaged(tune: Path, aside: Path) -> list[str]:
 
 def prepare_resume(sweep_dir: str | Path, tune_dir: str = "tune") -> list[str]:
     """Make ``<sweep>/<tune_dir>`` hold the newest whole snapshot before ``Tuner.restore``; returns one
-    note per change made (none when storage's files were whole and as new as the kept ones)."""
+    note per change made (none when storage's files were whole and as new as the kept ones).
+
+    The kept trial list and search state replace storage's when storage has none, when the kept trial
+    list is later, or when it is the same one and storage's search state was damaged. A damaged
+    callbacks' file (ASHA's state) is only set aside: ``SchedulerState`` rebuilds the rungs."""
     sweep = Path(sweep_dir)
     tune, kept_dir, aside = sweep / tune_dir, sweep / KEPT_DIR, sweep / ASIDE_DIR
     notes: list[str] = []
@@ -123,15 +137,26 @@ def prepare_resume(sweep_dir: str | Path, tune_dir: str = "tune") -> list[str]:
             f"{len(moved)} snapshot file(s) in {tune} did not read back whole (a kill while Ray copied "
             f"them to storage) and were set aside in {aside}: {', '.join(moved)}"
         )
-    # Kept files were written whole (renamed into place); only the trial list's step is read.
-    kept = [p for p in sorted(kept_dir.glob("*")) if kind(p.name) in (EXPERIMENT, *SEARCH)]
-    kept_state = next((p for p in kept if kind(p.name) == EXPERIMENT), None)
-    if kept_state is None or not loads(kept_state):
+    # Kept files were written whole (renamed into place), the trial list last; they are used only as
+    # a whole set, and only the trial list's step is read.
+    found = [newest(kept_dir, k) for k in (EXPERIMENT, *SEARCH)]
+    kept = [p for p in found if p is not None]
+    if len(kept) < len(found) or not loads(kept[0]):
         return notes
     stored = newest(tune, EXPERIMENT)
-    incomplete = stored is None or any(newest(tune, k) is None for k in SEARCH)
-    if moved or incomplete or step(kept_state) > step(stored):  # type: ignore[arg-type]
+    if (
+        stored is None
+        or any(newest(tune, k) is None for k in SEARCH)
+        or _order(kept[0]) > _order(stored)
+        or (_order(kept[0]) == _order(stored) and any(kind(n) in SEARCH for n in moved))
+    ):
         for p in kept:
             _copy_whole(p, tune / p.name)
-        notes.append(f"resuming from the snapshot kept in {kept_dir} (Ray's step {step(kept_state)})")
+        notes.append(f"resuming from the snapshot kept in {kept_dir} (Ray's step {step(kept[0])})")
     return notes
+
+
+def _order(path: Path) -> tuple[int, str]:
+    """Which of two trial lists is later: Ray's step, then the session (a resumed run's first snapshot
+    has the step of the one it restored)."""
+    return step(path), path.name
