@@ -120,7 +120,9 @@ def test_a_later_session_at_the_same_step_is_later_and_a_partial_kept_set_is_nev
     _write(other / "snapshot", S2, 5)
     (other / "snapshot" / f"search_gen_state-{S2}.json").unlink()  # a kill inside the first keep
     assert snapshot.prepare_resume(other) == []
-    assert snapshot.newest(other / "tune", snapshot.EXPERIMENT).name.endswith(f"{S1}.json")
+    assert (
+        snapshot.newest(other / "tune", snapshot.EXPERIMENT) == other / "tune" / f"experiment_state-{S1}.json"
+    )
 
 
 def test_keep_skips_what_staging_lacks_and_a_failed_copy_is_a_warning(tmp_path, caplog):
