@@ -9,6 +9,7 @@ test_search.py; these are the rest, about a minute each.)
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -91,3 +92,29 @@ def test_snapshot_files_cut_short_by_the_kill_resume_from_the_kept_snapshot(tmp_
     aside = d / "damaged_snapshot"
     assert {p.name: p.read_bytes() for p in aside.iterdir()} == damage  # set aside, not deleted
     assert "resuming from the snapshot kept in" in resumed.stdout
+
+
+def test_a_snapshot_ray_cannot_restore_is_refused_not_started_over(tmp_path):
+    """A whole file Ray still cannot restore from (here a grid searcher state without its keys): Ray
+    logs the error and would start the sweep over; the resume refuses before running or writing."""
+    d = tmp_path / "wrn_depth_grid"
+    crash_sweep(_cmd(tmp_path, "grid"), "trial_start:3")
+    shutil.rmtree(d / "snapshot")
+    searcher = sorted((d / "tune").glob("searcher-state-*.pkl"))[-1]
+    searcher.write_text("{}")
+
+    def results() -> dict[str, bytes]:  # the sweep's own files and Ray's snapshot (not trial folders,
+        # which a worker outliving the killed driver may still write to)
+        return {
+            str(p.relative_to(d)): p.read_bytes() for p in [*d.glob("*"), *d.glob("tune/*")] if p.is_file()
+        }
+
+    before = results()
+    resumed = subprocess.run(
+        _cmd(tmp_path, "grid", "--resume"), cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
+    assert resumed.returncode == 2, resumed.stderr[-3000:]
+    assert "Ray could not restore the experiment snapshot" in resumed.stderr.splitlines()[-1]
+    after = results()
+    assert {n for n in after if before.get(n) != after[n]} == set()
+    assert "trials.parquet" in after or "epochs.parquet" in after

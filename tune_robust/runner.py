@@ -768,6 +768,7 @@ def _execute(p: Plan, trainable: Callable[[dict[str, Any]], None], command: str)
     from ray import tune
 
     from tune_robust.plugins import with_plugins
+    from tune_robust.search import restoring
 
     # Upstream paths are part of the configs sweep.json stores: fill them in before comparing on resume.
     resolve_upstream(p)
@@ -796,9 +797,10 @@ def _execute(p: Plan, trainable: Callable[[dict[str, Any]], None], command: str)
             tuner = tune.Tuner.restore(
                 str(tune_path), resourced, resume_unfinished=True, resume_errored=False, restart_errored=False
             )
+            with restoring(str(tune_path)):
+                tuner.fit()
         else:
-            tuner = _new_tuner(p, resourced)
-        tuner.fit()
+            _new_tuner(p, resourced).fit()
     finally:
         ray.shutdown()
     return dashboard

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import itertools
 import json
 import logging
 import shutil
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from ray.tune.schedulers import ASHAScheduler, AsyncHyperBandScheduler
 from ray.tune.search import Searcher, SearchGenerator
 
 from tune_robust import snapshot
+from tune_robust.errors import ConfigError
 from tune_robust.faults import armed, crash_point
 
 logger = logging.getLogger(__name__)
@@ -124,6 +126,22 @@ def _assign(configs: Sequence[Mapping[str, Any]], trials: Sequence[SnapshotTrial
     return assigned
 
 
+_restoring: list[str] = []  # the snapshot folder of a resume running in this driver (see ``restoring``)
+
+
+@contextlib.contextmanager
+def restoring(tune_dir: str) -> Iterator[None]:
+    """Mark ``Tuner.restore(...).fit()`` of ``tune_dir`` as running. Ray catches any error of its
+    restore, logs it and starts the experiment over, which would run every config again and move the
+    finished rows to orphaned_trials.parquet at the end; a ``SweepSearch`` handed a fresh experiment
+    while this holds refuses instead, before anything runs or is written."""
+    _restoring.append(tune_dir)
+    try:
+        yield
+    finally:
+        _restoring.pop()
+
+
 class SweepSearch(SearchGenerator):
     """Ray's SearchGenerator whose resume agrees with the experiment snapshot.
 
@@ -143,6 +161,16 @@ class SweepSearch(SearchGenerator):
         self.storage_dir = storage_dir  # where snapshots are synced to (only the crash points use it)
         self.kept_dir = kept_dir  # where each snapshot is kept whole (tune_robust.snapshot)
         self._saved_count = 0
+
+    def add_configurations(self, experiments: Any) -> None:
+        """Ray calls this for a new experiment only, never after restoring one."""
+        if _restoring:
+            raise ConfigError(
+                f"--resume: Ray could not restore the experiment snapshot in {_restoring[-1]} (its error "
+                "is logged above) and would start the sweep over; nothing was run and the finished "
+                "trials stay in trials.parquet. Move the sweep folder away to start over"
+            )
+        super().add_configurations(experiments)
 
     def create_trial_if_possible(self, experiment_spec: dict) -> Any:
         crash_point("suggest")
