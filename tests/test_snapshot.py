@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import ray.cloudpickle as cloudpickle
 
 from tune_robust import snapshot
+from tune_robust.errors import ConfigError
 
 S1, S2 = "2026-12-01_10-00-00", "2026-12-02_10-00-00"
 
@@ -135,3 +137,14 @@ def test_keep_skips_what_staging_lacks_and_a_failed_copy_is_a_warning(tmp_path, 
     (tmp_path / "blocked").write_text("a file where the folder should be")
     snapshot.keep(staging, names, tmp_path / "blocked")
     assert "could not keep the experiment snapshot" in caplog.text
+
+
+def test_a_trial_list_left_without_any_whole_search_state_is_refused(tmp_path):
+    tune = tmp_path / "tune"
+    _write(tune, S1, 4)
+    (tune / f"search_gen_state-{S1}.json").write_bytes(b"")
+    with pytest.raises(ConfigError, match="no whole search_gen_state file"):
+        snapshot.prepare_resume(tmp_path)
+    assert (tmp_path / "damaged_snapshot" / f"search_gen_state-{S1}.json").exists()  # kept, not deleted
+    _write(tmp_path / "snapshot", S1, 4)  # with a whole kept copy the resume goes on
+    assert "kept" in snapshot.prepare_resume(tmp_path)[-1]

@@ -768,7 +768,6 @@ def _execute(p: Plan, trainable: Callable[[dict[str, Any]], None], command: str)
     from ray import tune
 
     from tune_robust.plugins import with_plugins
-    from tune_robust.search import restoring
 
     # Upstream paths are part of the configs sweep.json stores: fill them in before comparing on resume.
     resolve_upstream(p)
@@ -797,8 +796,7 @@ def _execute(p: Plan, trainable: Callable[[dict[str, Any]], None], command: str)
             tuner = tune.Tuner.restore(
                 str(tune_path), resourced, resume_unfinished=True, resume_errored=False, restart_errored=False
             )
-            with restoring(str(tune_path)):
-                tuner.fit()
+            tuner.fit()
         else:
             _new_tuner(p, resourced).fit()
     finally:

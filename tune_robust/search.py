@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import itertools
 import json
 import logging
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -126,22 +125,6 @@ def _assign(configs: Sequence[Mapping[str, Any]], trials: Sequence[SnapshotTrial
     return assigned
 
 
-_restoring: list[str] = []  # the snapshot folder of a resume running in this driver (see ``restoring``)
-
-
-@contextlib.contextmanager
-def restoring(tune_dir: str) -> Iterator[None]:
-    """Mark ``Tuner.restore(...).fit()`` of ``tune_dir`` as running. Ray catches any error of its
-    restore, logs it and starts the experiment over, which would run every config again and move the
-    finished rows to orphaned_trials.parquet at the end; a ``SweepSearch`` handed a fresh experiment
-    while this holds refuses instead, before anything runs or is written."""
-    _restoring.append(tune_dir)
-    try:
-        yield
-    finally:
-        _restoring.pop()
-
-
 class SweepSearch(SearchGenerator):
     """Ray's SearchGenerator whose resume agrees with the experiment snapshot.
 
@@ -163,11 +146,15 @@ class SweepSearch(SearchGenerator):
         self._saved_count = 0
 
     def add_configurations(self, experiments: Any) -> None:
-        """Ray calls this for a new experiment only, never after restoring one."""
-        if _restoring:
+        """Ray calls this for a new experiment only, never after restoring one. Ray catches any error of
+        its restore, logs it and starts the experiment over, which would run every config again and
+        move the finished rows to orphaned_trials.parquet at the end; so a new experiment whose storage
+        already holds a snapshot (the runner starts a sweep afresh only where none exists) is refused,
+        before anything runs. The check reads storage, so it holds in a Ray Client's remote driver too."""
+        if self.storage_dir is not None and any(Path(self.storage_dir).glob("experiment_state-*.json")):
             raise ConfigError(
-                f"--resume: Ray could not restore the experiment snapshot in {_restoring[-1]} (its error "
-                "is logged above) and would start the sweep over; nothing was run and the finished "
+                f"--resume: Ray could not restore the experiment snapshot in {self.storage_dir} (its "
+                "error is logged above) and would start the sweep over; nothing was run and the finished "
                 "trials stay in trials.parquet. Move the sweep folder away to start over"
             )
         super().add_configurations(experiments)

@@ -26,6 +26,8 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
+from tune_robust.errors import ConfigError
+
 logger = logging.getLogger(__name__)
 
 KEPT_DIR = "snapshot"
@@ -142,6 +144,7 @@ def prepare_resume(sweep_dir: str | Path, tune_dir: str = "tune") -> list[str]:
     found = [newest(kept_dir, k) for k in (EXPERIMENT, *SEARCH)]
     kept = [p for p in found if p is not None]
     if len(kept) < len(found) or not loads(kept[0]):
+        _check_search_state(tune, aside)
         return notes
     stored = newest(tune, EXPERIMENT)
     if (
@@ -160,3 +163,15 @@ def _order(path: Path) -> tuple[int, str]:
     """Which of two trial lists is later: Ray's step, then the session (a resumed run's first snapshot
     has the step of the one it restored)."""
     return step(path), path.name
+
+
+def _check_search_state(tune: Path, aside: Path) -> None:
+    """A trial list with no search state beside it cannot continue: Ray would end the sweep at once (no
+    search generator state) or start it over (no searcher state). Refuse with what to do."""
+    missing = [k for k in SEARCH if newest(tune, k) is None]
+    if newest(tune, EXPERIMENT) is not None and missing:
+        raise ConfigError(
+            f"--resume: {tune} holds a trial list but no whole {' or '.join(missing)} file (see {aside}) "
+            f"and no whole copy is kept in {tune.parent / KEPT_DIR}; the search cannot continue. The "
+            "finished trials are in trials.parquet; move the sweep folder away to start over"
+        )
