@@ -778,7 +778,7 @@ def _execute(p: Plan, trainable: Callable[[dict[str, Any]], None], command: str)
     if resuming:
         for line in snapshot.prepare_resume(p.sweep_dir, TUNE_DIR):
             print(f"note: {line}", flush=True)
-    if resuming and not any(tune_path.glob("experiment_state-*.json")):
+    if resuming and snapshot.newest(tune_path, snapshot.EXPERIMENT) is None:
         resuming = _restart_unsnapshotted(p)
     ctx = cluster.init_ray(p.options.address, p.options.verbose > 2, p.options.extra_ray_init)
     dashboard: str | None = getattr(ctx, "dashboard_url", None)

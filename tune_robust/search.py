@@ -151,7 +151,7 @@ class SweepSearch(SearchGenerator):
         move the finished rows to orphaned_trials.parquet at the end; so a new experiment whose storage
         already holds a snapshot (the runner starts a sweep afresh only where none exists) is refused,
         before anything runs. The check reads storage, so it holds in a Ray Client's remote driver too."""
-        if self.storage_dir is not None and any(Path(self.storage_dir).glob("experiment_state-*.json")):
+        if self.storage_dir is not None and snapshot.newest(self.storage_dir, snapshot.EXPERIMENT):
             raise ConfigError(
                 f"--resume: Ray could not restore the experiment snapshot in {self.storage_dir} (its "
                 "error is logged above) and would start the sweep over; nothing was run and the finished "

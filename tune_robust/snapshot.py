@@ -82,7 +82,7 @@ def _load(path: Path) -> object:
     try:
         return cloudpickle.loads(data)
     except _DAMAGE:
-        if kind(path.name) != "searcher-state":
+        if kind(path.name) != SEARCH[1]:  # searcher-state
             raise
         return json.loads(data)
 
@@ -102,9 +102,9 @@ def step(path: Path) -> int:
     return int(state["runner_data"]["_iteration"])  # type: ignore[index]
 
 
-def newest(folder: Path, kind_: str) -> Path | None:
+def newest(folder: str | Path, kind_: str) -> Path | None:
     """The file of ``kind_`` Ray restores from: the highest session name."""
-    found = sorted(p for p in folder.glob(f"{kind_}-*") if kind(p.name) == kind_)
+    found = sorted(p for p in Path(folder).glob(f"{kind_}-*") if kind(p.name) == kind_)
     return found[-1] if found else None
 
 
@@ -147,15 +147,17 @@ def prepare_resume(sweep_dir: str | Path, tune_dir: str = "tune") -> list[str]:
         _check_search_state(tune, aside)
         return notes
     stored = newest(tune, EXPERIMENT)
+    later = _order(kept[0])  # each trial list is read once (the full grid's is 10 MB)
+    stored_order = _order(stored) if stored is not None else None
     if (
-        stored is None
+        stored_order is None
         or any(newest(tune, k) is None for k in SEARCH)
-        or _order(kept[0]) > _order(stored)
-        or (_order(kept[0]) == _order(stored) and any(kind(n) in SEARCH for n in moved))
+        or later > stored_order
+        or (later == stored_order and any(kind(n) in SEARCH for n in moved))
     ):
         for p in kept:
             _copy_whole(p, tune / p.name)
-        notes.append(f"resuming from the snapshot kept in {kept_dir} (Ray's step {step(kept[0])})")
+        notes.append(f"resuming from the snapshot kept in {kept_dir} (Ray's step {later[0]})")
     return notes
 
 
