@@ -28,6 +28,7 @@ LAYERS: list[tuple[str, int]] = [
     ("tune_robust.errors", 0),
     ("tune_robust.registry", 0),
     ("tune_robust.coerce", 0),
+    ("tune_robust.atomic", 0),
     ("tune_robust.faults", 0),
     ("tune_robust.plugins", 0),
     ("tune_robust.data", 1),
