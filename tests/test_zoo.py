@@ -195,7 +195,7 @@ def test_arch_reconfig_written_out_widths_are_the_builders_defaults():
         ("rnascl_train", "paper", 1),
     ],
 )
-def test_issue_4_sweeps_plan_and_validate(name, fidelity, trials, request):
+def test_paper_sweeps_plan_each_config_once_and_validate(name, fidelity, trials, request):
     data_dir = request.getfixturevalue("cifar_dir") if fidelity == "paper" else None
     options = RunOptions(fidelity=fidelity, data_dir=str(data_dir) if data_dir else None)
     p = plan(name, options)  # every trial config is validated here (model kwargs, method vs attack)
