@@ -1,10 +1,10 @@
-"""What each bad input of issue 17 gets from ``sweep.py``, and how fast (results in bench/RESULTS.md).
+"""What each bad input gets from ``sweep.py``, and how fast (results in bench/RESULTS.md).
 
 Each case runs ``python sweep.py wrn_depth_grid ...`` in a fresh process and records the exit code,
-the wall time to that exit, and the last stderr line. Before issue 17 these were: a traceback ending in
-MemoryError (exit 1) for a damaged CIFAR batch, a FileNotFoundError traceback for a missing results
-parent, a sweep that hung with its trial pending for --cpus-per-trial 64, and a ConnectionError
-traceback after about 20 s for an address nothing answers at.
+the wall time to that exit, and the last stderr line. Without the up-front checks these were: a
+traceback ending in MemoryError (exit 1) for a damaged CIFAR batch, a FileNotFoundError traceback for a
+missing results parent, a sweep that hung with its trial pending for --cpus-per-trial 64, and a
+ConnectionError traceback after about 20 s for an address nothing answers at.
 
 Run: python bench/bad_input.py
 """
@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def damaged_cifar(root: Path) -> Path:
     """Official-layout CIFAR-10 batches (random images), data_batch_3 replaced by 1,000 bytes that
-    announce a 2**62-byte object (the MemoryError of the issue's report)."""
+    announce a 2**62-byte object (unpickling it raises MemoryError)."""
     from tune_robust.data.cifar import write_cifar10
 
     images = np.random.default_rng(0).integers(0, 256, (24, 3, 32, 32), dtype=np.uint8)

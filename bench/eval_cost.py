@@ -1,4 +1,4 @@
-"""The evaluation suite before and after the cost floor (issue 18), side by side in one run.
+"""The evaluation suite before and after the cost floor, side by side in one run.
 
 Trains a few configs of the default grid (``wrn_depth_grid`` at smoke fidelity: digits, 5 epochs of
 PGD-3 AT) once, then runs the end-of-trial suite of that fidelity (FGSM + PGD-20 on the 359 test images,

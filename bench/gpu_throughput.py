@@ -1,4 +1,4 @@
-"""GPU throughput of PGD-AT (issue 18): WRN-34-10, PGD-10 adversarial training on CIFAR-shaped data.
+"""GPU throughput of PGD-AT: WRN-34-10, PGD-10 adversarial training on CIFAR-shaped data.
 
 ``train``: images/s of our training loop (tune_robust's Trainer: the split on the device, batch-wise
 augmentation, input-only attack gradients with BatchNorm in eval mode while crafting) under bf16

@@ -1,4 +1,4 @@
-"""RACL's search, measured (issue 15; results in bench/RESULTS.md).
+"""RACL's search, measured (results in bench/RESULTS.md).
 
 - ``cost``: one search epoch (architecture step + weight step per batch) of the RACL supernet against
   plain PC-DARTS on the same supernet (``pcdarts_supernet``: softmax weights, no Lipschitz terms), same

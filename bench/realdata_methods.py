@@ -1,4 +1,4 @@
-"""Real-data checks of the training methods (issue 4), outside Ray so each epoch can be timed.
+"""Real-data checks of the training methods, outside Ray so each epoch can be timed.
 
 mnist: ``fast`` and ``pgd_at`` on ../shared/data/mnist-subset (14,262 train / 10,000 test) at eps 0.3,
     evaluated with PGD-50 x 10 restarts (step 0.01, Wong et al.'s MNIST evaluation) on the first

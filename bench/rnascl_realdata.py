@@ -1,4 +1,4 @@
-"""RNAS-CL on real images (issue 16; results in bench/RESULTS.md).
+"""RNAS-CL on real images (results in bench/RESULTS.md).
 
 On the CIFAR-10 subset (../shared/data/cifar-10-subset): a PGD-AT teacher trained here, then the same
 S3 student space searched and trained twice, as RNAS-CL (CE + KL + cross-layer attention from the

@@ -1,4 +1,4 @@
-"""Proxy fidelity of RobNet's finetune ranking on real images (issue 14; results in bench/RESULTS.md).
+"""Proxy fidelity of RobNet's finetune ranking on real images (results in bench/RESULTS.md).
 
 Does the ranking of sampled architectures after a short PGD-AT finetune from the supernet's weights
 (the supplement's 3 epochs) agree with the ranking after longer training of the same architectures from

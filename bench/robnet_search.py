@@ -1,4 +1,4 @@
-"""RobNet's one-shot search, measured (issue 14; results in bench/RESULTS.md).
+"""RobNet's one-shot search, measured (results in bench/RESULTS.md).
 
 - ``step``: a PGD-7 AT epoch of the supernet running one sampled code against the standalone network
   of that code with the inherited weights (the same training loop, same batches): what weight sharing
