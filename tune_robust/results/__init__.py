@@ -37,11 +37,11 @@ epochs.parquet, one row per trial and epoch, keyed by (trial_id, epoch):
     probe_pgd_acc (Fast AT: PGD accuracy on its fixed training batch), stopped_early,
     train_attack_passes, val_attack_passes (this epoch's), epoch_end_time (unix seconds).
 
-Version 2 (issue 4): the training method moved from ``train.method`` to the ``method`` section
-(``method.name`` plus its options, e.g. ``method.beta``); stopped_early and probe_pgd_acc were added.
-
-Version 3 (issue 5): cost and strategy columns; wall_seconds now sums the runs of a restarted trial.
-``tune_robust.analysis.load_sweep`` reads versions 1-3 (version 1's ``train.method`` becomes ``method.name``).
+Schema versions: version 1 names the training method in ``train.method``; version 2 has the
+``method`` section (``method.name`` plus its options, e.g. ``method.beta``) and the stopped_early and
+probe_pgd_acc columns; version 3 adds the cost and strategy columns, and its wall_seconds sums the runs
+of a restarted trial. ``tune_robust.analysis.load_sweep`` reads versions 1-3 (version 1's
+``train.method`` becomes ``method.name``).
 
 Tables reported by trials, one file each, keyed by trial_id (schema_version, sweep, trial_id, ...):
     lipschitz.parquet      table, attack, x (block index), label (block name or "logits"), value
