@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from tune_robust.results.writer import EPOCHS_FILE, SCHEMA_VERSION, TABLES, TRIAL_METRICS, TRIALS_FILE
+from tune_robust.results.schema import SCHEMA_VERSION, TRIAL_METRICS
+from tune_robust.results.writer import EPOCHS_FILE, TABLES, TRIALS_FILE
 
 # Column -> dtype for the columns every sweep writes (others keep what Parquet stored).
 _CATEGORIES = ("sweep", "fidelity", "status", "search", "scheduler", "val_split", "device")

@@ -9,7 +9,7 @@ from typing import Any
 from tune_robust.analysis.architectures import ranking_per_group
 from tune_robust.analysis.plots import transfer_heatmap, transfer_matrix
 from tune_robust.analysis.stats import cost_totals
-from tune_robust.runner import Plan, varying_keys
+from tune_robust.run import Plan, varying_keys
 
 
 def summarize(p: Plan, dashboard: str | None = None, top: int = 10) -> dict[str, Any]:
@@ -23,7 +23,7 @@ def summarize(p: Plan, dashboard: str | None = None, top: int = 10) -> dict[str,
     out["n_error"] = int((df["status"] == "ERROR").sum()) if len(df) else 0
     # Fewer rows than planned trials after the run returned: it was stopped (Ctrl-C / SIGINT, which
     # Ray Tune turns into a final experiment snapshot) and --resume continues it.
-    out["n_planned"] = int(p.strategy.get("num_samples", len(p.configs)))
+    out["n_planned"] = p.num_trials
     out["interrupted"] = out["n_finished"] + out["n_error"] < out["n_planned"]
     out["table"] = pd.DataFrame()
     out["warnings"] = []
@@ -49,7 +49,7 @@ def summarize(p: Plan, dashboard: str | None = None, top: int = 10) -> dict[str,
     elif p.spec.rank_within and len(ok) and p.spec.rank_within in ok:
         out["table"] = ranking_per_group(ok, by=p.spec.rank_within, metric=p.spec.rank_by, top=3)
     elif len(ok) and p.spec.rank_by in ok:
-        keys = [k for k in varying_keys(p) if not k.startswith(("upstream.", "eval.label"))]
+        keys = [k for k in varying_keys(p.points) if not k.startswith(("upstream.", "eval.label"))]
         if "eval.label" in ok and "checkpoint_label" not in ok and ok["eval.label"].nunique() > 1:
             keys.insert(0, "eval.label")  # trials an upstream added (robnet_retrain's searched codes)
         metrics = [c for c in ok if c.startswith("test_") and c.endswith("_acc")]

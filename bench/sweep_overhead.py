@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import tempfile
 import time
 
@@ -38,15 +39,18 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         p = plan("wrn_depth_grid", RunOptions(sets=("model.depths=3,3,3",), results_dir=tmp, verbose=0))
-        base = p.configs[0]
-        p.configs = []
-        p.points = []
+        configs = []
         for seed in range(args.trials):
-            cfg = copy.deepcopy(base)
+            cfg = copy.deepcopy(dict(p.configs[0]))
             cfg["train"]["seed"] = seed
-            p.configs.append(cfg)
-            p.points.append({"train.seed": seed})
-        p.strategy["num_samples"] = args.trials  # (planned from the one pinned config above)
+            configs.append(cfg)
+        # The one pinned config above, once per seed.
+        p = dataclasses.replace(
+            p,
+            configs=tuple(configs),
+            points=tuple({"train.seed": seed} for seed in range(args.trials)),
+            strategy=dataclasses.replace(p.strategy, num_samples=args.trials),
+        )
         start = time.perf_counter()
         summary = run_plan(p)
         ray_time = time.perf_counter() - start

@@ -29,7 +29,8 @@ from tune_robust.data import load_dataset
 from tune_robust.data.cifar import write_cifar10
 from tune_robust.errors import ConfigError, DataError
 from tune_robust.results.writer import ResultsWriter
-from tune_robust.runner import RunOptions, _write_state, driver_lock, plan
+from tune_robust.run import RunOptions, plan
+from tune_robust.run.resume import driver_lock, write_state
 from tune_robust.training.loop import STATE_FILE, Trainer
 
 SMALL = ["--max-trials", "1", "--set", "train.epochs=2", "-q"]
@@ -199,7 +200,7 @@ def test_a_second_driver_on_the_same_sweep_is_refused_and_a_dead_ones_lock_is_fr
 
 def test_a_finished_sweep_is_not_touched_without_resume_nor_resumed_with_other_options(tmp_path, capsys):
     first = plan("wrn_depth_grid", RunOptions(results_dir=str(tmp_path), max_trials=1))
-    _write_state(first, "python sweep.py wrn_depth_grid --max-trials 1")
+    write_state(first, "python sweep.py wrn_depth_grid --max-trials 1")
     state = (tmp_path / "wrn_depth_grid" / "sweep.json").read_text()
     assert main(["wrn_depth_grid", "--results-dir", str(tmp_path), *SMALL]) == 2
     assert "already holds results" in _error_line(capsys)

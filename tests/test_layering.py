@@ -3,8 +3,8 @@ functions count too: a lazy import is still a dependency), and no group of modul
 in a cycle. The layers (README, "Layout and extending"):
 
 0 errors, registry, coercion, plugins, faults -> 1 data, models, attacks -> 2 training methods, evaluation ->
-3 trial config, training loop, results, sweep checkpoints, the Ray cluster, snapshots -> 4 sweeps, runner,
-search, searchers -> 5 search_spaces, trainables, analysis ->
+3 trial config, training loop, results, the Ray cluster, snapshots -> 4 sweeps, planning and running
+(run), the Ray search glue, searchers -> 5 search_spaces, trainables, analysis ->
 6 the command line and its Python twin (cli, api).
 """
 
@@ -39,11 +39,10 @@ LAYERS: list[tuple[str, int]] = [
     ("tune_robust.evaluation", 2),
     ("tune_robust.config", 3),
     ("tune_robust.results", 3),
-    ("tune_robust.checkpoints", 3),
     ("tune_robust.cluster", 3),
     ("tune_robust.snapshot", 3),
     ("tune_robust.sweeps", 4),
-    ("tune_robust.runner", 4),
+    ("tune_robust.run", 4),
     ("tune_robust.searchers", 4),
     ("tune_robust.search", 4),
     ("tune_robust.search_spaces", 5),
@@ -148,9 +147,9 @@ def test_every_module_has_a_layer_and_the_scan_sees_the_application_folders():
 
 def test_the_checks_see_an_upward_import_and_a_cycle(tmp_path):
     fake = tmp_path / "probe.py"
-    fake.write_text("def f():\n    from tune_robust.runner import plan\n")
-    assert "tune_robust.runner" in imported(fake)
-    assert layer("tune_robust.runner") > layer("tune_robust.attacks.pgd")  # type: ignore[operator]
+    fake.write_text("def f():\n    from tune_robust.run import plan\n")
+    assert "tune_robust.run" in imported(fake)
+    assert layer("tune_robust.run") > layer("tune_robust.attacks.pgd")  # type: ignore[operator]
     assert cycles({"a.x": {"a.y"}, "a.y": {"a.z"}, "a.z": {"a.x"}, "a": {"a.x"}}) == [
         ["a.x", "a.y", "a.z", "a.x"]
     ]

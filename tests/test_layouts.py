@@ -388,20 +388,20 @@ def test_evaluate_the_autoattack_resnet18_through_sweep_py(tmp_path, cifar_dir):
 def test_the_driver_checks_every_plain_upstream_checkpoint_before_ray(tmp_path):
     """Plain files the trial builds as its model.arch must fit it; a plain teacher names no architecture."""
     from tune_robust.config import TrialConfig
-    from tune_robust.runner import _check_checkpoint
+    from tune_robust.run.validate import check_checkpoint
 
     path = tmp_path / "preact.pt"
     torch.save(_PreActResNet18().state_dict(), path)
     tc = TrialConfig.from_dict({"model": {"arch": "preact_resnet18"}, "data": {"dataset": "cifar10"}})
     for key in ("model", "init", "source", "target:b"):
-        _check_checkpoint(key, str(path), tc)  # fits: no error
+        check_checkpoint(key, str(path), tc)  # fits: no error
     wrong = TrialConfig.from_dict({"model": {"arch": "resnet18"}, "data": {"dataset": "cifar10"}})
     for key in ("init", "target:b"):
         with pytest.raises(
             ConfigError, match=r"its tensors fit preact_resnet18; pass --set model\.arch=preact_resnet18"
         ):
-            _check_checkpoint(key, str(path), wrong)
+            check_checkpoint(key, str(path), wrong)
     with pytest.raises(
         ConfigError, match=r"upstream\.teacher: .* is a plain state dict, which names no architecture"
     ):
-        _check_checkpoint("teacher", str(path), tc)
+        check_checkpoint("teacher", str(path), tc)

@@ -15,7 +15,7 @@ from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from tune_robust.results.callback import ParquetCallback
-from tune_robust.runner import RunOptions, plan
+from tune_robust.run import RunOptions, plan
 from tune_robust.search import (
     ASHA,
     ChoiceSearcher,

@@ -17,7 +17,7 @@ from conftest import crash_sweep
 from conftest import read_parquet as _read
 
 from tune_robust import cli
-from tune_robust.runner import RunOptions, plan
+from tune_robust.run import RunOptions, plan
 from tune_robust.search import GridEncoding
 from tune_robust.sweeps import get_sweep
 
@@ -91,13 +91,15 @@ def test_bad_strategy_is_one_clear_line(capsys, tmp_path, args, message):
 
 def test_strategy_defaults_and_fingerprint():
     p = plan("wrn_depth_grid", RunOptions(search="nsga2", search_seed=3))
-    assert p.strategy["num_samples"] == 32 and p.strategy["objectives"] == [
-        "val_robust_acc:max",
-        "params:min",
-    ]
+    assert p.strategy.num_samples == 32 and p.strategy.objectives == ("val_robust_acc:max", "params:min")
     assert p.fingerprint()["strategy"]["search_seed"] == 3
     grid = plan("wrn_depth_grid", RunOptions())
-    assert grid.strategy == {"search": "grid", "scheduler": "fifo", "search_seed": 0, "num_samples": 125}
+    assert grid.fingerprint()["strategy"] == {
+        "search": "grid",
+        "scheduler": "fifo",
+        "search_seed": 0,
+        "num_samples": 125,
+    }
 
 
 def _cmd(results: Path, *extra: str) -> list[str]:
@@ -226,11 +228,12 @@ def test_choice_searcher_hands_out_grid_configs_and_feeds_optuna():
     assert restored.suggest("t2") == searcher.suggest("t2")
 
 
-def test_resume_refuses_another_strategy_but_accepts_pre_strategy_state(tmp_path):
+def test_resume_refuses_another_strategy(tmp_path):
     import json
 
     from tune_robust.errors import ConfigError
-    from tune_robust.runner import SWEEP_FILE, check_results_dir
+    from tune_robust.run.options import SWEEP_FILE
+    from tune_robust.run.resume import check_results_dir
 
     first = plan("wrn_depth_grid", RunOptions(results_dir=str(tmp_path), max_trials=3))
     first.sweep_dir.mkdir(parents=True)
@@ -241,11 +244,5 @@ def test_resume_refuses_another_strategy_but_accepts_pre_strategy_state(tmp_path
     asha = plan(
         "wrn_depth_grid", RunOptions(results_dir=str(tmp_path), max_trials=3, resume=True, scheduler="asha")
     )
-    with pytest.raises(ConfigError, match="search strategy"):
-        check_results_dir(asha)
-    # A sweep.json written before strategies existed resumes as the plain grid run it was.
-    del state["fingerprint"]["strategy"]
-    (first.sweep_dir / SWEEP_FILE).write_text(json.dumps(state))
-    assert check_results_dir(again) is True
-    with pytest.raises(ConfigError, match="--max-trials 3"):
+    with pytest.raises(ConfigError, match="search strategy.*--max-trials 3"):
         check_results_dir(asha)

@@ -15,7 +15,7 @@ from tune_robust.errors import ConfigError
 from tune_robust.evaluation.metrics import feature_blocks
 from tune_robust.models import MODELS, create_model, profile_model, reconfigure
 from tune_robust.models.darts import GENOTYPES
-from tune_robust.runner import RunOptions, plan
+from tune_robust.run import RunOptions, plan
 
 
 # RobNet supplement Table 3 (CIFAR-10, 10 classes), millions of parameters.
@@ -178,7 +178,8 @@ def test_arch_reconfig_written_out_widths_are_the_builders_defaults():
         ("at_methods", "paper", 6),
         ("arch_reconfig", "smoke", 8),
         ("arch_reconfig", "paper", 8),
-        # the one-shot searches' grid stages (their upstream-fed trials are added when they run)
+        # the one-shot searches' grid stages (no earlier stage has run: optional upstream trials are
+        # left out, and RNAS-CL's required teachers are the stand-ins of _teacher_results)
         ("robnet_supernet", "paper", 2),
         # (validating 150 / 300 RobNet configs takes 35 / 60 s: with the slow tests)
         pytest.param("robnet_finetune", "paper", 150, marks=pytest.mark.slow),
@@ -195,15 +196,50 @@ def test_arch_reconfig_written_out_widths_are_the_builders_defaults():
         ("rnascl_train", "paper", 1),
     ],
 )
-def test_paper_sweeps_plan_each_config_once_and_validate(name, fidelity, trials, request):
+def test_paper_sweeps_plan_each_config_once_and_validate(name, fidelity, trials, request, tmp_path):
     data_dir = request.getfixturevalue("cifar_dir") if fidelity == "paper" else None
-    options = RunOptions(fidelity=fidelity, data_dir=str(data_dir) if data_dir else None)
+    if name.startswith("rnascl_") and name != "rnascl_teacher":
+        _teacher_results(tmp_path)
+    options = RunOptions(
+        fidelity=fidelity, data_dir=str(data_dir) if data_dir else None, results_dir=str(tmp_path)
+    )
     p = plan(name, options)  # every trial config is validated here (model kwargs, method vs attack)
     # The paper's number of configs, each a different trial (no grid point twice, none lost), except
     # wrn_width_grid's documented repeats: w10-10-10 once per stage panel of Huang et al.'s figure
     repeats = 2 if name == "wrn_width_grid" else 0
     keys = {json.dumps(c, sort_keys=True, default=str) for c in p.configs}
     assert len(p.configs) == trials and len(keys) == trials - repeats
+
+
+def _teacher_results(results):
+    """rnascl_teacher's results as the RNAS-CL stages read them: a finished WRT-34 and R-18 row, each
+    with a checkpoint of ours for CIFAR-10 (a tiny WRN: planning checks classes and channels only)."""
+    folder = results / "rnascl_teacher"
+    folder.mkdir(parents=True)
+    rows = []
+    for label in ("WRT-34", "R-18"):
+        path = folder / f"{label}.pt"
+        model = create_model("wrn", num_classes=10, in_channels=3, depths=(1, 1, 1), widths=(1, 1, 1))
+        torch.save(
+            {
+                "arch": "wrn",
+                "kwargs": {},
+                "num_classes": 10,
+                "in_channels": 3,
+                "state_dict": model.state_dict(),
+            },
+            path,
+        )
+        rows.append(
+            {
+                "trial_id": label,
+                "status": "TERMINATED",
+                "checkpoint_path": str(path),
+                "best_robust_acc": 0.5,
+                "eval.label": label,
+            }
+        )
+    pd.DataFrame(rows).to_parquet(folder / "trials.parquet")
 
 
 def test_variants_take_set_overrides_and_paper_widths_match_table_1():

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from tune_robust.analysis.summary import summarize
-from tune_robust.runner import Plan, RunOptions, describe, execute, plan
+from tune_robust.run import Plan, RunOptions, describe, execute, plan
 from tune_robust.trainables import get_trainable
 
 __all__ = ["Plan", "RunOptions", "describe", "plan", "run_plan"]

@@ -238,7 +238,6 @@ def main(argv: list[str] | None = None) -> int:
         p = plan(args.name, run_options(args, loaded))
         if args.dry_run:
             print(describe(p))
-            print(f"{p.strategy['num_samples']} trials")
             return 0
         summary = run_plan(p, shlex.join(["python", "sweep.py", *argv]))
     except ConfigError as e:

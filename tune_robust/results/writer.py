@@ -15,63 +15,22 @@ import pandas as pd
 
 from tune_robust.config import TrialConfig, flatten
 from tune_robust.errors import ConfigError
+from tune_robust.results.schema import (
+    ARCH_STEP_PREFIX,
+    EPOCH_COLUMNS,
+    EVAL_KEYS,
+    EVAL_PREFIXES,
+    SCHEMA_VERSION,
+    TRIAL_METRICS,
+)
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 3
 TRIALS_FILE = "trials.parquet"
 ORPHANS_FILE = "orphaned_trials.parquet"
 EPOCHS_FILE = "epochs.parquet"
 # Extra tables a trial may report (``eval_tables`` in its final result), one file each, keyed by trial.
 TABLES = ("lipschitz", "acc_vs_eps", "acc_vs_steps", "transfer")
-# Final-report keys with these prefixes are evaluation-suite columns of trials.parquet.
-EVAL_PREFIXES = ("test_", "stability_", "lipschitz_", "sanity_", "last_test_", "last_stability_", "last_lipschitz_", "last_sanity_", "last_suspect_", "arch_", "fsp_")
-# "arch": a searched architecture's versioned record (JSON), "arch_*" its statistics; "fsp_*" and
-# "screened_out": the FSP screen of its inherited weights (tune_robust.training.loop.Trainer.screen).
-EVAL_KEYS = ("suspect_gradient_masking", "eval_attacks", "attack_grad_passes", "eval_suite_seconds", "checkpoint", "checkpoint_label", "arch", "screened_out")
-
-TRIAL_METRICS = (
-    "params",
-    "macs",
-    "final_clean_acc",
-    "final_robust_acc",
-    "best_clean_acc",
-    "best_robust_acc",
-    "best_epoch",
-    "best_val_robust_acc",
-    "eval_attack",
-    "train_attack",
-    "stopped_early",
-    "test_examples",
-    "device",
-    "hostname",
-    "node_id",
-    "resumed_from_epoch",
-    "resume_warning",
-    "total_train_attack_passes",
-    "total_val_attack_passes",
-)
-EPOCH_COLUMNS = (
-    "train_loss",
-    "train_acc",
-    "lr",
-    "train_seconds",
-    "train_examples",
-    "val_split",
-    "val_clean_acc",
-    "val_robust_acc",
-    "eval_seconds",
-    "best_epoch",
-    "best_val_robust_acc",
-    "probe_pgd_acc",
-    "stopped_early",
-    "train_attack_passes",
-    "val_attack_passes",
-    "epoch_end_time",
-)
-
-# Epoch metrics of a differentiable search's architecture step (search_constraint, search_theta, ...).
-SEARCH_PREFIX = "search_"
 
 
 def _cell(v: Any) -> Any:
@@ -211,7 +170,7 @@ class ResultsWriter:
         row["epoch"] = epoch
         row.update({k: result.get(k) for k in EPOCH_COLUMNS})
         # a differentiable search's architecture-step numbers (tune_robust.training.arch_step)
-        row.update({k: v for k, v in result.items() if k.startswith(SEARCH_PREFIX)})
+        row.update({k: v for k, v in result.items() if k.startswith(ARCH_STEP_PREFIX)})
         with self._lock:
             self.epochs[(trial_id, epoch)] = row
             self._epochs_dirty = True

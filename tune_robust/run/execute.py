@@ -1,0 +1,131 @@
+"""Run a plan on Ray Tune: start (or join) Ray, start or restore the experiment, wait for it. The plan is
+only read; the results land in ``plan.sweep_dir`` (``tune_robust.analysis.summarize`` reads them)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from tune_robust import cluster, snapshot
+from tune_robust.results.tracking import tracking_callbacks
+from tune_robust.run import resume
+from tune_robust.run.options import SWEEP_FILE, TUNE_DIR, Plan
+from tune_robust.run.strategy import search_method
+
+
+def execute(p: Plan, trainable: Callable[[dict[str, Any]], None], command: str = "") -> str | None:
+    """Run (or resume) ``p`` with ``trainable`` (the function Ray Tune runs per trial, e.g.
+    ``tune_robust.trainables.get_trainable(p.spec.trainable)``); returns the Ray dashboard's address
+    (None without one)."""
+    cluster.no_gpu_locally(p.gpus, p.options.address)
+    for note in p.notes:
+        print(f"note: {note}", flush=True)
+    with resume.driver_lock(p, command):
+        restoring = resume.prepare(p)
+        return _run(p, trainable, command, restoring)
+
+
+def _run(p: Plan, trainable: Callable[[dict[str, Any]], None], command: str, restoring: bool) -> str | None:
+    import ray
+    from ray import tune
+
+    from tune_robust.plugins import with_plugins
+
+    ctx = cluster.init_ray(p.options.address, p.options.verbose > 2, p.options.extra_ray_init)
+    dashboard: str | None = getattr(ctx, "dashboard_url", None)
+    try:
+        if p.options.verbose:
+            print(cluster.dashboard_line(dashboard, bool(p.options.address)), flush=True)
+        cluster.check_resources(p.needs)  # before anything is written
+        p.sweep_dir.mkdir(parents=True, exist_ok=True)
+        cluster.check_shared_storage(p.sweep_dir)
+        if not (p.sweep_dir / SWEEP_FILE).exists():
+            resume.write_state(p, command)
+        resourced = tune.with_resources(with_plugins(trainable, p.options.plugins), p.resources)
+        if restoring:
+            tune.Tuner.restore(
+                str(p.sweep_dir / TUNE_DIR),
+                resourced,
+                resume_unfinished=True,
+                resume_errored=False,
+                restart_errored=False,
+            ).fit()
+        else:
+            new_tuner(p, resourced).fit()
+    finally:
+        ray.shutdown()
+    return dashboard
+
+
+def build_search(p: Plan) -> tuple[Any, Any, list[Any]]:
+    """(search_alg, scheduler, extra callbacks) for ``p.strategy``."""
+    from tune_robust.search import ASHA, SchedulerState, SweepSearch
+    from tune_robust.searchers import SearchInputs
+
+    s = p.strategy
+    inputs = SearchInputs(
+        configs=[dict(c) for c in p.configs],
+        space=p.spec.space_for(p.options.fidelity),
+        pinned={item.split("=", 1)[0].strip(): True for item in p.options.sets},
+        num_samples=s.num_samples,
+        seed=s.search_seed,
+        objectives=s.objectives,
+    )
+    searcher = search_method(s.search).searcher(inputs)
+    search_alg = SweepSearch(
+        searcher, storage_dir=str(p.sweep_dir / TUNE_DIR), kept_dir=str(p.sweep_dir / snapshot.KEPT_DIR)
+    )
+    if s.scheduler != "asha":
+        return search_alg, None, []
+    # metric/mode come from TuneConfig (the sweep's robust-accuracy metric); time is the epoch.
+    scheduler = ASHA(
+        time_attr="epoch", max_t=s.max_t, grace_period=s.grace_period, reduction_factor=s.reduction_factor
+    )
+    return search_alg, scheduler, [SchedulerState(scheduler)]
+
+
+def console_callbacks(p: Plan) -> list[Any]:
+    """The live progress line, at the default verbosity."""
+    from tune_robust.results.progress import ProgressLine
+
+    if p.options.verbose != 1:
+        return []
+    return [ProgressLine(p.num_trials, p.spec.metric, p.spec.mode)]
+
+
+def new_tuner(p: Plan, trainable: Any) -> Any:
+    """A fresh Tuner for ``p``: its search, scheduler, and the Parquet and JSON logger callbacks."""
+    from ray import tune
+    from ray.tune.logger import JsonLoggerCallback
+
+    from tune_robust.results.callback import ParquetCallback
+
+    s = p.strategy
+    columns: dict[str, Any] = {"search": s.search, "scheduler": s.scheduler, "search_seed": s.search_seed}
+    columns["plugins"] = ", ".join(pl.label() for pl in p.options.plugins) or None
+    callback = ParquetCallback(p.sweep_dir, p.spec.name, p.options.fidelity, columns)
+    search_alg, scheduler, extra_callbacks = build_search(p)
+    o = p.options
+    tracking = tracking_callbacks(o.track, o.mlflow_uri, o.results_dir, p.spec.name, o.fidelity)
+    return tune.Tuner(
+        trainable,
+        param_space={},
+        tune_config=tune.TuneConfig(
+            metric=p.spec.metric,
+            mode=p.spec.mode,
+            search_alg=search_alg,
+            scheduler=scheduler,
+            num_samples=s.num_samples,
+            reuse_actors=True,
+        ),
+        run_config=tune.RunConfig(
+            name=TUNE_DIR,
+            storage_path=str(p.sweep_dir),
+            failure_config=tune.FailureConfig(max_failures=o.max_failures),
+            # Checkpoints are small markers (the state lives in one directory per trial), so
+            # all are kept and a resume never meets a deleted one.
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
+            callbacks=[callback, JsonLoggerCallback(), *extra_callbacks, *console_callbacks(p), *tracking],
+            verbose={0: 0, 1: 0, 2: 1}.get(o.verbose, 2),
+        ),
+    )

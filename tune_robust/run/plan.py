@@ -1,0 +1,152 @@
+"""``plan()``: everything a run will do, resolved and checked without starting Ray; ``describe()``: the
+dry run's text. A real run executes exactly the plan (``tune_robust.run.execute``)."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from tune_robust import cluster
+from tune_robust.config import apply_override, flatten
+from tune_robust.errors import ConfigError
+from tune_robust.results.tracking import check_tracking
+from tune_robust.run import inputs, strategy, upstream
+from tune_robust.run.options import Plan, RunOptions
+from tune_robust.run.validate import check_writable, validate
+from tune_robust.sweeps import SweepSpec, Variants, get_sweep, set_dotted
+
+
+def plan(name: str, options: RunOptions) -> Plan:
+    """Resolve and validate sweep ``name`` under ``options``: upstream sweeps read, every trial config
+    built and checked. Raises ConfigError (one line: what is wrong, what to do) on anything a run
+    would fail on."""
+    spec = get_sweep(name)
+    _check_options(spec, options)
+    cpus = spec.cpus_per_trial if options.cpus_per_trial is None else options.cpus_per_trial
+    gpus = spec.gpus_per_trial if options.gpus_per_trial is None else options.gpus_per_trial
+    _check_resources(options, cpus, gpus)
+    base, sets = _base_config(spec, options)
+    points = (
+        list(spec.points({key: True for key, _ in sets}, options.fidelity))
+        if spec.inputs == "grid"
+        else inputs.checkpoint_points(spec, options, base)
+    )
+    if options.max_trials is not None:
+        points = points[: options.max_trials]
+    configs = [_merge(base, p) for p in points]
+    if any(isinstance(v, Variants) for v in spec.space_for(options.fidelity).values()):
+        # A variant may replace a whole section: --set values win over it, as they do over a Grid.
+        for cfg in configs:
+            for key, raw in sets:
+                apply_override(cfg, key, raw)
+    strategy.check_options(spec, options)  # cheap checks first: the next steps read data, build models
+    resolved = upstream.resolve(spec, options, base, configs)
+    chosen = strategy.resolve(spec, options, resolved.configs)
+    final = validate(resolved.configs)
+    return Plan(
+        spec=spec,
+        options=options,
+        base=base,
+        points=tuple(points),
+        configs=tuple(final),
+        cpus=cpus,
+        gpus=gpus,
+        strategy=chosen,
+        notes=tuple(resolved.notes),
+    )
+
+
+def _check_options(spec: SweepSpec, options: RunOptions) -> None:
+    if options.fidelity not in spec.fidelities:
+        raise ConfigError(
+            f"sweep {spec.name!r} has no fidelity {options.fidelity!r}; choose from "
+            f"{', '.join(spec.fidelities)}"
+        )
+    if options.max_trials is not None and options.max_trials < 1:
+        raise ConfigError(f"--max-trials must be >= 1, got {options.max_trials}")
+    if options.max_failures < 0:
+        raise ConfigError(f"--max-failures must be >= 0, got {options.max_failures}")
+    check_writable(options.results_path)
+    check_tracking(options.track)
+
+
+def _check_resources(options: RunOptions, cpus: float, gpus: float) -> None:
+    if cpus <= 0:
+        raise ConfigError(f"--cpus-per-trial must be > 0, got {cpus}")
+    if gpus < 0 or (gpus > 1 and gpus != int(gpus)):
+        raise ConfigError(f"--gpus-per-trial must be a fraction in [0, 1] or a whole number, got {gpus}")
+    if options.memory_per_trial is not None and options.memory_per_trial <= 0:
+        raise ConfigError(f"--memory-per-trial must be > 0 GiB, got {options.memory_per_trial}")
+    if not options.address:
+        cluster.fits_this_machine(cpus, options.memory_per_trial, options.extra_ray_init)
+
+
+def _base_config(spec: SweepSpec, options: RunOptions) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    """The fidelity's base config with --dataset, --data-dir and every --set applied (each checked as it
+    is applied), and the --set pairs."""
+    base = {k: dict(v) for k, v in copy.deepcopy(dict(spec.fidelities[options.fidelity])).items()}
+    if options.dataset:
+        base.setdefault("data", {})["dataset"] = options.dataset
+    if options.data_dir:
+        base.setdefault("data", {})["data_dir"] = str(Path(options.data_dir).expanduser().resolve())
+    sets: list[tuple[str, str]] = []
+    for item in options.sets:
+        if "=" not in item:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        key, raw = (part.strip() for part in item.split("=", 1))
+        apply_override(base, key, raw)
+        sets.append((key, raw))
+    return base, sets
+
+
+def _merge(base: Mapping[str, Any], point: Mapping[str, Any]) -> dict[str, Any]:
+    cfg = copy.deepcopy(dict(base))
+    for k, v in point.items():
+        set_dotted(cfg, k, v)
+    return cfg
+
+
+def flat_point(point: Mapping[str, Any]) -> dict[str, Any]:
+    """A grid point with whole-section values (from Variants) spread into dotted keys."""
+    out: dict[str, Any] = {}
+    for k, v in point.items():
+        if "." not in k and isinstance(v, dict):
+            out.update({f"{k}.{sub}": value for sub, value in v.items()})
+        else:
+            out[k] = v
+    return out
+
+
+def varying_keys(points: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Every dotted key some grid point sets, in first-seen order (Variants may set different keys)."""
+    return list(dict.fromkeys(k for pt in points for k in flat_point(pt)))
+
+
+def describe(p: Plan) -> str:
+    """The dry run: the base config, the strategy, and one line per trial a run starts (upstream trials
+    included), then the count."""
+    lines = [f"sweep {p.spec.name} ({p.options.fidelity}): {_count(p)}"]
+    lines += [f"note: {n}" for n in p.notes]
+    lines.append("base config:")
+    lines += [f"  {k} = {v}" for k, v in flatten(dict(p.base)).items()]
+    lines.append("strategy: " + ", ".join(f"{k}={v}" for k, v in p.strategy.record().items()))
+    if p.options.plugins:
+        lines.append("plugins: " + ", ".join(pl.label() for pl in p.options.plugins))
+    varying = varying_keys(p.points)
+    lines.append("trials: " + ", ".join(varying))
+    for i, pt in enumerate(p.points):
+        flat = flat_point(pt)
+        lines.append(f"  {i:4d}  " + "  ".join(f"{k}={flat[k]}" for k in varying if k in flat))
+    for i, cfg in enumerate(p.configs[len(p.points) :], start=len(p.points)):
+        label = cfg.get("eval", {}).get("label", "")
+        model = "  ".join(f"model.{k}={v}" for k, v in cfg.get("model", {}).items())
+        lines.append(f"  {i:4d}  from {label}: {model}")
+    lines.append(f"{p.num_trials} trials")
+    return "\n".join(lines)
+
+
+def _count(p: Plan) -> str:
+    n = len(p.configs)
+    return f"{n} trials" if p.num_trials == n else f"{p.num_trials} trials over a grid of {n}"

@@ -1,0 +1,121 @@
+"""Checks of a plan's trial configs and results dir that would otherwise fail inside every trial after
+Ray has started: models, screens, upstream checkpoints, datasets."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from tune_robust.config import TrialConfig
+from tune_robust.errors import ConfigError
+
+
+def check_writable(results: Path) -> None:
+    """--results-dir must be a directory this process can write, or a new one in an existing,
+    writable parent (a missing parent is more often a typo than a wish for a new tree)."""
+    import tempfile
+
+    where = results if results.exists() else results.parent
+    if not where.exists():
+        raise ConfigError(
+            f"--results-dir {results}: its parent {where} does not exist; create it first "
+            f"(mkdir -p {where}) or fix the path"
+        )
+    if not where.is_dir():
+        raise ConfigError(f"--results-dir {results}: {where} is a file, not a directory; choose another path")
+    try:
+        with tempfile.TemporaryFile(dir=where):
+            pass
+    except OSError as e:
+        raise ConfigError(
+            f"--results-dir {results}: cannot write in {where} ({e.strerror}); choose a directory you can "
+            "write to"
+        ) from None
+
+
+def validate(configs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Build every distinct model on the meta device, check every upstream checkpoint against the trial
+    that loads it and read every dataset once (downloading it when asked): what a trial would fail on,
+    found before Ray starts. Returns the configs as trials get them (the driver downloaded what was
+    needed; trials only read)."""
+    from tune_robust.data import DATASETS, load_dataset
+    from tune_robust.models import create_meta_model
+
+    seen_models: set[str] = set()
+    seen_data: set[tuple[str, str | None]] = set()
+    seen_checkpoints: set[str] = set()
+    for cfg in configs:
+        tc = TrialConfig.from_dict(dict(cfg))
+        key = json.dumps([tc.model.name, tc.model.kwargs], default=str, sort_keys=True)
+        if key not in seen_models:  # build once on the meta device: catches bad depths/widths cheaply
+            seen_models.add(key)
+            info = DATASETS.get(tc.data.dataset)
+            model = create_meta_model(tc.model.name, info.num_classes, info.shape[0], **tc.model.kwargs)
+            check_screen(tc, model)
+        for key, path in tc.upstream.items():
+            ckey = json.dumps([key, path, tc.model.name, tc.model.kwargs, tc.data.dataset], default=str)
+            if ckey not in seen_checkpoints:
+                seen_checkpoints.add(ckey)
+                check_checkpoint(key, path, tc)
+        dkey = (tc.data.dataset, tc.data.data_dir)
+        if dkey not in seen_data:  # a missing or malformed dataset fails here, not in every trial
+            seen_data.add(dkey)
+            load_dataset(tc.data.dataset, tc.data.data_dir, tc.data.download)
+    out = copy.deepcopy([dict(c) for c in configs])
+    for cfg in out:
+        cfg.get("data", {}).pop("download", None)
+    return out
+
+
+def check_screen(tc: TrialConfig, model: Any) -> None:
+    """screen.fsp needs a model that reports its cells' features, with at least screen.fsp_cells."""
+    if not tc.screen.fsp:
+        return
+    cells = getattr(model, "cells", None)
+    if not hasattr(model, "feature_hook") or cells is None:
+        raise ConfigError(
+            f"screen.fsp=true: model {tc.model.name!r} does not report cell features; the FSP screen "
+            f"needs a cell network (robnet)"
+        )
+    if len(cells) < tc.screen.fsp_cells:
+        raise ConfigError(
+            f"screen.fsp_cells={tc.screen.fsp_cells}, but model {tc.model.name!r} has {len(cells)} cells"
+        )
+
+
+def loads_as_trial_model(key: str) -> bool:
+    """Upstream checkpoints a trial builds as its own ``model.arch`` when they are plain state dicts
+    (evaluated, transferred between, or fine-tuned from); others (a teacher) must name their own."""
+    return key in ("model", "source", "craft", "init") or key.startswith("target:")
+
+
+def check_checkpoint(key: str, path: str, tc: TrialConfig) -> None:
+    """A checkpoint of ours must match the dataset's classes and channels; a plain state dict must fit
+    ``model.arch`` (in our names or a published layout's). Found here, not in every trial after Ray
+    has started."""
+    from tune_robust.data import DATASETS
+    from tune_robust.models.checkpoint import checkpoint_info, fit_plain
+
+    info = checkpoint_info(path)
+    ds = DATASETS.get(tc.data.dataset)
+    if info and (info["num_classes"], info["in_channels"]) != (ds.num_classes, ds.shape[0]):
+        raise ConfigError(
+            f"checkpoint {path} was trained for {info['num_classes']} classes / {info['in_channels']} "
+            f"channels, but dataset {tc.data.dataset!r} has {ds.num_classes} / {ds.shape[0]}; pass the "
+            f"dataset it was trained on (--dataset, --data-dir)"
+        )
+    if not info and not loads_as_trial_model(key):
+        raise ConfigError(
+            f"upstream.{key}: {path} is a plain state dict, which names no architecture; "
+            f"{key} must be a checkpoint of ours (a trial's model.pt), which rebuilds itself"
+        )
+    if not info:
+        fitted = fit_plain(path, tc.model.name, tc.model.kwargs, ds.num_classes, ds.shape[0])
+        if fitted.layout.name != "ours":
+            print(
+                f"note: checkpoint {path} is in the {fitted.layout.name} layout ({fitted.layout.source}); "
+                f"loaded as {tc.model.name}. Inputs: {fitted.layout.inputs}"
+            )
