@@ -244,5 +244,5 @@ def test_resume_refuses_another_strategy(tmp_path):
     asha = plan(
         "wrn_depth_grid", RunOptions(results_dir=str(tmp_path), max_trials=3, resume=True, scheduler="asha")
     )
-    with pytest.raises(ConfigError, match="search strategy.*--max-trials 3"):
+    with pytest.raises(ConfigError, match=r"search strategy.*--max-trials 3"):
         check_results_dir(asha)

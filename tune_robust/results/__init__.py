@@ -16,8 +16,9 @@ trials.parquet, one row per finished or failed trial, keyed by ``trial_id``:
     total_train_attack_passes / total_val_attack_passes (attack forward-backward passes per example,
     summed over training / per-epoch validation), attack_passes_total (those plus the test suite's
     attack_grad_passes), stopped_by_scheduler (ASHA ended the trial before its last epoch: validation
-    columns only, no test suite), search, scheduler, search_seed (the sweep's strategy), checkpoint_path (the trial's state directory: state.pt, model.pt with the
-    best weights, config.json), finished_at (UTC ISO time).
+    columns only, no test suite), search, scheduler, search_seed (the sweep's strategy),
+    checkpoint_path (the trial's state directory: state.pt, model.pt with the best weights,
+    config.json), finished_at (UTC ISO time).
 
     Evaluation suite (tune_robust.evaluation.suite, on the best weights): test_clean_acc,
     test_<label>_acc per eval.attacks entry, test_worst_acc, test_eval_examples, eval_attacks,
@@ -59,12 +60,7 @@ epochs.parquet at most every 2 seconds and whenever a trial ends, so a reader ne
 an interrupted sweep is analysable; rows are replaced by key, never duplicated.
 """
 
-from tune_robust.results.writer import (
-    EPOCH_COLUMNS,
-    SCHEMA_VERSION,
-    ResultsWriter,
-    read_table,
-    trial_row,
-)
+from tune_robust.results.schema import EPOCH_COLUMNS, SCHEMA_VERSION
+from tune_robust.results.writer import ResultsWriter, read_table, trial_row
 
 __all__ = ["EPOCH_COLUMNS", "SCHEMA_VERSION", "ResultsWriter", "read_table", "trial_row"]

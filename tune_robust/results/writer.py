@@ -89,7 +89,9 @@ def trial_row(
     # False only for a trial stopped before its final epoch by the scheduler (ASHA): it has validation
     # numbers (best_val_robust_acc) but no test suite.
     row["stopped_by_scheduler"] = status == "TERMINATED" and last.get("completed") is False
-    passes = [last.get(k) for k in ("total_train_attack_passes", "total_val_attack_passes", "attack_grad_passes")]
+    passes = [
+        last.get(k) for k in ("total_train_attack_passes", "total_val_attack_passes", "attack_grad_passes")
+    ]
     known = [int(p) for p in passes if p is not None]
     row["attack_passes_total"] = sum(known) if known else None
     row["wall_seconds"] = last.get("trial_seconds")
@@ -138,9 +140,7 @@ class ResultsWriter:
         self._lock = threading.Lock()
         trials = read_table(directory / TRIALS_FILE)
         epochs = read_table(directory / EPOCHS_FILE)
-        self.trials: dict[str, dict[str, Any]] = {
-            str(r["trial_id"]): r for r in trials.to_dict("records")
-        }
+        self.trials: dict[str, dict[str, Any]] = {str(r["trial_id"]): r for r in trials.to_dict("records")}
         self.epochs: dict[tuple[str, int], dict[str, Any]] = {
             (str(r["trial_id"]), int(r["epoch"])): r for r in epochs.to_dict("records")
         }
@@ -195,7 +195,9 @@ class ResultsWriter:
         own rows would be a second copy of that config."""
         with self._lock:
             orphans = sorted(
-                {k[0] for k in self.epochs} | set(self.trials) | {t for rows in self.tables.values() for t in rows}
+                {k[0] for k in self.epochs}
+                | set(self.trials)
+                | {t for rows in self.tables.values() for t in rows}
             )
             orphans = [t for t in orphans if t not in trial_ids]
             if not orphans:
@@ -226,7 +228,8 @@ class ResultsWriter:
                 if name not in TABLES:
                     raise ValueError(f"unknown results table {name!r}; known: {', '.join(TABLES)}")
                 self.tables[name][trial_id] = [
-                    {"schema_version": SCHEMA_VERSION, "sweep": self.sweep, "trial_id": trial_id, **r} for r in rows
+                    {"schema_version": SCHEMA_VERSION, "sweep": self.sweep, "trial_id": trial_id, **r}
+                    for r in rows
                 ]
                 self._tables_dirty.add(name)
             self._write_tables()
