@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 from tune_robust.coerce import ComponentSpec, builder_params, coerce, coerce_kwargs, is_eps_relative
 from tune_robust.errors import ConfigError
-from tune_robust.evaluation.config import EvalConfig, eval_attack_specs
+from tune_robust.evaluation.settings import EvalConfig, eval_attack_specs
 from tune_robust.registry import did_you_mean
 
 __all__ = [
