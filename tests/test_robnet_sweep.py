@@ -16,17 +16,32 @@ from tune_robust.cli import main
 from tune_robust.models.checkpoint import resolve_path
 from tune_robust.models.oneshot import read_record
 from tune_robust.models.robnet_codes import arch_stats, parse_code
+from tune_robust.run import RunOptions, plan
 
 
 def test_supernet_then_finetunes_through_sweep_py(tmp_path, capsys):
     common = ["--results-dir", str(tmp_path), "-q"]
+    # Before the supernet exists, the dry run stops with the run's own one-line error.
+    assert main(["robnet_finetune", *common]) == 2
+    missing = capsys.readouterr().err
+    assert main(["robnet_finetune", "--dry-run", *common]) == 2
+    assert capsys.readouterr().err == missing and "run `python sweep.py robnet_supernet` first" in missing
     assert main(["robnet_supernet", *common]) == 0, capsys.readouterr().err
     supernet = pd.read_parquet(tmp_path / "robnet_supernet" / "trials.parquet")
     assert (supernet["status"] == "TERMINATED").all() and "arch" not in supernet  # not one architecture
     assert sorted(supernet["model.share"]) == [False, True]  # cell-free and cell-based
+    capsys.readouterr()
+    assert main(["robnet_finetune", "--dry-run", *common]) == 0
+    dry = capsys.readouterr().out
+    planned = plan("robnet_finetune", RunOptions(results_dir=str(tmp_path)))
     assert main(["robnet_finetune", *common]) == 0, capsys.readouterr().err
     df = pd.read_parquet(tmp_path / "robnet_finetune" / "trials.parquet")
     assert len(df) == 3 and (df["status"] == "TERMINATED").all()
+    # The dry run listed exactly the trials the run started: count, codes and the inherited supernet.
+    assert dry.endswith("\n3 trials\n") and planned.num_trials == len(df)
+    ran = sorted(zip(df["model.code"], df["upstream.init"], strict=True))
+    assert ran == sorted((c["model"]["code"], c["upstream"]["init"]) for c in planned.configs)
+    assert all(f"upstream.init = {init}" in dry for _, init in ran[:1])
     assert (df["upstream.init"].map(lambda p: Path(p).parents[1].name) != "").all()
     assert df["upstream.init"].str.contains("robnet_supernet").all()
     for _, row in df.iterrows():

@@ -131,6 +131,7 @@ def describe(p: Plan) -> str:
     lines += [f"note: {n}" for n in p.notes]
     lines.append("base config:")
     lines += [f"  {k} = {v}" for k, v in flatten(dict(p.base)).items()]
+    lines += [f"  upstream.{k} = {v}" for k, v in _shared_upstream(p).items()]
     lines.append("strategy: " + ", ".join(f"{k}={v}" for k, v in p.strategy.record().items()))
     if p.options.plugins:
         lines.append("plugins: " + ", ".join(pl.label() for pl in p.options.plugins))
@@ -145,6 +146,13 @@ def describe(p: Plan) -> str:
         lines.append(f"  {i:4d}  from {label}: {model}")
     lines.append(f"{p.num_trials} trials")
     return "\n".join(lines)
+
+
+def _shared_upstream(p: Plan) -> dict[str, Any]:
+    """Upstream inputs that planning filled in alike for every trial (an earlier stage's checkpoint)."""
+    first = dict(p.configs[0].get("upstream", {})) if p.configs else {}
+    shared = {k: v for k, v in first.items() if all(c.get("upstream", {}).get(k) == v for c in p.configs)}
+    return {k: v for k, v in shared.items() if k not in p.base.get("upstream", {})}
 
 
 def _count(p: Plan) -> str:
