@@ -14,6 +14,8 @@ import copy
 import dataclasses
 import tempfile
 import time
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 
@@ -22,7 +24,7 @@ from tune_robust.config import TrialConfig
 from tune_robust.training.loop import Trainer
 
 
-def serial(configs: list[dict], threads: int) -> float:
+def serial(configs: Sequence[Mapping[str, Any]], threads: int) -> float:
     torch.set_num_threads(threads)
     start = time.perf_counter()
     for cfg in configs:

@@ -75,11 +75,14 @@ def build_search(p: Plan) -> tuple[Any, Any, list[Any]]:
     search_alg = SweepSearch(
         searcher, storage_dir=str(p.sweep_dir / TUNE_DIR), kept_dir=str(p.sweep_dir / snapshot.KEPT_DIR)
     )
-    if s.scheduler != "asha":
+    if s.asha is None:
         return search_alg, None, []
     # metric/mode come from TuneConfig (the sweep's robust-accuracy metric); time is the epoch.
     scheduler = ASHA(
-        time_attr="epoch", max_t=s.max_t, grace_period=s.grace_period, reduction_factor=s.reduction_factor
+        time_attr="epoch",
+        max_t=s.asha.max_t,
+        grace_period=s.asha.grace_period,
+        reduction_factor=s.asha.reduction_factor,
     )
     return search_alg, scheduler, [SchedulerState(scheduler)]
 

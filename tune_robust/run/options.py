@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +68,15 @@ class RunOptions:
 
 
 @dataclass(frozen=True)
+class Asha:
+    """ASHA's settings: the longest trial (epochs), epochs before the first cut, the reduction factor."""
+
+    max_t: int
+    grace_period: int
+    reduction_factor: float
+
+
+@dataclass(frozen=True)
 class Strategy:
     """How the planned configs are searched: the resolved --search/--scheduler options."""
 
@@ -76,10 +85,7 @@ class Strategy:
     search_seed: int
     num_samples: int
     objectives: tuple[str, ...] = ()
-    # ASHA only: the longest trial (epochs), epochs before the first cut, and the reduction factor.
-    max_t: int | None = None
-    grace_period: int | None = None
-    reduction_factor: float | None = None
+    asha: Asha | None = None  # with --scheduler asha
 
     def record(self) -> dict[str, Any]:
         """As sweep.json stores it (the fields a strategy sets, in a fixed order)."""
@@ -91,10 +97,8 @@ class Strategy:
         }
         if self.objectives:
             out["objectives"] = list(self.objectives)
-        if self.scheduler == "asha":
-            out.update(
-                max_t=self.max_t, grace_period=self.grace_period, reduction_factor=self.reduction_factor
-            )
+        if self.asha is not None:
+            out.update(asdict(self.asha))
         return out
 
 

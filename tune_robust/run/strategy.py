@@ -9,7 +9,7 @@ from typing import Any
 from tune_robust.config import TrialConfig
 from tune_robust.errors import ConfigError
 from tune_robust.results.schema import OBJECTIVE_METRICS
-from tune_robust.run.options import RunOptions, Strategy
+from tune_robust.run.options import Asha, RunOptions, Strategy
 from tune_robust.sweeps import SweepSpec
 
 SCHEDULERS = ("fifo", "asha")
@@ -52,14 +52,13 @@ def resolve(spec: SweepSpec, options: RunOptions, configs: Sequence[Mapping[str,
     objectives: tuple[str, ...] = ()
     if method.objectives:
         objectives = objective_list(o.objectives or method.default_objectives(spec.metric, spec.mode))
-    asha: dict[str, Any] = _asha(o, configs) if o.scheduler == "asha" else {}
     return Strategy(
         search=o.search,
         scheduler=o.scheduler,
         search_seed=o.search_seed,
         num_samples=method.num_samples(len(configs), o.num_samples),
         objectives=objectives,
-        **asha,
+        asha=_asha(o, configs) if o.scheduler == "asha" else None,
     )
 
 
@@ -80,7 +79,7 @@ def objective_list(given: Sequence[str]) -> tuple[str, ...]:
     return tuple(objectives)
 
 
-def _asha(o: RunOptions, configs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def _asha(o: RunOptions, configs: Sequence[Mapping[str, Any]]) -> Asha:
     max_t = max(TrialConfig.from_dict(dict(c)).train.epochs for c in configs)
     if not 1 <= o.grace_period < max_t:
         raise ConfigError(
@@ -88,4 +87,4 @@ def _asha(o: RunOptions, configs: Sequence[Mapping[str, Any]]) -> dict[str, Any]
         )
     if o.reduction_factor <= 1:
         raise ConfigError(f"--reduction-factor must be > 1, got {o.reduction_factor}")
-    return {"max_t": max_t, "grace_period": o.grace_period, "reduction_factor": o.reduction_factor}
+    return Asha(max_t=max_t, grace_period=o.grace_period, reduction_factor=o.reduction_factor)
