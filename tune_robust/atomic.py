@@ -16,8 +16,9 @@ from typing import Any
 
 
 def temporary_name(dest: Path) -> Path:
-    """The hidden name beside ``dest`` that a write goes to first."""
-    return dest.with_name(f".{dest.name}.tmp")
+    """The hidden name beside ``dest`` that a write goes to first (this process's own: two processes
+    writing the same file never write into each other's temporary file)."""
+    return dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
 
 
 @contextlib.contextmanager

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 import threading
 import time
 from collections.abc import Mapping
@@ -13,6 +12,7 @@ from typing import Any
 
 import pandas as pd
 
+from tune_robust import atomic
 from tune_robust.config import TrialConfig, flatten
 from tune_robust.errors import ConfigError
 from tune_robust.results.schema import (
@@ -111,15 +111,8 @@ def read_table(path: Path) -> pd.DataFrame:
 
 
 def _atomic_write(df: pd.DataFrame, path: Path) -> None:
-    """Write to a temporary name and rename: a failed write (a full disk) leaves the previous file
-    whole and readable, and no partial file behind."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        df.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """A failed write (a full disk) leaves the previous file whole and readable, and no partial file."""
+    atomic.write_with(path, lambda tmp: df.to_parquet(tmp, index=False))
 
 
 class ResultsWriter:
