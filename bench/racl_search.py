@@ -36,7 +36,7 @@ def cifar_search(data_dir: str, arch: str, train_limit: int) -> dict[str, Any]:
     model = {"arch": arch, "channels": 16, "layers": 8}
     cfg["model"] = model if arch == "pcdarts_supernet" else {**cfg["model"], **model}
     cfg["train"] = {**cfg["train"], "epochs": 10, "batch_size": 64, "eval_every": 1000}
-    cfg["search"] = {**cfg["search"], "arch_warmup_epochs": 0}
+    cfg["arch_step"] = {**cfg["arch_step"], "warmup_epochs": 0}
     return cfg
 
 

@@ -43,12 +43,12 @@ SEARCH_PAPER: dict[str, Any] = {
         "select_by": "last",
     },
     "method": {"name": "standard"},
-    "search": {
-        "arch_fraction": 0.5,
-        "arch_lr": 6e-4,
-        "arch_betas": (0.5, 0.999),
-        "arch_weight_decay": 1e-3,
-        "arch_warmup_epochs": 15,
+    "arch_step": {
+        "fraction": 0.5,
+        "lr": 6e-4,
+        "betas": (0.5, 0.999),
+        "weight_decay": 1e-3,
+        "warmup_epochs": 15,
     },
     # The supernet's own test numbers are not the product (the derived genotype is): clean and FGSM.
     "eval": {"attacks": ("fgsm",), "sanity": False, "metrics": False},
@@ -72,7 +72,7 @@ SEARCH_SMOKE: dict[str, Any] = {
         "select_by": "last",
     },
     "method": {"name": "standard"},
-    "search": {"arch_fraction": 0.5, "arch_lr": 0.05, "arch_warmup_epochs": 1},
+    "arch_step": {"fraction": 0.5, "lr": 0.05, "warmup_epochs": 1},
     "eval": {"attacks": ("fgsm",), "sanity": False, "metrics": False, "limit": 200},
 }
 

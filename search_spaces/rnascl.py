@@ -65,7 +65,7 @@ TEACHER_UPSTREAMS = (
 
 # Search (Sec. 3.4, 4.1): CIFAR-10, 100 epochs, SGD LR 0.1 x0.1 at 75 and 90, momentum 0.9, weight decay
 # 2e-4, batch 128; per batch 80% of the data updates the weights and 20% the Gumbel parameters (our
-# search.arch_fraction 0.2: a fixed fifth of the training split, one architecture batch per weight
+# arch_step.fraction 0.2: a fixed fifth of the training split, one architecture batch per weight
 # batch); Gumbel temperature 5.0, x e^-0.045 per epoch; gamma_s = 1. The Gumbel parameters' optimiser
 # is not given: Adam LR 0.01 without weight decay (ours).
 SEARCH_PAPER: dict[str, Any] = {
@@ -82,7 +82,7 @@ SEARCH_PAPER: dict[str, Any] = {
         "select_by": "last",
     },
     "method": {"name": "rnascl", "kl": True, "attention": True, "gamma": 1.0, "cost": True},
-    "search": {"arch_fraction": 0.2, "arch_lr": 0.01, "arch_betas": (0.9, 0.999), "arch_weight_decay": 0.0},
+    "arch_step": {"fraction": 0.2, "lr": 0.01, "betas": (0.9, 0.999), "weight_decay": 0.0},
     "eval": {"attacks": ("fgsm",), "sanity": False, "metrics": False},
 }
 # Smoke: digits (640 images: 512 for the weights, 128 for the Gumbel weights), S3 at a quarter of its
@@ -100,7 +100,7 @@ SEARCH_SMOKE: dict[str, Any] = {
         "select_by": "last",
     },
     "method": {"name": "rnascl", "kl": True, "attention": True, "gamma": 1.0, "cost": True, "tau_decay": 0.5},
-    "search": {"arch_fraction": 0.2, "arch_lr": 0.05, "arch_betas": (0.9, 0.999), "arch_weight_decay": 0.0},
+    "arch_step": {"fraction": 0.2, "lr": 0.05, "betas": (0.9, 0.999), "weight_decay": 0.0},
     "eval": {"attacks": ("fgsm",), "sanity": False, "metrics": False, "limit": 200},
 }
 
@@ -111,7 +111,7 @@ TRAIN_PAPER: dict[str, Any] = {
     "model": {"arch": "rnascl_student", "channels": "16,16,16 | 32,32,32 | 64,64,64"},
     "train": {**SEARCH_PAPER["train"], "select_by": "auto"},
     "method": {"name": "rnascl", "cost": False},
-    "search": {},
+    "arch_step": {},
     "eval_attack": {"name": "pgd", "eps": "auto", "step": "eps/10", "steps": 20},
     "eval": {
         "attacks": ("fgsm", "pgd20", "mim", "cw_inf", "aa"),
@@ -124,7 +124,7 @@ TRAIN_SMOKE: dict[str, Any] = {
     "model": {"arch": "rnascl_student", "channels": "4,4,4 | 8,8,8 | 16,16,16"},
     "train": {**SEARCH_SMOKE["train"], "epochs": 4, "select_by": "auto"},
     "method": {"name": "rnascl", "cost": False},
-    "search": {},
+    "arch_step": {},
     "eval_attack": {"name": "pgd", "eps": "auto", "step": "eps/5", "steps": 10},
     "eval": {"attacks": ("fgsm", "pgd20", "mim"), "sanity": False, "limit": 200},
 }

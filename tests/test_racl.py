@@ -265,15 +265,15 @@ def _search_cfg(**model):
         "model": {"arch": "racl_supernet", "channels": 8, "layers": 4, **model},
         "train": {"epochs": 2, "batch_size": 32, "lr": 0.05, "schedule": "constant", "select_by": "last"},
         "method": {"name": "standard"},
-        "search": {"arch_fraction": 0.5, "arch_lr": 0.05},
+        "arch_step": {"fraction": 0.5, "lr": 0.05},
         "eval": {"attacks": ("fgsm",), "sanity": False, "metrics": False, "limit": 50},
     }
 
 
 def test_a_search_model_needs_its_architecture_split():
     cfg = _search_cfg()
-    cfg["search"] = {}
-    with pytest.raises(ConfigError, match=r"search\.arch_fraction"):
+    cfg["arch_step"] = {}
+    with pytest.raises(ConfigError, match=r"arch_step\.fraction"):
         Trainer(TrialConfig.from_dict(cfg))
     plain = {**_search_cfg(), "model": {"arch": "small_cnn"}}
     with pytest.raises(ConfigError, match="no supernet"):
@@ -304,7 +304,7 @@ def test_a_larger_rho_pushes_the_bound_down_faster():
     for rho in (1e-4, 0.1):
         cfg = _search_cfg(rho=rho, node_target=0.8)
         cfg["train"]["epochs"] = 3
-        cfg["search"]["arch_lr"] = 0.1
+        cfg["arch_step"]["lr"] = 0.1
         tr = Trainer(TrialConfig.from_dict(cfg))
         history = [tr.run_epoch()["search_constraint"] for _ in range(3)]
         ends[rho] = history

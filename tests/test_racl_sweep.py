@@ -71,7 +71,7 @@ def test_a_restored_search_continues_exactly(tmp_path):
     torch.set_num_threads(1)
     cfg = {**SEARCH_SMOKE, "data": {**SEARCH_SMOKE["data"], "train_limit": 256}}
     cfg["model"] = {**cfg["model"], "layers": 4}
-    cfg["search"] = {**cfg["search"], "arch_warmup_epochs": 0}
+    cfg["arch_step"] = {**cfg["arch_step"], "warmup_epochs": 0}
     first = Trainer(TrialConfig.from_dict(cfg))
     first.run_epoch()
     first.save(tmp_path)

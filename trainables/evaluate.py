@@ -21,7 +21,7 @@ from tune_robust.models import count_params
 from tune_robust.models.checkpoint import describe_checkpoint, load_checkpoint
 from tune_robust.trainables import register_trainable
 from tune_robust.trainables._common import placement, trial_threads
-from tune_robust.training.loop import resolve_device
+from tune_robust.training.precision import resolve_device
 
 
 def load_for(cfg: TrialConfig, key: str, data: TrialData, device: torch.device) -> torch.nn.Module:

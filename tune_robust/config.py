@@ -10,7 +10,7 @@ A trial config is a nested dict with five sections (this is what Ray Tune sees a
      "eval_attack": {"name": "pgd", <attack fields>},  # per-epoch validation (best-epoch selection)
      "eval": {...EvalConfig fields...},                # the final test evaluation suite
      "screen": {...ScreenConfig fields...},            # a check of the initial weights before training
-     "search": {...SearchConfig fields...},            # the architecture step of a differentiable search
+     "arch_step": {...ArchStepConfig fields...},       # the architecture step of a differentiable search
      "upstream": {<artifact name>: <path>}}           # filled by the runner for multi-stage sweeps
 
 Flat dotted keys (``train.epochs``, ``model.depths``) address single values for ``--set`` and are the
@@ -33,11 +33,11 @@ from tune_robust.registry import did_you_mean
 
 __all__ = [
     "SECTIONS",
+    "ArchStepConfig",
     "ComponentSpec",
     "DataConfig",
     "EvalConfig",
     "ScreenConfig",
-    "SearchConfig",
     "TrainConfig",
     "TrialConfig",
     "apply_override",
@@ -54,7 +54,7 @@ SECTIONS = (
     "eval_attack",
     "eval",
     "screen",
-    "search",
+    "arch_step",
     "upstream",
 )
 
@@ -186,36 +186,33 @@ class ScreenConfig:
 
 
 @dataclass(frozen=True)
-class SearchConfig:
+class ArchStepConfig:
     """The architecture step of a differentiable one-shot search (a supernet with architecture
     parameters: RACL's log-normal mu and sigma). Before every weight step, one step of the
     architecture parameters on a batch drawn at random from the architecture split (as PC-DARTS
-    draws it), with their own optimiser (Adam), after ``arch_warmup_epochs`` epochs of weights only."""
+    draws it), with their own optimiser (Adam), after ``warmup_epochs`` epochs of weights only."""
 
     # Share of the training split that updates the architecture; the rest updates the weights. Must be
     # > 0 for a model with architecture parameters, 0 otherwise. RACL and PC-DARTS: 0.5.
-    arch_fraction: float = 0.0
+    fraction: float = 0.0
     # Adam on the architecture parameters: RACL (= PC-DARTS): LR 6e-4, weight decay 1e-3; the betas
     # (0.5, 0.999) are DARTS' and PC-DARTS' (RACL does not give them).
-    arch_lr: float = 6e-4
-    arch_betas: tuple[float, float] = (0.5, 0.999)
-    arch_weight_decay: float = 1e-3
+    lr: float = 6e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    weight_decay: float = 1e-3
     # Weight-only epochs before the first architecture step (PC-DARTS: 15 of 50).
-    arch_warmup_epochs: int = 0
+    warmup_epochs: int = 0
 
     def __post_init__(self) -> None:
         checks = [
+            (0 <= self.fraction < 1, f"arch_step.fraction must be in [0, 1), got {self.fraction}"),
+            (self.lr > 0, "arch_step.lr must be > 0"),
             (
-                0 <= self.arch_fraction < 1,
-                f"search.arch_fraction must be in [0, 1), got {self.arch_fraction}",
+                len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas),
+                "arch_step.betas: two values in [0, 1)",
             ),
-            (self.arch_lr > 0, "search.arch_lr must be > 0"),
-            (
-                len(self.arch_betas) == 2 and all(0 <= b < 1 for b in self.arch_betas),
-                "search.arch_betas: two values in [0, 1)",
-            ),
-            (self.arch_weight_decay >= 0, "search.arch_weight_decay must be >= 0"),
-            (self.arch_warmup_epochs >= 0, "search.arch_warmup_epochs must be >= 0"),
+            (self.weight_decay >= 0, "arch_step.weight_decay must be >= 0"),
+            (self.warmup_epochs >= 0, "arch_step.warmup_epochs must be >= 0"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -232,12 +229,18 @@ class TrialConfig:
     eval_attack: ComponentSpec
     eval: EvalConfig = field(default_factory=EvalConfig)
     screen: ScreenConfig = field(default_factory=ScreenConfig)
-    search: SearchConfig = field(default_factory=SearchConfig)
+    arch_step: ArchStepConfig = field(default_factory=ArchStepConfig)
     upstream: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, cfg: Mapping[str, Any]) -> TrialConfig:
         """Validate a nested trial config (as Ray Tune passes it) into typed sections."""
+        if "search" in cfg:  # ("search" names the sweep's hyperparameter search strategy only)
+            raise ConfigError(
+                "the search section is now arch_step: write arch_step.fraction, arch_step.lr, "
+                "arch_step.betas, arch_step.weight_decay and arch_step.warmup_epochs instead of "
+                "search.arch_fraction, search.arch_lr, ..."
+            )
         unknown = set(cfg) - set(SECTIONS)
         if unknown:
             raise ConfigError(f"unknown config section(s) {sorted(unknown)}; sections: {', '.join(SECTIONS)}")
@@ -261,7 +264,7 @@ class TrialConfig:
             eval_attack=_attack_spec(cfg.get("eval_attack", {"name": "none"}), dataset),
             eval=evaluation,
             screen=_dataclass_from(ScreenConfig, cfg.get("screen", {}), "screen"),
-            search=_dataclass_from(SearchConfig, cfg.get("search", {}), "search"),
+            arch_step=_dataclass_from(ArchStepConfig, cfg.get("arch_step", {}), "arch_step"),
             upstream={str(k): str(v) for k, v in dict(cfg.get("upstream", {})).items()},
         )
 
@@ -275,12 +278,12 @@ class TrialConfig:
             "eval_attack": {"name": self.eval_attack.name, **self.eval_attack.kwargs},
             "eval": dataclasses.asdict(self.eval),
             "screen": dataclasses.asdict(self.screen),
-            "search": dataclasses.asdict(self.search),
+            "arch_step": dataclasses.asdict(self.arch_step),
             "upstream": dict(self.upstream),
         }
 
 
-_DC = typing.TypeVar("_DC", DataConfig, TrainConfig, EvalConfig, ScreenConfig, SearchConfig)
+_DC = typing.TypeVar("_DC", DataConfig, TrainConfig, EvalConfig, ScreenConfig, ArchStepConfig)
 
 
 def _dataclass_from(cls: type[_DC], values: Mapping[str, Any], section: str) -> _DC:
@@ -346,7 +349,7 @@ def valid_keys(cfg: Mapping[str, Any]) -> dict[str, Any]:
         ("train", TrainConfig),
         ("eval", EvalConfig),
         ("screen", ScreenConfig),
-        ("search", SearchConfig),
+        ("arch_step", ArchStepConfig),
     )
     for section, cls in sections:
         for name, tp in builder_params(cls).items():

@@ -10,7 +10,20 @@ from torch import nn
 from tune_robust.attacks import Attack, Outcome, Starts
 from tune_robust.data import Split, batches
 
-__all__ = ["Tally", "attack_batch", "evaluate"]
+__all__ = ["Tally", "attack_batch", "correct", "evaluate", "robust_accuracy"]
+
+
+def correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per example, whether ``model`` classifies ``x`` as ``y`` (no gradient; the model's mode as is)."""
+    with torch.no_grad():
+        return model(x).argmax(1) == y
+
+
+def robust_accuracy(ok: torch.Tensor, ok_adv: torch.Tensor) -> float:
+    """Robust accuracy as every number of the product counts it: the fraction of examples classified
+    correctly both clean (``ok``) and under the attack (``ok_adv``), so robust <= clean (NaN for no
+    examples)."""
+    return float((ok & ok_adv).float().mean())
 
 
 class Tally:
@@ -99,8 +112,7 @@ def evaluate(
     try:
         with torch.autocast(device_type=split.x.device.type, enabled=False):
             for x, y in batches(split, batch_size):
-                with torch.no_grad():
-                    ok = model(x).argmax(1) == y
+                ok = correct(model, x, y)
                 tally.clean(ok)
                 starts = Starts.of_batch(first, len(y), seed)
                 for name, attack in attacks.items():

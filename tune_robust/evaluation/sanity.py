@@ -24,6 +24,7 @@ from torch import nn
 from tune_robust.attacks import Attack, Outcome, Starts, create_attack
 from tune_robust.attacks._base import input_grad
 from tune_robust.attacks.pgd import PGD, Variant
+from tune_robust.evaluation.basic import correct, robust_accuracy
 
 MASKING_FLAGS = (
     "iterative_ge_fgsm",
@@ -46,11 +47,6 @@ def buffers_snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
 def buffers_unchanged(model: nn.Module, before: dict[str, torch.Tensor]) -> bool:
     now = dict(model.named_buffers())
     return set(now) == set(before) and all(torch.equal(now[k], v) for k, v in before.items())
-
-
-def _acc(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    with torch.no_grad():
-        return float((model(x).argmax(1) == y).float().mean())
 
 
 def sanity_attack(attacks: list[Attack], default_eps: float) -> PGD:
@@ -101,8 +97,7 @@ class _Probe:
         self.floor = floor
         self.known = list(known)
         self.starts = Starts.of_batch(0, len(y), seed)
-        with torch.no_grad():
-            self.ok = model(x).argmax(1) == y
+        self.ok = correct(model, x, y)
         self.flags: dict[str, bool | None] = {}
         self.msgs: list[str] = []
         self._batch: dict[str, float] | None = None
@@ -150,7 +145,7 @@ class _Probe:
 
     def acc(self, attack: Attack) -> float:
         """Robust accuracy on the subset under ``attack``."""
-        return float((self.ok & ~self.outcome(attack).fooled).float().mean())
+        return robust_accuracy(self.ok, ~self.outcome(attack).fooled)
 
     def varied(self, **changes: Any) -> float:
         """Accuracy under the checks' PGD with ``changes`` (eps, step, steps)."""
@@ -306,7 +301,7 @@ class _Probe:
             everyone = torch.arange(len(self.y), device=self.y.device)
             pgd_2k = dataclasses.replace(self.pgd, steps=2 * self.pgd.steps)
             fooled = self._attack(pgd_2k, everyone, early_stop=False, key=self.pgd).fooled
-            return float((self.ok & ~fooled).float().mean())
+            return robust_accuracy(self.ok, ~fooled)
         if len(sel):
             x_adv = self.outcome(self.pgd).x_adv[sel]
             _, hit = self.pgd.continue_from(self.model, self.x[sel], self.y[sel], x_adv)

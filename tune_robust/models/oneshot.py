@@ -4,7 +4,7 @@
   keyword takes and a Parquet column holds), reads it back, and measures it (``stats``).
 - A :class:`Supernet` is a model that runs any architecture of its space, chosen per forward pass with
   :meth:`Supernet.use`; in train mode it samples a new sub-network before every training batch
-  (:meth:`Supernet.resample`, called by the training loop), so every PGD step of that batch and the
+  (:meth:`Supernet.resample`, from its ``before_batch`` hook), so every PGD step of that batch and the
   SGD step attack and train the same sub-network (RobNet Algorithm 1). The sampler's random state and
   the current architecture are part of the model's ``state_dict``, so a trial resumed mid-search samples
   exactly what an uninterrupted one would have.
@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from tune_robust.errors import ConfigError
+from tune_robust.models.hooks import TrainingHooks, Trial
 
 RECORD_VERSION = 1
 
@@ -86,10 +87,12 @@ def read_record(record: Mapping[str, Any] | str) -> dict[str, Any]:
     return rec
 
 
-class Supernet:
+class Supernet(TrainingHooks):
     """Mixin (before ``nn.Module`` in the bases) of a model that runs any architecture of its space.
     Sampling is off until :meth:`configure_sampling`; then the sampler's state is the module's extra
-    state (in its ``state_dict``)."""
+    state (in its ``state_dict``). It takes part in the training loop through its hooks
+    (tune_robust.models.hooks): a new sub-network per batch, its epoch end, the probe sub-network for
+    evaluation, its derived architecture's record, and inheritance as an upstream ``init``."""
 
     space: SearchSpace | None = None
     sampling: bool = False
@@ -122,18 +125,9 @@ class Supernet:
         architectures come from sampling and finetuning, as RobNet's)."""
         return None
 
-    # A differentiable search (RACL, RNAS-CL) has architecture parameters with their own optimiser and
-    # data split (the trainer's architecture step, configured by the ``search`` section).
-
-    def arch_parameters(self) -> list[nn.Parameter]:
-        """The architecture parameters ([]: no architecture step)."""
-        return []
-
-    def weight_parameters(self) -> list[nn.Parameter]:
-        """Everything the weight optimiser trains (all parameters but the architecture's)."""
-        arch = {id(p) for p in self.arch_parameters()}
-        assert isinstance(self, nn.Module)
-        return [p for p in self.parameters() if id(p) not in arch]
+    # A differentiable search (RACL, RNAS-CL) has architecture parameters (``arch_parameters``; the
+    # weight optimiser trains ``weight_parameters``, the rest) with their own optimiser and data split
+    # (the trainer's architecture step, configured by the ``arch_step`` section).
 
     def arch_penalty(self) -> tuple[torch.Tensor | float, dict[str, float]]:
         """A term the architecture step adds to its loss, and numbers to report (RACL: the ADMM
@@ -159,6 +153,30 @@ class Supernet:
     def set_extra_state(self, state: Any) -> None:
         if self.sampling and state:
             self._rng.set_state(state["rng"])
+
+    # ------------------------------------------------------------------ the training loop's hooks
+
+    def load_into(self, model: nn.Module) -> None:
+        assert isinstance(self, nn.Module)
+        inherit(self, model)  # a sampled sub-network's model keeps the supernet's weights of its ops
+
+    def before_batch(self, trial: Trial) -> None:
+        if self.sampling:  # this batch's sub-network, for every attack step and the weight step
+            self.resample()
+
+    def after_epoch(self, trial: Trial) -> dict[str, Any]:
+        self.end_epoch()
+        return {}
+
+    def for_evaluation(self, model: nn.Module) -> None:
+        if is_sampling(model):  # one fixed sub-network, not a training draw, tracks the shared weights
+            model.use_probe()
+
+    def alters_for_evaluation(self) -> bool:
+        return self.sampling
+
+    def searched_record(self, model: nn.Module) -> dict[str, Any] | None:
+        return record_of(model) if isinstance(model, Supernet) else None
 
 
 def is_sampling(model: Any) -> TypeGuard[Supernet]:

@@ -4,7 +4,9 @@ A method is a dataclass of its options (the ``method`` config section, validated
 turns one minibatch into parameter updates. Most methods only define ``loss`` (the default
 ``train_batch`` takes one optimiser step on it); methods that replay a batch (Free) or stop training
 (Fast's catastrophic-overfitting check) override ``train_batch`` / ``end_epoch`` and keep their own state
-in ``state_dict`` so a resumed trial continues exactly.
+in ``state_dict`` so a resumed trial continues exactly. A method is one of a trial's parts in the epoch
+loop (tune_robust.models.hooks): its epoch end, state, architecture parameters and record sections reach
+the loop through those hooks.
 """
 
 from __future__ import annotations
@@ -20,16 +22,18 @@ from torch import nn
 from tune_robust.attacks import Attack
 from tune_robust.coerce import coerce_kwargs
 from tune_robust.errors import ConfigError
+from tune_robust.models.hooks import TrainingHooks, Trial
 from tune_robust.registry import Registry
 
 # Takes one optimiser step on a loss (zero_grad, backward, clip, step, LR schedule step).
 Update = Callable[[torch.Tensor], None]
 
 
-class Method:
+class Method(TrainingHooks):
     """Base class: subclasses are ``@dataclass`` and registered with ``@register_method``."""
 
     name: ClassVar[str] = ""
+    state_key: ClassVar[str] = "method"
     # Whether the method perturbs its inputs (``standard`` does not: its attack section is ignored).
     adversarial: ClassVar[bool] = True
 
@@ -99,6 +103,20 @@ class Method:
 
     def config(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init}  # type: ignore[arg-type]
+
+    # ------------------------------------------------------------------ the training loop's hooks
+
+    def after_epoch(self, trial: Trial) -> dict[str, Any]:
+        return dict(self.end_epoch(trial.model, trial.probe, trial.train_attack))
+
+    def trial_state(self) -> dict[str, Any]:
+        return self.state_dict()
+
+    def load_trial_state(self, state: Any) -> None:
+        self.load_state_dict(dict(state))
+
+    def record_sections(self) -> dict[str, Any]:
+        return self.record()
 
 
 METHODS: Registry[type[Method]] = Registry("training method", plugin="methods")

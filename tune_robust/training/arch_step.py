@@ -1,29 +1,51 @@
-"""The architecture step of a differentiable one-shot search (the ``search`` config section).
+"""The architecture step of a differentiable one-shot search (the ``arch_step`` config section).
 
 A supernet with architecture parameters (``Supernet.arch_parameters``: RACL's log-normal mu and sigma)
 is searched as PC-DARTS does it (Xu et al. 2020; DARTS first order): the training split is divided
-once into a weight part and an architecture part (``search.arch_fraction``), and before every weight
+once into a weight part and an architecture part (``arch_step.fraction``), and before every weight
 step the architecture parameters take one Adam step on a batch drawn at random from the architecture
 part, on the training method's architecture loss (clean cross-entropy unless the method says
 otherwise) plus the supernet's own penalty (RACL: the ADMM terms of its Lipschitz constraint). The
-optimiser's state and the batch generator are part of the trial's checkpoint; the architecture
-parameters and whatever the supernet keeps (RACL: the dual variable, power-iteration vectors) are in
-its ``state_dict``.
+optimiser's state and the batch generator are part of the trial state; the architecture parameters
+and whatever the supernet keeps (RACL: the dual variable, power-iteration vectors) are in its
+``state_dict``. The step is one of the trial's parts in the epoch loop (tune_robust.models.hooks): it
+runs before each batch, reports per epoch and keeps its state under ``arch_step``.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import torch
+from torch import nn
 
 from tune_robust.attacks import Attack
 from tune_robust.data import Split
 from tune_robust.data.augment import random_crop_flip
 from tune_robust.errors import ConfigError
+from tune_robust.models.hooks import TrainingHooks, Trial
 from tune_robust.models.oneshot import Supernet
 from tune_robust.training._base import Method
+
+
+class ArchStepOptions(Protocol):
+    """The ``arch_step`` config section (tune_robust.config.ArchStepConfig)."""
+
+    @property
+    def fraction(self) -> float: ...
+
+    @property
+    def lr(self) -> float: ...
+
+    @property
+    def betas(self) -> tuple[float, float]: ...
+
+    @property
+    def weight_decay(self) -> float: ...
+
+    @property
+    def warmup_epochs(self) -> int: ...
 
 
 def split_for_search(train: Split, fraction: float, seed: int) -> tuple[Split, Split]:
@@ -33,7 +55,7 @@ def split_for_search(train: Split, fraction: float, seed: int) -> tuple[Split, S
     n_arch = round(n * fraction)
     if n_arch < 1 or n_arch >= n:
         raise ConfigError(
-            f"search.arch_fraction={fraction} of {n} training examples leaves an empty part; change it "
+            f"arch_step.fraction={fraction} of {n} training examples leaves an empty part; change it "
             f"or data.train_limit"
         )
     perm = torch.from_numpy(np.random.default_rng(seed).permutation(n)).to(train.y.device)
@@ -41,8 +63,10 @@ def split_for_search(train: Split, fraction: float, seed: int) -> tuple[Split, S
     return Split(train.x[weight], train.y[weight]), Split(train.x[arch], train.y[arch])
 
 
-class ArchitectureStep:
-    """One architecture update per weight batch, after ``arch_warmup_epochs`` weight-only epochs."""
+class ArchitectureStep(TrainingHooks):
+    """One architecture update per weight batch, after ``warmup_epochs`` weight-only epochs."""
+
+    state_key: ClassVar[str] = "arch_step"
 
     def __init__(
         self,
@@ -50,6 +74,7 @@ class ArchitectureStep:
         split: Split,
         params: list[torch.nn.Parameter],
         *,
+        method: Method,
         lr: float,
         betas: tuple[float, float],
         weight_decay: float,
@@ -60,10 +85,11 @@ class ArchitectureStep:
     ) -> None:
         if not params:
             raise ConfigError(
-                "search.arch_fraction > 0 but the model has no architecture parameters; set "
-                "search.arch_fraction=0"
+                "arch_step.fraction > 0 but the model has no architecture parameters; set "
+                "arch_step.fraction=0"
             )
         self.model = model
+        self.method = method
         self.split = split
         self.warmup_epochs = warmup_epochs
         self.batch_size = min(batch_size, len(split))
@@ -114,3 +140,64 @@ class ArchitectureStep:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"].cpu())
+
+    # ------------------------------------------------------------------ the training loop's hooks
+
+    def before_batch(self, trial: Trial) -> None:
+        if self.active(trial.epoch):  # first the architecture, then the weights
+            self.step(self.method, trial.train_attack)
+
+    def after_epoch(self, trial: Trial) -> dict[str, Any]:
+        return self.epoch_metrics()
+
+    def trial_state(self) -> dict[str, Any]:
+        return self.state_dict()
+
+    def load_trial_state(self, state: Any) -> None:
+        self.load_state_dict(state)
+
+
+def architecture_step(
+    model: nn.Module,
+    method: Method,
+    train: Split,
+    options: ArchStepOptions,
+    *,
+    model_name: str,
+    batch_size: int,
+    augment: str,
+    split_seed: int,
+    seed: int,
+) -> tuple[ArchitectureStep | None, Split]:
+    """A differentiable search's architecture step on its share of the training split ``train``, and
+    the share left to the weights; (None, ``train``) for a trial that searches no architecture. The
+    architecture parameters: the model's (a supernet's), then the method's (RNAS-CL's tutor choice)."""
+    parts = [part for part in (model, method) if isinstance(part, TrainingHooks)]
+    params = [p for part in parts for p in part.arch_parameters()]
+    if not params and options.fraction == 0:
+        return None, train
+    if options.fraction == 0:
+        raise ConfigError(
+            f"model {model_name!r} searches its architecture: set arch_step.fraction (the share of the "
+            f"training split for architecture steps; RACL / PC-DARTS: 0.5)"
+        )
+    if not isinstance(model, Supernet):
+        raise ConfigError(
+            f"arch_step.fraction={options.fraction} searches an architecture, but model {model_name!r} "
+            f"is no supernet; set arch_step.fraction=0"
+        )
+    weights, arch = split_for_search(train, options.fraction, split_seed)
+    step = ArchitectureStep(
+        model,
+        arch,
+        params,
+        method=method,
+        lr=options.lr,
+        betas=(float(options.betas[0]), float(options.betas[1])),
+        weight_decay=options.weight_decay,
+        warmup_epochs=options.warmup_epochs,
+        batch_size=batch_size,
+        augment=augment,
+        seed=seed,
+    )
+    return step, weights

@@ -1,9 +1,10 @@
 """Fast adversarial training (Wong et al. 2020, "Fast is better than free"): CE on FGSM examples crafted
 from a uniform random start with step 1.25 eps (the ``fgsm`` training attack, which must say so), usually
 with the cyclic LR schedule (``train.schedule=cyclic``), and early stopping against catastrophic
-overfitting: after every epoch PGD accuracy on a fixed training batch is measured, and if it falls by
-more than ``collapse_drop`` below the previous epoch's, training stops and the previous epoch's weights
-are restored."""
+overfitting: after every epoch PGD accuracy on a fixed training batch is measured (robust accuracy as
+the product counts it: correct both clean and under the attack), and if it falls by more than
+``collapse_drop`` below the previous epoch's, training stops and the previous epoch's weights are
+restored."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from torch import nn
 
 from tune_robust.attacks import Attack, create_attack
 from tune_robust.errors import ConfigError
+from tune_robust.evaluation.basic import correct, robust_accuracy
 from tune_robust.training._base import Method, register_method, state_copy
 
 
@@ -65,8 +67,7 @@ class Fast(Method):
         model.eval()
         try:
             adv = pgd.perturb(model, x, y)
-            with torch.no_grad():
-                acc = float((model(adv).argmax(1) == y).float().mean())
+            acc = robust_accuracy(correct(model, x, y), correct(model, adv, y))
         finally:
             model.train(was_training)
         out: dict[str, Any] = {"probe_pgd_acc": acc, "attack_passes": len(y) * self.probe_steps}

@@ -1,19 +1,20 @@
-"""The one epoch loop every training method shares, with full-state checkpoints.
+"""The one epoch loop every training method shares, with the full trial state.
 
 ``Trainer`` owns data, model, optimiser, LR schedule and RNG state for one trial. ``run_epoch`` trains
 one epoch, evaluates on the held-out validation split (clean + the evaluation attack) and tracks the best
-epoch by robust accuracy. ``save``/``load`` round-trip everything needed to continue a trial exactly.
+epoch by robust accuracy. ``save``/``load`` round-trip everything needed to continue a trial exactly
+(tune_robust.training.state). Whatever a search method adds (a supernet's sampling, an architecture
+step, a screen of the initial weights, a method's own state) takes part through the hooks of the
+trial's parts (tune_robust.models.hooks), which the loop calls in order.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
 import functools
 import json
 import math
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -24,77 +25,23 @@ from torch import nn
 from tune_robust.attacks import Attack, NoAttack, create_attack
 from tune_robust.config import TrainConfig, TrialConfig
 from tune_robust.data import TrialData, batches, prepare_data
-from tune_robust.errors import ConfigError
 from tune_robust.evaluation import evaluate
-from tune_robust.evaluation.fsp import fsp_distance
 from tune_robust.evaluation.suite import run_suite
 from tune_robust.models import count_params, create_model
-from tune_robust.models.checkpoint import MODEL_FILE, load_checkpoint
-from tune_robust.models.oneshot import Supernet, inherit, is_sampling, record_of
+from tune_robust.models.checkpoint import load_checkpoint
+from tune_robust.models.hooks import TrainingHooks, load_init
+from tune_robust.models.oneshot import record_of
 from tune_robust.training._base import create_method, state_copy
-from tune_robust.training.arch_step import ArchitectureStep, split_for_search
+from tune_robust.training.arch_step import ArchitectureStep, architecture_step
+from tune_robust.training.precision import Precision, resolve_device
 from tune_robust.training.schedule import lr_multiplier
+from tune_robust.training.screen import screens
+from tune_robust.training.state import STATE_FILE, has_state, read_state, write_state
+
+__all__ = ["STATE_FILE", "Trainer", "has_state", "load_model_file", "resolve_device"]
 
 # Suite columns repeated for the last epoch's weights when eval.last is on.
 LAST_PREFIXES = ("test_", "stability_", "lipschitz_", "sanity_", "suspect_gradient_masking")
-
-STATE_FILE = "state.pt"
-CONFIG_FILE = "config.json"
-# The architecture record of a searched model (tune_robust.models.oneshot.arch_record).
-ARCH_FILE = "arch.json"
-
-
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def _damaged_file(path: Path, e: Exception) -> bool:
-    """Whether ``torch.load`` failed on the file's bytes (truncated, overwritten), not on the machine
-    (out of memory, a storage I/O error): a parse error, or a zip archive (torch's format) that does
-    not read back whole."""
-    import pickle
-    import zipfile
-
-    if isinstance(e, (pickle.UnpicklingError, EOFError, zipfile.BadZipFile, UnicodeDecodeError)):
-        return True
-    try:
-        with zipfile.ZipFile(path) as archive:
-            return archive.testzip() is not None  # the name of a member whose CRC is wrong
-    except zipfile.BadZipFile:
-        return True
-    except OSError:
-        return False
-
-
-def has_state(directory: str | Path) -> bool:
-    return (Path(directory) / STATE_FILE).exists()
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def check_amp(amp: str, device: torch.device) -> None:
-    """bf16 autocast runs on CUDA and on CPUs with native bf16 kernels; fp16 (loss scaling) on CUDA."""
-    if amp == "off" or device.type == "cuda":
-        return
-    if amp == "fp16" or device.type != "cpu":
-        raise ConfigError(f"train.amp={amp} needs a CUDA device; this trial runs on {device}")
-    if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
-        raise ConfigError(
-            "train.amp=bf16 on a CPU needs native bf16 kernels (AVX512-BF16 or AMX), which this CPU lacks "
-            "(emulated bf16 is slower than fp32): use train.amp=off"
-        )
 
 
 def load_model_file(path: str | Path, device: torch.device | str = "cpu") -> nn.Module:
@@ -125,20 +72,17 @@ def build_model(cfg: TrialConfig, data: TrialData, device: torch.device) -> nn.M
             num_classes=data.num_classes,
             in_channels=int(data.train.x.shape[1]),
         )
-        if isinstance(source, Supernet):  # a sampled sub-network inherits the supernet's weights
-            inherit(source, model)
-        else:
-            model.load_state_dict(source.state_dict())
+        load_init(source, model)  # (a sampled sub-network inherits a supernet's weights)
     return model
 
 
 def build_optimizer(model: nn.Module, t: TrainConfig) -> torch.optim.Optimizer:
     """SGD (momentum, optional Nesterov) or Adam; ``train.exclude_norm_bias_decay``: BN affine
-    parameters and biases get no weight decay. A supernet's architecture parameters are not its
-    weights (the architecture step trains them)."""
+    parameters and biases get no weight decay. A model with hooks says which parameters are its
+    weights (a supernet's architecture parameters are not: the architecture step trains them)."""
     decay: list[nn.Parameter] = []
     no_decay: list[nn.Parameter] = []
-    params = model.weight_parameters() if isinstance(model, Supernet) else list(model.parameters())
+    params = model.weight_parameters() if isinstance(model, TrainingHooks) else list(model.parameters())
     for p in params:
         (no_decay if p.ndim <= 1 else decay).append(p)
     groups = [
@@ -168,7 +112,7 @@ class Trainer:
         self.model = build_model(cfg, self.data, self.device)
         self.method = create_method(cfg.method.name, **cfg.method.kwargs)
         self.method.setup(self.model, cfg.upstream, self.device)
-        self.arch_step = self._architecture_step()
+        self.hooks = self._collect_hooks()
         self.params = count_params(self.model)
         self.epochs_total = self.method.epochs_to_run(t.epochs)
         self.train_attack = create_attack(cfg.attack.name, **cfg.attack.kwargs)
@@ -190,51 +134,36 @@ class Trainer:
             budget_epochs=t.epochs,
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, multiplier)
-        check_amp(t.amp, self.device)
-        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(t.amp)
-        # Loss scaling for fp16 only; with enabled=False every call passes straight through.
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=t.amp == "fp16")
+        self.precision = Precision(t.amp, self.device)
         # A fixed, un-augmented training batch for methods that watch their own robustness (Fast).
         self.probe = next(batches(self.data.train, t.batch_size))
         self.select_metric = selection_metric(t, self.method.adversarial)
         self._init_progress()
 
-    def _architecture_step(self) -> ArchitectureStep | None:
-        """A differentiable search's architecture step (``search``), on its share of the training split
-        (the weights train on the rest from then on); None for every other model."""
-        s = self.cfg.search
-        params = self.model.arch_parameters() if isinstance(self.model, Supernet) else []
-        params = params + self.method.arch_parameters()
-        searched = bool(params)
-        if not searched and s.arch_fraction == 0:
-            return None
-        if searched and s.arch_fraction == 0:
-            raise ConfigError(
-                f"model {self.cfg.model.name!r} searches its architecture: set search.arch_fraction (the "
-                f"share of the training split for architecture steps; RACL / PC-DARTS: 0.5)"
-            )
-        if not isinstance(self.model, Supernet):
-            raise ConfigError(
-                f"search.arch_fraction={s.arch_fraction} searches an architecture, but model "
-                f"{self.cfg.model.name!r} is no supernet; set search.arch_fraction=0"
-            )
-        weights, arch = split_for_search(self.data.train, s.arch_fraction, self.cfg.data.split_seed)
-        self.data = dataclasses.replace(self.data, train=weights)
-        return ArchitectureStep(
+    def _collect_hooks(self) -> list[TrainingHooks]:
+        """The trial's parts, in the order the loop calls them: a differentiable search's architecture
+        step (on its share of the training split; the weights train on the rest from then on), the
+        method, the model when it has hooks (a supernet), the screens of the initial weights."""
+        cfg = self.cfg
+        self.arch_step: ArchitectureStep | None
+        self.arch_step, train = architecture_step(
             self.model,
-            arch,
-            params,
-            lr=s.arch_lr,
-            betas=(float(s.arch_betas[0]), float(s.arch_betas[1])),
-            weight_decay=s.arch_weight_decay,
-            warmup_epochs=s.arch_warmup_epochs,
-            batch_size=self.cfg.train.batch_size,
+            self.method,
+            self.data.train,
+            cfg.arch_step,
+            model_name=cfg.model.name,
+            batch_size=cfg.train.batch_size,
             augment=self.data.augment,
-            seed=self.cfg.train.seed,
+            split_seed=cfg.data.split_seed,
+            seed=cfg.train.seed,
         )
+        self.data = dataclasses.replace(self.data, train=train)
+        model = [self.model] if isinstance(self.model, TrainingHooks) else []
+        step = [self.arch_step] if self.arch_step is not None else []
+        return [*step, self.method, *model, *screens(cfg.screen, cfg.eval.batch_size)]
 
     def _init_progress(self) -> None:
-        """Where training stands: epoch, best epoch, history and cost (all kept in checkpoints)."""
+        """Where training stands: epoch, best epoch, history and cost (all kept in the trial state)."""
         # Why training ended before epochs_total (Fast's catastrophic-overfitting stop), else None.
         self.stopped: str | None = None
         self.epoch = 0
@@ -250,37 +179,31 @@ class Trainer:
         # runs of this trial (before a restart).
         self.cost: dict[str, int] = dict.fromkeys(COST_KEYS, 0)
         self.elapsed = 0.0
-        # The screen's numbers (cfg.screen) once it ran; {} before, or without a screen.
+        # The screens' numbers (cfg.screen) once they ran; {} before, or without a screen.
         self.screened: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ screen
 
     @property
     def needs_screen(self) -> bool:
-        return self.cfg.screen.fsp and not self.screened
+        return any(part.screens for part in self.hooks) and not self.screened
 
     def screen(self) -> dict[str, Any]:
-        """Screen the initial (inherited) weights before the first epoch: each cell's FSP distance
-        between clean and training-attack inputs (``fsp_cell_<i>``) and their mean over the last
-        ``screen.fsp_cells`` cells (``fsp_distance``). Above ``screen.fsp_threshold`` the trial stops
-        here (``stopped`` = "screened_out"): RobNet's cell-free search finetunes only the others."""
-        sc = self.cfg.screen
-        split = self.data.val if len(self.data.val) else self.data.train
-        split = split.head(sc.fsp_examples)
-        cells = fsp_distance(self.model, batches(split, self.cfg.eval.batch_size), self.train_attack)
-        distance = sum(cells[-sc.fsp_cells :]) / sc.fsp_cells
-        passed = sc.fsp_threshold is None or distance <= sc.fsp_threshold
-        # Its attack's forward-backward passes count as validation cost (per example, summed).
-        self.cost["total_val_attack_passes"] += len(split) * self.train_attack.gradient_steps
-        self.screened = {
-            **{f"fsp_cell_{i}": d for i, d in enumerate(cells)},
-            "fsp_distance": distance,
-            "fsp_examples": len(split),
-            "screened_out": not passed,
-        }
-        if not passed:
-            self.stopped = "screened_out"
-        return dict(self.screened)
+        """Screen the initial (inherited) weights before the first epoch (each part that screens);
+        their numbers are kept (``screened``: in the trial state and the final row), and a screen that
+        rejects the weights stops the trial here (``stopped``)."""
+        found: dict[str, Any] = {}
+        for part in self.hooks:
+            if part.screens:
+                out = part.screen(self)
+                # Its attack's passes count as validation cost (per example, summed).
+                self.cost["total_val_attack_passes"] += int(out.pop("val_attack_passes", 0))
+                stop = out.pop("stop", None)
+                if stop and self.stopped is None:
+                    self.stopped = str(stop)
+                found.update(out)
+        self.screened = found
+        return dict(found)
 
     # ------------------------------------------------------------------ training
 
@@ -290,7 +213,6 @@ class Trainer:
         start = time.perf_counter()
         loss_sum, correct, seen = 0.0, 0, 0
         drop_last = len(self.data.train) >= t.batch_size
-        searching = self.arch_step is not None and self.arch_step.active(self.epoch)
         for x, y in batches(
             self.data.train,
             t.batch_size,
@@ -299,21 +221,16 @@ class Trainer:
             augment=self.data.augment,
             drop_last=drop_last,
         ):
-            if searching:  # a differentiable search: first the architecture, then the weights
-                assert self.arch_step is not None
-                self.arch_step.step(self.method, self.train_attack)
-            if is_sampling(self.model):  # one-shot search: this batch's sub-network (attack and step)
-                self.model.resample()
-            with self._autocast():
+            for part in self.hooks:  # (an architecture step, a supernet's draw of this batch's network)
+                part.before_batch(self)
+            with self.precision.autocast():
                 loss, logits = self.method.train_batch(
                     self.model, x, y, self.train_attack, functools.partial(self._update, y=y)
                 )
             loss_sum += float(loss.detach()) * len(y)
             correct += int((logits.argmax(1) == y).sum())
             seen += len(y)
-        arch = self.arch_step.epoch_metrics() if self.arch_step is not None else {}
         return {
-            **arch,
             "train_loss": loss_sum / max(1, seen),
             "train_acc": correct / max(1, seen),
             "lr": self.optimizer.param_groups[0]["lr"],
@@ -322,13 +239,9 @@ class Trainer:
             "train_attack_passes": seen * self.method.attack_passes(self.train_attack),
         }
 
-    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
-        if self.amp_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
-
     def _update(self, loss: torch.Tensor, y: torch.Tensor | None = None) -> None:
-        """One optimiser step on ``loss`` (backward outside autocast, fp16 loss scaling, clipping).
+        """One optimiser step on ``loss`` (tune_robust.training.precision: backward outside autocast,
+        fp16 loss scaling, clipping), then the LR schedule's step and the parts' ``after_weight_step``.
 
         A model with an auxiliary head (DARTS ``auxiliary=true``) leaves the auxiliary logits of its last
         train-mode forward pass in ``aux_logits``; their CE, weighted by ``train.aux_weight``, is added.
@@ -344,54 +257,20 @@ class Trainer:
                 f"non-finite training loss ({loss.item()}) at epoch {self.epoch + 1}; "
                 f"lower train.lr (now {t.lr}) or add train.grad_clip"
             )
-        with torch.autocast(device_type=self.device.type, enabled=False):
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
-            if t.grad_clip > 0:
-                self.scaler.unscale_(self.optimizer)
-                # the optimiser's parameters only (a search's architecture parameters are not weights)
-                weights = [p for group in self.optimizer.param_groups for p in group["params"]]
-                nn.utils.clip_grad_norm_(weights, t.grad_clip)
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
+        self.precision.step(self.optimizer, loss, t.grad_clip)
         self.scheduler.step()
+        for part in self.hooks:
+            part.after_weight_step(self)
 
     def run_epoch(self) -> dict[str, Any]:
         """Train one epoch, evaluate on the validation split, update the best checkpoint."""
         metrics: dict[str, Any] = self.train_epoch()
         self.epoch += 1
         metrics["epoch"] = self.epoch
-        extra = self.method.end_epoch(self.model, self.probe, self.train_attack)
-        if isinstance(self.model, Supernet):
-            self.model.end_epoch()
-        metrics["train_attack_passes"] += int(extra.pop("attack_passes", 0))
-        stop = extra.pop("stop", None)
-        metrics.update(extra)
-        if stop:
-            self.stopped = str(stop)
-            metrics["stopped_early"] = self.stopped
+        self._after_epoch(metrics)
         t = self.cfg.train
         if self.epoch % t.eval_every == 0 or self.finished:
-            start = time.perf_counter()
-            split = self.data.val if len(self.data.val) else self.data.test
-            if is_sampling(self.model):  # a supernet is validated on its one fixed probe sub-network
-                self.model.use_probe()
-            res = evaluate(self.model, split, self.eval_attacks, limit=t.eval_limit, seed=self.cfg.eval.seed)
-            metrics["val_split"] = "val" if len(self.data.val) else "test"
-            metrics["val_clean_acc"] = res["clean_acc"]
-            metrics["val_robust_acc"] = res["worst_acc"]
-            metrics["eval_seconds"] = time.perf_counter() - start
-            n_val = min(len(split), t.eval_limit) if t.eval_limit else len(split)
-            metrics["val_attack_passes"] = n_val * sum(a.gradient_steps for a in self.eval_attacks.values())
-            score = metrics[self.select_metric] if self.select_metric else self.epoch
-            if not math.isnan(score) and score > self.best["score"]:
-                self.best = {
-                    "epoch": self.epoch,
-                    "score": score,
-                    "robust_acc": metrics["val_robust_acc"],
-                    "clean_acc": metrics["val_clean_acc"],
-                }
-                self.best_state = state_copy(self.model)
+            self._validate(metrics)
         metrics["best_epoch"] = self.best["epoch"]
         metrics["best_val_robust_acc"] = self.best["robust_acc"]
         for key in COST_KEYS:  # running totals, so a trial a scheduler stops still carries its cost
@@ -400,6 +279,45 @@ class Trainer:
         self.last_metrics = dict(metrics)
         self.history.append(dict(metrics))
         return metrics
+
+    def _after_epoch(self, metrics: dict[str, Any]) -> None:
+        """The parts' epoch ends: their metrics, extra training cost and a reason to stop (the first)."""
+        for part in self.hooks:
+            extra = part.after_epoch(self)
+            metrics["train_attack_passes"] += int(extra.pop("attack_passes", 0))
+            stop = extra.pop("stop", None)
+            metrics.update(extra)
+            if stop and self.stopped is None:
+                self.stopped = str(stop)
+                metrics["stopped_early"] = self.stopped
+
+    def _validate(self, metrics: dict[str, Any]) -> None:
+        """Clean and robust accuracy on the validation split (the test split without one); the best
+        epoch's weights are kept."""
+        t = self.cfg.train
+        start = time.perf_counter()
+        split = self.data.val if len(self.data.val) else self.data.test
+        self._for_evaluation(self.model)
+        res = evaluate(self.model, split, self.eval_attacks, limit=t.eval_limit, seed=self.cfg.eval.seed)
+        metrics["val_split"] = "val" if len(self.data.val) else "test"
+        metrics["val_clean_acc"] = res["clean_acc"]
+        metrics["val_robust_acc"] = res["worst_acc"]
+        metrics["eval_seconds"] = time.perf_counter() - start
+        n_val = min(len(split), t.eval_limit) if t.eval_limit else len(split)
+        metrics["val_attack_passes"] = n_val * sum(a.gradient_steps for a in self.eval_attacks.values())
+        score = metrics[self.select_metric] if self.select_metric else self.epoch
+        if not math.isnan(score) and score > self.best["score"]:
+            self.best = {
+                "epoch": self.epoch,
+                "score": score,
+                "robust_acc": metrics["val_robust_acc"],
+                "clean_acc": metrics["val_clean_acc"],
+            }
+            self.best_state = state_copy(self.model)
+
+    def _for_evaluation(self, model: nn.Module) -> None:
+        for part in self.hooks:
+            part.for_evaluation(model)
 
     @property
     def finished(self) -> bool:
@@ -423,6 +341,8 @@ class Trainer:
         out["best_robust_acc"] = best["worst_acc"]
         out["test_examples"] = len(self.data.test)
         out.update(self.screened)
+        for part in self.hooks:
+            out.update(part.final_columns(self))
         # (the best weights' architecture, as arch.json holds it)
         record = self.arch_record(self.best_model())
         if record is not None:  # a searched architecture: its record and statistics are columns
@@ -441,31 +361,36 @@ class Trainer:
         return run_suite(model, self.data.test, self.cfg.eval, self.data.num_classes, self.cfg.data.dataset)
 
     def arch_record(self, model: nn.Module) -> dict[str, Any] | None:
-        """The model's architecture record, with what the method adds for the training that follows a
-        search (RNAS-CL: the tutor map, from the method's current state: the last epoch's, which is the
-        best one under the searches' select_by=last)."""
-        record = record_of(model)
-        if record is not None and isinstance(model, Supernet):
-            record.update(self.method.record())
-        return record
+        """The model's architecture record: the one a part searched, with what the parts add for the
+        training that follows the search (RNAS-CL: the tutor map, from the method's current state: the
+        last epoch's, which is the best one under the searches' select_by=last); else the model's own
+        record (None: it has none)."""
+        for part in self.hooks:
+            record = part.searched_record(model)
+            if record is not None:
+                for other in self.hooks:
+                    record.update(other.record_sections())
+                return record
+        return record_of(model)
 
     def best_model(self) -> nn.Module:
-        if self.best_state is None and not is_sampling(self.model):
+        """The best weights in the form they are evaluated in (the trial's own model while that is
+        it; else a copy, so training is not disturbed)."""
+        if self.best_state is None and not any(part.alters_for_evaluation() for part in self.hooks):
             return self.model
         model = copy.deepcopy(self.model)
         if self.best_state is not None:
             model.load_state_dict(self.best_state)
-        if is_sampling(model):  # the supernet's fixed probe / median architecture, not a training draw
-            model.use_probe()
+        self._for_evaluation(model)
         return model
 
-    # ------------------------------------------------------------------ checkpoints
+    # ------------------------------------------------------------------ trial state
 
     def state_dict(self) -> dict[str, Any]:
         rng: dict[str, Any] = {"torch": torch.get_rng_state(), "generator": self.generator.get_state()}
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
-        return {
+        state = {
             "epoch": self.epoch,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -475,14 +400,18 @@ class Trainer:
             "best_state": self.best_state,
             "last_metrics": self.last_metrics,
             "history": self.history,
-            "method": self.method.state_dict(),
             "stopped": self.stopped,
-            "scaler": self.scaler.state_dict(),
+            "scaler": self.precision.scaler.state_dict(),
             "cost": self.cost,
             "elapsed": self.elapsed,
             "screened": self.screened,
-            **({"arch_step": self.arch_step.state_dict()} if self.arch_step is not None else {}),
         }
+        for part in self.hooks:  # each part's own state under its key (the method's: "method")
+            if part.state_key:
+                if part.state_key in state:
+                    raise ValueError(f"{type(part).__name__}.state_key {part.state_key!r} is already taken")
+                state[part.state_key] = part.trial_state()
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.epoch = int(state["epoch"])
@@ -497,61 +426,36 @@ class Trainer:
         self.best_state = state["best_state"]
         self.last_metrics = dict(state.get("last_metrics", {}))
         self.history = list(state.get("history", []))
-        self.method.load_state_dict(state.get("method", {}))
         self.stopped = state.get("stopped")
         if state.get("scaler"):
-            self.scaler.load_state_dict(state["scaler"])
+            self.precision.scaler.load_state_dict(state["scaler"])
         self.cost = dict.fromkeys(COST_KEYS, 0) | dict(state.get("cost", {}))
         self.elapsed = float(state.get("elapsed", 0.0))
         self.screened = dict(state.get("screened", {}))
-        if self.arch_step is not None and "arch_step" in state:
-            self.arch_step.load_state_dict(state["arch_step"])
+        for part in self.hooks:
+            if part.state_key and part.state_key in state:
+                part.load_trial_state(state[part.state_key])
 
     def save(self, directory: str | Path) -> None:
-        """Write the full training state, the best model (with what built it) and the trial config.
-
-        Each file is written to a temporary name and renamed, so a crash mid-save leaves the previous
-        complete file in place.
-        """
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        _atomic_torch_save(self.state_dict(), directory / STATE_FILE)
+        """Write the trial state (tune_robust.training.state): the full training state, the best model
+        with what built it, the trial config and the architecture record."""
+        state = self.state_dict()
         model = self.best_model()
-        _atomic_torch_save(
-            {
-                "arch": self.cfg.model.name,
-                "kwargs": self.cfg.model.kwargs,
-                "num_classes": self.data.num_classes,
-                "in_channels": int(self.data.train.x.shape[1]),
-                "state_dict": model.state_dict(),
-                "epoch": self.best["epoch"],
-            },
-            directory / MODEL_FILE,
-        )
-        _atomic_write(directory / CONFIG_FILE, json.dumps(self.cfg.to_dict(), indent=1, default=str))
-        record = self.arch_record(model)
-        if record is not None:
-            _atomic_write(directory / ARCH_FILE, json.dumps(record, indent=1))
+        blob = {
+            "arch": self.cfg.model.name,
+            "kwargs": self.cfg.model.kwargs,
+            "num_classes": self.data.num_classes,
+            "in_channels": int(self.data.train.x.shape[1]),
+            "state_dict": model.state_dict(),
+            "epoch": self.best["epoch"],
+        }
+        write_state(directory, state, blob, self.cfg.to_dict(), self.arch_record(model))
 
     def load(self, directory: str | Path) -> str | None:
-        """Restore the state saved in ``directory``; None, or a warning when the state file cannot be
-        read (truncated or corrupt: our own writes are atomic, so this is damage from outside). Then
-        the file is set aside as ``state.pt.corrupt`` and the trial starts again from epoch 0 (this
-        Trainer is still fresh); the other trials are not affected."""
-        path = Path(directory) / STATE_FILE
-        if not path.exists():  # a restart after a damaged file was set aside, before the next save
-            return f"resume: {path} is missing; the trial started again from epoch 0"
-        try:
-            state = torch.load(path, map_location=self.device, weights_only=False)
-        except Exception as e:
-            if not _damaged_file(path, e):
-                raise  # e.g. out of memory or an I/O error of the storage: the file may be fine
-            aside = path.with_name(f"{STATE_FILE}.corrupt")
-            os.replace(path, aside)
-            why = (str(e).splitlines() or [""])[0][:160]
-            return (
-                f"resume: {path} ({aside.stat().st_size:,} bytes) could not be read ({type(e).__name__}: "
-                f"{why}); moved to {aside.name}, the trial started again from epoch 0"
-            )
-        self.load_state_dict(state)
-        return None
+        """Restore the state saved in ``directory``; None, or a warning when there is none to read
+        (missing, or damaged and set aside: the trial starts again from epoch 0, this Trainer still
+        being fresh; the other trials are not affected)."""
+        state, warning = read_state(directory, self.device)
+        if state is not None:
+            self.load_state_dict(state)
+        return warning
