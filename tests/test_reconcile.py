@@ -12,7 +12,6 @@ import optuna
 import pandas as pd
 import pytest
 from ray.tune.search import Searcher
-from ray.tune.search.optuna import OptunaSearch
 
 from tune_robust.results.callback import ParquetCallback
 from tune_robust.run import RunOptions, plan
@@ -37,13 +36,8 @@ def grid() -> tuple[list[dict], GridEncoding]:
 
 def _tpe(grid: tuple[list[dict], GridEncoding], seed: int = 1) -> ChoiceSearcher:
     configs, enc = grid
-    inner = OptunaSearch(
-        space=enc.distributions(),
-        metric="val_robust_acc",
-        mode="max",
-        sampler=optuna.samplers.TPESampler(seed=seed),
-    )
-    return ChoiceSearcher(inner, enc, configs)
+    sampler = optuna.samplers.TPESampler(seed=seed)
+    return ChoiceSearcher(enc, configs, sampler=sampler, metric="val_robust_acc", mode="max")
 
 
 def _snapshot(searcher: Searcher, ids: list[str], ended: int = 0) -> list[SnapshotTrial]:
@@ -88,7 +82,7 @@ def test_choice_searcher_resumes_to_n_distinct_configs(grid, ahead):
     new = _run_to_end(restored, len(snapshot))
     keys = held + new
     assert len(keys) == N and len(set(keys)) == N, "a config ran twice after the restore"
-    study = restored.searcher._ot_study
+    study = restored.study
     complete = [t for t in study.trials if t.state.name == "COMPLETE"]
     assert len(complete) == N - (1 if ahead == "experiment" else 0)  # t2 was RUNNING in the snapshot
     running = [t for t in study.trials if t.state.name == "RUNNING"]
@@ -107,7 +101,7 @@ def test_choice_searcher_tells_optuna_about_trials_that_ended_after_its_snapshot
     snapshot += [SnapshotTrial("t1", grid[0][7], "TERMINATED", {"val_robust_acc": 0.7, "epoch": 3})]
     restored = pickle.loads(saved)
     restored.reconcile(snapshot)
-    values = sorted(t.value for t in restored.searcher._ot_study.trials if t.state.name == "COMPLETE")
+    values = sorted(t.value for t in restored.study.trials if t.state.name == "COMPLETE")
     assert values == pytest.approx([0.0, 0.7])
     assert restored.suggested == {"t0": grid[0].index(snapshot[0].config), "t1": 7}
 
@@ -117,7 +111,7 @@ def test_choice_searcher_never_repeats_a_config(grid):
     searcher = _tpe(grid)
     first = searcher.suggest("t0")
     # Force Optuna to propose t0's config again, as TPE does: the repeat is failed and re-asked.
-    study = searcher.searcher._ot_study
+    study = searcher.study
     for _ in range(3):
         study.enqueue_trial(enc.encode(configs.index(first)))
     second = searcher.suggest("t1")
@@ -125,8 +119,8 @@ def test_choice_searcher_never_repeats_a_config(grid):
     failed = [t for t in study.trials if t.state.name == "FAIL"]
     assert len(failed) == 3 and {t.user_attrs["duplicate_of"] for t in failed} == {"t0"}
     # A sampler that repeats itself past max_repeats gets the first free grid point instead.
-    stuck = ChoiceSearcher(searcher.searcher, enc, configs, max_repeats=4)
-    stuck.suggested = dict(searcher.suggested)
+    stuck = searcher
+    stuck.max_repeats = 4
     for _ in range(4):
         study.enqueue_trial(enc.encode(configs.index(first)))
     third = stuck.suggest("t2")
@@ -175,12 +169,12 @@ def _asha(trial_ids: list[str]) -> ASHA:
 
 
 def _rungs(asha: ASHA) -> dict[float, dict[str, float]]:
-    return {m: dict(r) for m, r in asha._brackets[0]._rungs}
+    return {m: dict(r) for m, r in asha.rungs.items()}
 
 
 def test_rungs_follow_the_restored_trials():
     asha = _asha(["done", "stopped", "lost"])
-    asha._brackets[0]._rungs[-1][1]["lost"] = 0.9  # recorded, but the snapshot lost the trial
+    asha.rungs[min(asha.rungs)]["lost"] = 0.9  # recorded, but the snapshot lost the trial
     history = [{"epoch": e, "val_robust_acc": 0.1 * e} for e in (1, 2, 3)]
     trials = [
         _Trial("done", {"epoch": 3, "val_robust_acc": 0.3, "epoch_history": history}),

@@ -5,6 +5,7 @@ the wrn_depth_grid notebook and the report run against that sweep's Parquet."""
 from __future__ import annotations
 
 import glob
+import json
 import os
 import pickle
 import subprocess
@@ -155,7 +156,7 @@ def test_tpe_asha_resumes_with_searcher_and_scheduler_state(tpe_asha_sweep):
     # The Optuna study kept every trial across the restart (one per trial, each told its value); the
     # restored sampler's repeat of the 5th config is in it only as a failed, rejected duplicate.
     searcher = _newest(d, "searcher-state-*.pkl")
-    study = searcher["_ot_study"]  # type: ignore[index]
+    study = searcher["study"]  # type: ignore[index]
     complete = [t for t in study.trials if t.state.name == "COMPLETE"]
     assert len(complete) == SAMPLES and all(t.value is not None for t in complete)
     assert len({tuple(sorted(t.params.items())) for t in complete}) == SAMPLES
@@ -164,8 +165,8 @@ def test_tpe_asha_resumes_with_searcher_and_scheduler_state(tpe_asha_sweep):
     # ASHA's epoch-1 rung holds a record of every trial, those from before the kill included.
     states = _newest(d, "callback-states-*.pkl")
     blob = next(s["scheduler"] for s in states.values() if isinstance(s, dict) and "scheduler" in s)  # type: ignore[union-attr]
-    asha = pickle.loads(blob)
-    rung1 = next(recorded for milestone, recorded in asha["_brackets"][0]._rungs if milestone == 1)
+    asha = json.loads(blob)
+    rung1 = next(recorded for milestone, recorded in asha["rungs"] if milestone == 1)
     assert set(rung1) == set(trials["trial_id"])
 
 
@@ -199,32 +200,31 @@ def test_report_on_a_real_sweep(tpe_asha_sweep, tmp_path):
     assert (tmp_path / "robustness_vs_params.png").exists() and (tmp_path / "summary.html").exists()
 
 
-def test_choice_searcher_hands_out_grid_configs_and_feeds_optuna():
+def test_choice_searcher_hands_out_grid_configs_and_feeds_optuna(tmp_path):
     import optuna
-    from ray.tune.search.optuna import OptunaSearch
 
     from tune_robust.search import ChoiceSearcher
 
     p = plan("wrn_depth_grid", RunOptions(search="tpe", num_samples=4))
     enc = GridEncoding.from_space(p.spec.space_for("smoke"), {})
-    inner = OptunaSearch(
-        space=enc.distributions(),
-        metric="val_robust_acc",
-        mode="max",
-        sampler=optuna.samplers.TPESampler(seed=0),
-    )
-    searcher = ChoiceSearcher(inner, enc, p.configs)
+
+    def tpe() -> ChoiceSearcher:
+        sampler = optuna.samplers.TPESampler(seed=0)
+        return ChoiceSearcher(enc, list(p.configs), sampler=sampler, metric="val_robust_acc", mode="max")
+
+    searcher = tpe()
     for i in range(4):
         cfg = searcher.suggest(f"t{i}")
         assert cfg in p.configs and cfg == searcher.suggest(f"t{i}")  # stable per trial id
         searcher.on_trial_result(f"t{i}", {"epoch": 1, "training_iteration": 1})  # no validation: skipped
         searcher.on_trial_result(f"t{i}", {"val_robust_acc": 0.1 * i, "training_iteration": 2})
         searcher.on_trial_complete(f"t{i}", {"val_robust_acc": 0.1 * i})
-    study = inner._ot_study
+    study = searcher.study
     assert [t.value for t in study.trials] == pytest.approx([0.0, 0.1, 0.2, 0.3])
     assert [t.intermediate_values for t in study.trials][1] == pytest.approx({2: 0.1})
-    restored = ChoiceSearcher(inner, enc, p.configs)
-    restored.set_state(searcher.get_state())
+    searcher.save(str(tmp_path / "searcher.pkl"))
+    restored = tpe()
+    restored.restore(str(tmp_path / "searcher.pkl"))
     assert restored.suggest("t2") == searcher.suggest("t2")
 
 

@@ -17,7 +17,8 @@ S1, S2 = "2026-12-01_10-00-00", "2026-12-02_10-00-00"
 
 def _write(folder: Path, session: str, step: int, *, search: str = "study") -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    state = {"trial_data": [], "runner_data": {"_iteration": step}, "stats": {}}
+    # The step is ours, in the search generator's state (``snapshot.STEP_KEY``); the trial list is Ray's.
+    state = {"trial_data": [], "runner_data": {}, "stats": {}}
     (folder / f"experiment_state-{session}.json").write_text(json.dumps(state))
     for k in snapshot.SEARCH:
         (folder / f"{k}-{session}.{'json' if k == 'search_gen_state' else 'pkl'}").write_bytes(

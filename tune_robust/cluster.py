@@ -12,6 +12,37 @@ from typing import Any
 
 from tune_robust.errors import ConfigError
 
+# The Ray and Optuna versions tune_robust's resume is tested on (kill-and-resume tests read Ray's snapshot
+# files and pickle Optuna's study). pyproject.toml pins the same ranges; a test checks they agree.
+TESTED_VERSIONS = {"ray": ">=2.60,<2.61", "optuna": ">=5.1,<5.2"}
+_SHOWN = {"ray": "Ray", "optuna": "Optuna"}
+
+
+def version_note() -> str | None:
+    """One line to print at start-up when the installed Ray or Optuna lies outside ``TESTED_VERSIONS``
+    (a sweep still runs; its resume is what is untested); None when both lie inside."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from packaging.specifiers import SpecifierSet
+
+    outside: list[tuple[str, str]] = []
+    for name, tested in TESTED_VERSIONS.items():
+        try:
+            installed = version(name)
+        except PackageNotFoundError:
+            continue
+        if installed not in SpecifierSet(tested):
+            outside.append((f"{_SHOWN[name]} {installed}", f"{_SHOWN[name]} {tested}"))
+    if not outside:
+        return None
+    found = " and ".join(f for f, _ in outside)
+    verb = "is" if len(outside) == 1 else "are"
+    return (
+        f"warning: {found} {verb} outside the versions tune_robust's resume is tested on "
+        f"({'; '.join(t for _, t in outside)}); a killed sweep may not resume as tested. "
+        "`pip install -e .` in tune_robust installs the tested versions"
+    )
+
 
 def init_ray(address: str | None, log_to_driver: bool, extra: Mapping[str, Any]) -> Any:
     """Start a fresh local Ray instance (no ``address``) or join the cluster at ``address``; its context."""
@@ -110,14 +141,50 @@ def fits_this_machine(cpus: float, memory: float | None, ray_init: Mapping[str, 
         )
 
 
-def cpus_ray_sees() -> int:
-    """The CPU count a local Ray instance gives its node (it reads container CPU quotas too)."""
-    try:
-        from ray._private.utils import get_num_cpus  # (private: fall back if it moves)
+def cpus_ray_sees(cgroup: Path = Path("/sys/fs/cgroup")) -> int:
+    """The CPU count a local Ray instance gives its node: the machine's CPUs, or fewer where a container
+    limits them. Ray reads the limits from the kernel's cgroup files (a CPU quota: cgroup v1's
+    ``cpu/cpu.cfs_quota_us`` over ``cpu/cpu.cfs_period_us``, or v2's ``cpu.max``; a CPU set: v1's
+    ``cpuset/cpuset.cpus``), takes the smaller, and truncates it; so does this (Ray's own function is
+    private). ``RAY_USE_MULTIPROCESSING_CPU_COUNT`` set makes Ray, and this, ignore the limits."""
+    count = os.cpu_count() or 1
+    if os.environ.get("RAY_USE_MULTIPROCESSING_CPU_COUNT"):
+        return count
+    limits = [n for n in (_cgroup_quota(cgroup), _cgroup_cpuset(cgroup)) if n]
+    return int(min(limits)) if limits else count
 
-        return int(get_num_cpus())
-    except (ImportError, AttributeError):
-        return os.cpu_count() or 1
+
+def _cgroup_quota(cgroup: Path) -> float | None:
+    """CPUs the container's CPU quota allows (at least 1), or None without one."""
+    try:
+        if (cgroup / "cpu" / "cpu.cfs_quota_us").exists():
+            quota = float((cgroup / "cpu" / "cpu.cfs_quota_us").read_text())
+            quota /= float((cgroup / "cpu" / "cpu.cfs_period_us").read_text())
+        elif (cgroup / "cpu.max").exists():
+            limit, period = (cgroup / "cpu.max").read_text().split()
+            if not (limit.isdigit() and period.isdigit()):  # "max": no quota
+                return None
+            quota = float(limit) / float(period)
+        else:
+            return None
+    except (OSError, ValueError):
+        return None
+    if quota < 0:  # -1: no quota
+        return None
+    return quota or 1.0  # Ray's rule: a zero quota counts as one CPU (a fraction is truncated later)
+
+
+def _cgroup_cpuset(cgroup: Path) -> int | None:
+    """The number of CPUs in the container's CPU set (``0-3,6``), or None without one."""
+    try:
+        text = (cgroup / "cpuset" / "cpuset.cpus").read_text().strip()
+        count = 0
+        for part in filter(None, text.split(",")):
+            first, _, last = part.partition("-")
+            count += int(last or first) - int(first) + 1
+    except (OSError, ValueError):
+        return None
+    return count or None
 
 
 def fits_a_node(need: Mapping[str, float], nodes: Sequence[Mapping[str, Any]]) -> None:
@@ -202,12 +269,9 @@ def dashboard_line(url: str | None, remote: bool) -> str:
     """Where the Ray dashboard is, how to sign in, and how long it lives (printed at the start)."""
     if not url:
         return "Ray dashboard: none (install the [dashboard] extra, ray[default], to get one)"
-    try:
-        from ray._private.authentication.authentication_utils import is_token_auth_enabled
-
-        token = is_token_auth_enabled()
-    except ImportError:  # an older Ray: no token authentication
-        token = False
+    # Ray documents RAY_AUTH_MODE=token as the switch for token authentication (its own check is private),
+    # and ray.init sets it in this process where it turns token authentication on by default.
+    token = os.environ.get("RAY_AUTH_MODE", "").strip().lower() == "token"
     sign_in = " (sign in with the token `ray get-auth-token` prints)" if token else ""
     lives = "while the cluster runs" if remote else "until this sweep ends"
     return f"Ray dashboard {lives}: http://{url}{sign_in}"

@@ -1,26 +1,40 @@
-"""Search algorithms the runner hands to Ray Tune."""
+"""Search algorithms and the trial scheduler the runner hands to Ray Tune.
+
+Everything here uses Ray's and Optuna's public interfaces only (Ray's ``Searcher``, ``SearchGenerator``,
+``FIFOScheduler`` and ``Callback``; Optuna's ``Study`` ask-and-tell): the state a resume repairs (which
+trial holds which config, the Optuna study, ASHA's rungs) is held and saved here, so a Ray release that
+reshapes its own private state cannot silently change what a resumed sweep does.
+"""
 
 from __future__ import annotations
 
 import copy
+import copyreg
+import io
 import itertools
 import json
 import logging
+import pickle
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from ray.tune import Callback
-from ray.tune.execution.tune_controller import TuneController
-from ray.tune.schedulers import ASHAScheduler, AsyncHyperBandScheduler
+from ray.tune.result import DEFAULT_METRIC
+from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher, SearchGenerator
 
-from tune_robust import snapshot
+from tune_robust import atomic, snapshot
 from tune_robust.errors import ConfigError
 from tune_robust.faults import armed, crash_point
+
+if TYPE_CHECKING:
+    import optuna
 
 logger = logging.getLogger(__name__)
 
@@ -61,8 +75,6 @@ class PointsSearcher(Searcher):
     def restore(self, checkpoint_path: str) -> None:
         state = json.loads(Path(checkpoint_path).read_text())
         self.configs = state["configs"]
-        # (State written before reconcile existed also held "next_index": every index below it is in
-        # "assigned", so the assignments alone say the same.)
         self.assigned = {str(k): int(v) for k, v in state["assigned"].items()}
 
 
@@ -135,6 +147,9 @@ class SweepSearch(SearchGenerator):
     too many (a config suggested again, as the sampler's restored random state draws it again) or too
     few. On restore this takes the experiment snapshot's trial list as the truth: the trial count is
     its length, and the searcher (``reconcile``) holds exactly its trials' configs.
+
+    Its own state (Ray's search generator state file) also carries the snapshot step, the count of
+    snapshots taken across sessions, which orders snapshots on resume (``tune_robust.snapshot.step``).
     """
 
     def __init__(
@@ -143,7 +158,15 @@ class SweepSearch(SearchGenerator):
         super().__init__(searcher)
         self.storage_dir = storage_dir  # where snapshots are synced to (only the crash points use it)
         self.kept_dir = kept_dir  # where each snapshot is kept whole (tune_robust.snapshot)
-        self._saved_count = 0
+        self.snapshot_step = 0
+        self.saved_count = 0  # trials created when the last snapshot was taken
+
+    def get_state(self) -> dict[str, Any]:
+        return {**super().get_state(), snapshot.STEP_KEY: self.snapshot_step}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        super().set_state(state)
+        self.snapshot_step = int(state[snapshot.STEP_KEY])
 
     def add_configurations(self, experiments: Any) -> None:
         """Ray calls this for a new experiment only, never after restoring one. Ray catches any error of
@@ -165,21 +188,20 @@ class SweepSearch(SearchGenerator):
 
     def save_to_dir(self, dirpath: str, session_str: str) -> None:  # type: ignore[override]
         """Ray saves the trial list first, then calls this; the snapshot is then kept whole."""
-        suggested = self.get_state()["counter"] > self._saved_count
-        experiment = TuneController.CKPT_FILE_TMPL.format(session_str)
+        suggested = self.get_state()["counter"] > self.saved_count
+        self.snapshot_step += 1  # written with the search state below: this trial list's step
+        experiment = snapshot.file_name(snapshot.EXPERIMENT, session_str)
         if suggested:
             crash_point("experiment_ahead", lambda: self._copy_to_storage(dirpath, [experiment]))
         super().save_to_dir(dirpath, session_str)
-        files = [Searcher.CKPT_FILE_TMPL.format(session_str), self.CKPT_FILE_TMPL.format(session_str)]
+        files = [snapshot.file_name(k, session_str) for k in snapshot.SEARCH]
         if suggested:
             crash_point("searcher_ahead", lambda: self._copy_to_storage(dirpath, files))
-        # Keep the snapshot whole (no kept_dir in a search pickled by an older version). The two crash
-        # points model Ray's copy to storage stopping halfway; a kept copy would replace what they
-        # leave, so while one is armed none is made.
-        kept_dir = getattr(self, "kept_dir", None)
-        if kept_dir is not None and not (armed("experiment_ahead") or armed("searcher_ahead")):
-            snapshot.keep(dirpath, [experiment, *files], kept_dir)
-        self._saved_count = self.get_state()["counter"]
+        # The two crash points model Ray's copy to storage stopping halfway; a kept copy would replace
+        # what they leave, so while one is armed none is made.
+        if self.kept_dir is not None and not (armed("experiment_ahead") or armed("searcher_ahead")):
+            snapshot.keep(dirpath, [experiment, *files], self.kept_dir)
+        self.saved_count = self.get_state()["counter"]
 
     def _copy_to_storage(self, dirpath: str, names: Sequence[str]) -> None:
         assert self.storage_dir is not None, "crash points that copy to storage need storage_dir"
@@ -196,7 +218,7 @@ class SweepSearch(SearchGenerator):
         state = self.get_state()
         state.update(counter=len(trials), finished=False)
         self.set_state(state)
-        self._saved_count = len(trials)
+        self.saved_count = len(trials)
 
 
 def _scalar(v: Any) -> bool:
@@ -305,136 +327,182 @@ def _product_positions(values: Sequence[Any]) -> list[list[Any]] | None:
     return positions
 
 
-class _OptunaBook:
-    """The parts of Ray's OptunaSearch state that de-duplication and resume repair.
+# A lock pickles as a new one. Optuna's genetic samplers (NSGA-II) hold a threading lock, which pickle
+# refuses; a lock only orders this process's threads, so a restored sampler rightly starts with its own.
+_LOCKS = {type(threading.Lock()): threading.Lock, type(threading.RLock()): threading.RLock}
 
-    Ray's OptunaSearch keeps ``_ot_trials`` (Ray trial id -> the Optuna trial asked for it),
-    ``_completed_trials`` (ids already told) and ``_ot_study``, with no public way to add, move or drop
-    an entry; this class is the one place that touches them (Ray 2.40-2.60 layout; the resume tests
-    pin the behaviour).
-    """
 
-    def __init__(self, search: Any) -> None:
-        self.search = search
+def _new_lock(lock: Any) -> tuple[Any, tuple[()]]:
+    return _LOCKS[type(lock)], ()
 
-    def asked(self) -> list[str]:
-        return list(self.search._ot_trials)
 
-    def told(self, trial_id: str) -> bool:
-        return trial_id in self.search._completed_trials
-
-    def ask_fixed(self, trial_id: str, params: Mapping[str, Any]) -> None:
-        """Ask the study for a trial with these parameters, for ``trial_id``."""
-        study = self.search._ot_study
-        study.enqueue_trial(dict(params), skip_if_exists=False)
-        self.search._ot_trials[trial_id] = study.ask(fixed_distributions=self.search._space)
-
-    def move(self, old: str, new: str) -> None:
-        self.search._ot_trials[new] = self.search._ot_trials.pop(old)
-
-    def reject(self, trial_id: str, duplicate_of: str) -> None:
-        """Fail the study's trial for ``trial_id`` (its sample repeats another trial's config) and
-        forget it, so the same Ray trial can be asked again."""
-        import optuna
-
-        ot_trial = self.search._ot_trials.pop(trial_id)
-        ot_trial.set_user_attr("duplicate_of", duplicate_of)
-        self.search._ot_study.tell(ot_trial, state=optuna.trial.TrialState.FAIL)
+def _dumps(obj: Any) -> bytes:
+    """``pickle.dumps(obj)``, its thread locks pickled as new ones."""
+    buffer = io.BytesIO()
+    pickler = pickle.Pickler(buffer)
+    pickler.dispatch_table = {**copyreg.dispatch_table, **dict.fromkeys(_LOCKS, _new_lock)}
+    pickler.dump(obj)
+    return buffer.getvalue()
 
 
 class ChoiceSearcher(Searcher):
-    """Wraps Ray's OptunaSearch: Optuna samples the encoded grid, this hands out the grid's full config.
+    """Optuna samples the encoded grid, this hands out the grid's full config: a Ray ``Searcher`` that
+    drives an ``optuna.Study`` itself through ask and tell.
 
     No config runs twice: a sample that repeats a config some trial already holds is told to Optuna as
     failed (user attribute ``duplicate_of``; TPE and NSGA-II skip failed trials) and Optuna is asked
     again; after ``max_repeats`` repeats in a row the first config no trial holds is enqueued instead.
-    Ray saves the wrapped searcher (the Optuna study) and this wrapper's state with the experiment, and
-    on resume ``reconcile`` makes both agree with the experiment snapshot.
+    With several metrics (``metric`` and ``mode`` lists, NSGA-II) the study has one direction per
+    metric. Ray saves this searcher with the experiment (``save``: the study, and which Ray trial holds
+    which Optuna trial and config), and on resume ``reconcile`` makes it agree with the experiment
+    snapshot.
     """
 
     def __init__(
-        self, searcher: Searcher, encoding: GridEncoding, configs: list[dict[str, Any]], max_repeats: int = 50
+        self,
+        encoding: GridEncoding,
+        configs: list[dict[str, Any]],
+        sampler: optuna.samplers.BaseSampler,
+        metric: str | list[str],
+        mode: str | list[str],
+        max_repeats: int = 50,
     ) -> None:
-        super().__init__(metric=searcher.metric, mode=searcher.mode)
-        self.searcher = searcher
+        import optuna
+
+        super().__init__(metric=metric, mode=mode)  # type: ignore[arg-type]  # a list for several metrics
         self.encoding = encoding
         self.configs = configs
         self.max_repeats = max_repeats
-        self.suggested: dict[str, int] = {}
+        self.space = encoding.distributions()
+        modes = mode if isinstance(mode, list) else [mode]
+        # No pruner: a trial is stopped by the trial scheduler (ASHA), never by Optuna.
+        self.study = optuna.create_study(
+            directions=["minimize" if m == "min" else "maximize" for m in modes],
+            sampler=sampler,
+            pruner=optuna.pruners.NopPruner(),
+        )
+        self.asked: dict[str, optuna.trial.Trial] = {}  # Ray trial id -> the Optuna trial asked for it
+        self.told: set[str] = set()  # Ray trial ids whose Optuna trial is finished
+        self.suggested: dict[str, int] = {}  # Ray trial id -> index into configs
         # Optuna trials asked for trials the experiment snapshot lost: handed to the next new trials.
         self.lost: list[str] = []
 
-    @property
-    def book(self) -> _OptunaBook:
-        return _OptunaBook(self.searcher)
+    def metrics(self) -> list[str]:
+        metric = self.metric
+        return list(metric) if isinstance(metric, list) else [metric]
 
     def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
-        return True  # the wrapped searcher has its own objectives and space
+        return True  # the objectives and the space were given at construction
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         if trial_id not in self.suggested:
             if self.lost:
-                self.book.move(self.lost.pop(0), trial_id)
+                self.asked[trial_id] = self.asked.pop(self.lost.pop(0))
             index = self._sample(trial_id)
-            if not isinstance(index, int):
-                return index  # type: ignore[return-value]  # None (not now) or Searcher.FINISHED
+            if index is None:
+                return Searcher.FINISHED  # type: ignore[return-value]
             self.suggested[trial_id] = index
         return copy.deepcopy(self.configs[self.suggested[trial_id]])
 
-    def _sample(self, trial_id: str) -> int | dict | str | None:
-        """A config index no trial holds, or what Optuna answered instead of a sample."""
+    def _sample(self, trial_id: str) -> int | None:
+        """A config index no trial holds (None when every config is held)."""
         holder = {index: tid for tid, index in self.suggested.items()}
         for _ in range(self.max_repeats):
-            params = self.searcher.suggest(trial_id)
-            if params is None or params == Searcher.FINISHED:
-                return params
-            index = self.encoding.decode(params)
+            if trial_id not in self.asked:
+                self.asked[trial_id] = self.study.ask(fixed_distributions=self.space)
+            index = self.encoding.decode(self.asked[trial_id].params)
             if index not in holder:
                 return index
-            self.book.reject(trial_id, duplicate_of=holder[index])
+            self._reject(trial_id, duplicate_of=holder[index])
         free = first_free(len(self.configs), holder)
         if free is None:
-            return Searcher.FINISHED
+            return None
         logger.info("Optuna repeated held configs %d times; running grid point %d", self.max_repeats, free)
-        self.book.ask_fixed(trial_id, self.encoding.encode(free))
+        self._ask_fixed(trial_id, self.encoding.encode(free))
         return free
 
+    def _ask_fixed(self, trial_id: str, params: Mapping[str, Any]) -> None:
+        """Ask the study for a trial with these parameters, for ``trial_id``."""
+        self.study.enqueue_trial(dict(params), skip_if_exists=False)
+        self.asked[trial_id] = self.study.ask(fixed_distributions=self.space)
+
+    def _reject(self, trial_id: str, duplicate_of: str) -> None:
+        """Fail the Optuna trial asked for ``trial_id`` (its sample repeats another trial's config) and
+        forget it, so the same Ray trial can be asked again."""
+        import optuna
+
+        trial = self.asked.pop(trial_id)
+        trial.set_user_attr("duplicate_of", duplicate_of)
+        self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        metrics = self.searcher.metric if isinstance(self.searcher.metric, list) else [self.searcher.metric]
-        if all(m in result for m in metrics):  # epochs without validation (train.eval_every > 1) are skipped
-            self.searcher.on_trial_result(trial_id, result)
+        # Optuna keeps intermediate values of a single objective only (as Ray's OptunaSearch reports
+        # them, per training iteration); epochs without validation (train.eval_every > 1) are skipped.
+        metrics = self.metrics()
+        trial = self.asked.get(trial_id)
+        if len(metrics) > 1 or metrics[0] not in result or trial is None or trial_id in self.told:
+            return
+        trial.report(result[metrics[0]], result["training_iteration"])
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        self.searcher.on_trial_complete(trial_id, result=result, error=error)
+        """Tell the study the trial's final metrics: COMPLETE with them (FAIL, by Optuna's own check, when
+        one is NaN); without them FAIL for an error, else PRUNED (stopped before reporting them)."""
+        import optuna
+
+        if trial_id in self.told or trial_id not in self.asked:
+            return
+        values: list[float] = [v for v in ((result or {}).get(m) for m in self.metrics()) if v is not None]
+        if len(values) == len(self.metrics()):
+            self.study.tell(self.asked[trial_id], values, skip_if_finished=True)
+        else:
+            state = optuna.trial.TrialState.FAIL if error else optuna.trial.TrialState.PRUNED
+            self.study.tell(self.asked[trial_id], state=state, skip_if_finished=True)
+        self.told.add(trial_id)
 
     def reconcile(self, trials: Sequence[SnapshotTrial]) -> None:
-        """Make this wrapper and the Optuna study hold exactly the snapshot's trials.
+        """Make this searcher and its Optuna study hold exactly the snapshot's trials.
 
         A trial the study never saw (suggested after the searcher's last snapshot) gets an Optuna trial
         with its config, told at once if it has already ended; an Optuna trial whose Ray trial the
         snapshot lost is handed to the next new trial (its config runs, under a new id).
         """
-        book = self.book
         self.suggested = _assign(self.configs, trials)
-        asked = set(book.asked())
         for t in trials:
             if t.trial_id not in self.suggested:
                 continue
-            if t.trial_id not in asked:
-                book.ask_fixed(t.trial_id, self.encoding.encode(self.suggested[t.trial_id]))
-            if t.ended and not book.told(t.trial_id):
-                self.searcher.on_trial_complete(
-                    t.trial_id, result=t.last_result or None, error=t.status == "ERROR"
-                )
-        present = set(self.suggested)
-        self.lost = [tid for tid in book.asked() if tid not in present and not book.told(tid)]
+            if t.trial_id not in self.asked:
+                self._ask_fixed(t.trial_id, self.encoding.encode(self.suggested[t.trial_id]))
+            if t.ended:
+                self.on_trial_complete(t.trial_id, result=t.last_result or None, error=t.status == "ERROR")
+        self.lost = [tid for tid in self.asked if tid not in self.suggested and tid not in self.told]
 
-    def get_state(self) -> dict[str, Any]:
-        return {"suggested": dict(self.suggested), "lost": list(self.lost)}
+    # What a resume continues from (``save``): one pickle, so the asked trials stay bound to the study
+    # they came from. Optuna documents pickling an in-memory study to save and resume it; its sampler,
+    # random state included, is in it.
+    PROGRESS = ("study", "asked", "told", "suggested", "lost")
 
-    def set_state(self, state: dict[str, Any]) -> None:
-        self.suggested = {str(k): int(v) for k, v in state.get("suggested", {}).items()}
-        self.lost = [str(t) for t in state.get("lost", [])]
+    def save(self, checkpoint_path: str) -> None:
+        Path(checkpoint_path).write_bytes(_dumps({k: getattr(self, k) for k in self.PROGRESS}))
+
+    def restore(self, checkpoint_path: str) -> None:
+        self._set_progress(pickle.loads(Path(checkpoint_path).read_bytes()))
+
+    def _set_progress(self, state: Mapping[str, Any]) -> None:
+        self.study = state["study"]
+        self.asked = dict(state["asked"])
+        self.told = set(state["told"])
+        self.suggested = {str(k): int(v) for k, v in state["suggested"].items()}
+        self.lost = [str(t) for t in state["lost"]]
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Ray pickles the whole searcher with the Tuner (and tests copy it so): the study goes as
+        # ``save`` writes it, which a sampler holding a lock survives.
+        state = {k: v for k, v in vars(self).items() if k not in self.PROGRESS}
+        return {**state, "progress": _dumps({k: getattr(self, k) for k in self.PROGRESS})}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        vars(self).update({k: v for k, v in state.items() if k != "progress"})
+        self._set_progress(pickle.loads(state["progress"]))
 
 
 class SchedulerState(Callback):
@@ -451,69 +519,170 @@ class SchedulerState(Callback):
         self.first_step = True
 
     def __getstate__(self) -> dict[str, Any]:
+        # Ray pickles the callbacks with the Tuner before the first step; a restored copy reconciles too.
         return {**self.__dict__, "first_step": True}
 
     def get_state(self) -> dict[str, Any] | None:
         with tempfile.TemporaryDirectory() as d:
-            path = Path(d) / "scheduler.pkl"
+            path = Path(d) / "scheduler.state"
             self.scheduler.save(str(path))
             return {"scheduler": path.read_bytes()}
 
     def set_state(self, state: dict[str, Any]) -> None:
         with tempfile.TemporaryDirectory() as d:
-            path = Path(d) / "scheduler.pkl"
+            path = Path(d) / "scheduler.state"
             path.write_bytes(state["scheduler"])
             self.scheduler.restore(str(path))
         self.first_step = True
 
     def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
-        if getattr(self, "first_step", True):  # absent in a callback pickled by an older version
+        if self.first_step:
             self.first_step = False
             reconcile_rungs(self.scheduler, trials)
 
 
-class ASHA(ASHAScheduler):
-    """Ray's ASHA, fed the rung records a restarted trial's history holds.
+class ASHA(FIFOScheduler):
+    """Asynchronous successive halving in one bracket, deciding as Ray's ``ASHAScheduler`` (with its
+    default ``brackets=1`` and ``stop_last_trials=True``) does, on rungs held here.
 
-    ASHA records a trial at the highest milestone its report reaches; a trial restored past a milestone
-    that ASHA's (lagging) saved state never recorded would otherwise never be recorded there. A
-    restored trial's first report carries its per-epoch history (``epoch_history``), and the missing
-    records come from it before ASHA decides.
+    The rungs (milestone -> trial id -> metric, signed so that higher is better) are public state:
+    ``save``/``restore`` write them as JSON, ``fill`` and ``reconcile`` rebuild records from a trial's
+    reports. That repair is what a resume needs: ASHA records a trial at the highest milestone a report
+    reaches, so a trial restored past a milestone that the (lagging) saved rungs never recorded would
+    otherwise never be recorded there. A restored trial's first report carries its per-epoch history
+    (``epoch_history``), and the missing records come from it before ASHA decides.
     """
 
+    # A plain attribute in place of TrialScheduler's read-only ``metric`` property (which reads Ray's
+    # private attribute); Ray's controller reads ``scheduler.metric``.
+    metric: str | None = None
+
+    def __init__(
+        self,
+        time_attr: str = "training_iteration",
+        metric: str | None = None,
+        mode: str | None = None,
+        max_t: float = 100,
+        grace_period: float = 1,
+        reduction_factor: float = 4,
+    ) -> None:
+        if not 0 < grace_period <= max_t:
+            raise ValueError(f"ASHA needs 0 < grace_period <= max_t, got {grace_period} and {max_t}")
+        if reduction_factor <= 1:
+            raise ValueError(f"ASHA needs reduction_factor > 1, got {reduction_factor}")
+        if mode not in (None, "min", "max"):
+            raise ValueError(f"ASHA's mode must be 'min' or 'max', got {mode!r}")
+        super().__init__()
+        self.time_attr = time_attr
+        self.metric = metric
+        self.mode = mode
+        self.max_t = max_t
+        self.reduction_factor = reduction_factor
+        # Ray's milestones, the same float expressions (so the same count where a logarithm rounds):
+        # grace_period * rf**k, highest first, up to max_t.
+        count = int(np.log(max_t / grace_period) / np.log(reduction_factor) + 1)
+        self.rungs: dict[float, dict[str, float]] = {
+            grace_period * reduction_factor**k: {} for k in reversed(range(count))
+        }
+        self.num_stopped = 0
+
+    def set_search_properties(self, metric: str | None, mode: str | None, **spec: Any) -> bool:
+        """Ray passes TuneConfig's metric and mode; refused (False) where the constructor set them."""
+        if (self.metric and metric) or (self.mode and mode):
+            return False
+        self.metric = metric or self.metric
+        self.mode = mode or self.mode
+        if self.metric is None and self.mode:
+            self.metric = DEFAULT_METRIC
+        return True
+
+    @property
+    def sign(self) -> float:
+        """Recorded values are ``sign * metric``: higher is better in either mode."""
+        return 1.0 if self.mode == "max" else -1.0
+
+    def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
+        if not self.metric or self.mode not in ("min", "max"):
+            raise ValueError(
+                f"ASHA has no valid metric ({self.metric}) or mode ({self.mode}): pass them to ASHA or to "
+                "tune.TuneConfig()"
+            )
+
     def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
-        if "epoch_history" in result and trial.trial_id in self._trial_info:
-            _fill_rungs(self, trial.trial_id, [*result["epoch_history"]], below=result.get(self._time_attr))
-        return super().on_trial_result(tune_controller, trial, result)
+        if "epoch_history" in result:
+            self.fill(trial.trial_id, [*result["epoch_history"]], below=result.get(self.time_attr))
+        if result.get(self.time_attr) is None or result.get(self.metric) is None:
+            return TrialScheduler.CONTINUE
+        if result[self.time_attr] >= self.max_t:
+            action = TrialScheduler.STOP
+        else:
+            action = self.record(trial.trial_id, result[self.time_attr], result[self.metric])
+        if action == TrialScheduler.STOP:
+            self.num_stopped += 1
+        return action
 
+    def on_trial_complete(self, tune_controller: Any, trial: Any, result: dict) -> None:
+        if result.get(self.time_attr) is not None and result.get(self.metric) is not None:
+            self.record(trial.trial_id, result[self.time_attr], result[self.metric])
 
-def _fill_rungs(
-    scheduler: Any, trial_id: str, results: Sequence[Mapping[str, Any]], below: Any = None
-) -> None:
-    """Record ``trial_id`` at each milestone of its bracket it lacks, from its report at that milestone
-    (only milestones below ``below`` when given: ASHA itself records the current one)."""
-    metric = str(scheduler._metric)
-    bracket = scheduler._trial_info.get(trial_id)
-    for milestone, recorded in bracket._rungs if bracket is not None else []:
-        if trial_id in recorded or (below is not None and milestone >= below):
-            continue
-        at = next((r for r in results if r.get(scheduler._time_attr) == milestone), None)
-        if at is not None and at.get(metric) is not None:
-            recorded[trial_id] = scheduler._metric_op * at[metric]
+    def record(self, trial_id: str, time: float, value: float) -> str:
+        """Record ``trial_id`` at the highest milestone ``time`` reached where it has no record yet; STOP
+        when its value is below that rung's cutoff (as Ray's ``_Bracket.on_result``)."""
+        reward = self.sign * value
+        for milestone, recorded in self.rungs.items():  # highest first
+            if time < milestone or trial_id in recorded:
+                continue
+            cutoff = self.cutoff(recorded)
+            recorded[trial_id] = reward
+            return TrialScheduler.STOP if cutoff is not None and reward < cutoff else TrialScheduler.CONTINUE
+        return TrialScheduler.CONTINUE
+
+    def cutoff(self, recorded: Mapping[str, float]) -> float | None:
+        """The value a trial must reach at a rung: the (1 - 1/rf) quantile of the rung's records, NaN
+        records left out (NaN when all are: no trial is stopped there)."""
+        if not recorded:
+            return None
+        return float(np.nanpercentile(list(recorded.values()), (1 - 1 / self.reduction_factor) * 100))
+
+    def fill(self, trial_id: str, results: Sequence[Mapping[str, Any]], below: Any = None) -> None:
+        """Record ``trial_id`` at each milestone it lacks, from its report at that milestone (only
+        milestones below ``below`` when given: ``on_trial_result`` records the current one)."""
+        for milestone, recorded in self.rungs.items():
+            if trial_id in recorded or (below is not None and milestone >= below):
+                continue
+            at = next((r for r in results if r.get(self.time_attr) == milestone), None)
+            if at is not None and at.get(self.metric) is not None:  # type: ignore[arg-type]
+                recorded[trial_id] = self.sign * at[self.metric]  # type: ignore[index]
+
+    def reconcile(self, trials: Sequence[Any]) -> None:
+        """Rungs that hold exactly ``trials`` (Ray's restored trials): records of trials the experiment
+        snapshot lost are dropped, and a missing record is taken from the reports the snapshot kept (a
+        finished trial's final report carries its per-epoch history; a running one's history arrives
+        with its next report, see ``on_trial_result``)."""
+        present = {t.trial_id: t for t in trials}
+        for recorded in self.rungs.values():
+            for trial_id in [k for k in recorded if k not in present]:
+                del recorded[trial_id]
+        for trial_id, trial in present.items():
+            last = dict(trial.last_result or {})
+            self.fill(trial_id, [*last.get("epoch_history", []), last])
+
+    def debug_string(self) -> str:
+        cutoffs = " | ".join(f"Iter {m:.3f}: {self.cutoff(r)}" for m, r in self.rungs.items())
+        return f"Using AsyncHyperBand: num_stopped={self.num_stopped}\nBracket: {cutoffs}"
+
+    def save(self, checkpoint_path: str) -> None:
+        rungs = [[milestone, recorded] for milestone, recorded in self.rungs.items()]
+        atomic.write_text(checkpoint_path, json.dumps({"rungs": rungs, "num_stopped": self.num_stopped}))
+
+    def restore(self, checkpoint_path: str) -> None:
+        state = json.loads(Path(checkpoint_path).read_text())
+        saved = {milestone: recorded for milestone, recorded in state["rungs"]}
+        self.rungs = {m: {str(k): float(v) for k, v in saved.get(m, {}).items()} for m in self.rungs}
+        self.num_stopped = int(state["num_stopped"])
 
 
 def reconcile_rungs(scheduler: Any, trials: Sequence[Any]) -> None:
-    """ASHA rungs that hold exactly the restored trials: records of trials the experiment snapshot lost
-    are dropped, and a missing record is taken from the reports the snapshot kept (a finished trial's
-    final report carries its per-epoch history; a running one's history arrives with its next report,
-    see ``ASHA``)."""
-    if not isinstance(scheduler, AsyncHyperBandScheduler):
-        return
-    present = {t.trial_id: t for t in trials}
-    for bracket in scheduler._brackets:
-        for _, recorded in bracket._rungs:
-            for trial_id in [k for k in recorded if k not in present]:
-                del recorded[trial_id]
-    for trial_id, trial in present.items():
-        last = dict(trial.last_result or {})
-        _fill_rungs(scheduler, trial_id, [*last.get("epoch_history", []), last])
+    """``ASHA.reconcile`` where the scheduler is ASHA (other schedulers keep no rungs)."""
+    if isinstance(scheduler, ASHA):
+        scheduler.reconcile(trials)

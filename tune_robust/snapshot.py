@@ -11,9 +11,10 @@ So every time Ray takes a snapshot, the search algorithm (``tune_robust.search.S
 copies the trial list and the search state from staging to ``<sweep>/snapshot`` (``keep``), each file
 written whole and renamed into place. Before ``Tuner.restore``, ``prepare_resume`` sets aside into
 ``<sweep>/damaged_snapshot`` every newest snapshot file in storage that does not load, and puts the kept
-files in place of storage's when they are newer (Ray's step counter says so) or when storage's were
-damaged. A kill between two files leaves a trial list and a search state of neighbouring snapshots;
-``SweepSearch.restore_from_dir`` makes the search agree with the trial list either way.
+files in place of storage's when they are newer (``step``: the snapshot count the search writes into its
+own state, then the session name) or when storage's were damaged. A kill between two files leaves a
+trial list and a search state of neighbouring snapshots; ``SweepSearch.restore_from_dir`` makes the
+search agree with the trial list either way.
 """
 
 from __future__ import annotations
@@ -22,10 +23,10 @@ import json
 import logging
 import os
 import pickle
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
+from tune_robust import atomic
 from tune_robust.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -36,6 +37,11 @@ EXPERIMENT = "experiment_state"
 SEARCH = ("search_gen_state", "searcher-state")
 CALLBACKS = "callback-states"
 KINDS = (EXPERIMENT, *SEARCH, CALLBACKS)
+# The file name of each kind for a session. Ray's names, written here once: Ray's own constants for them
+# sit on its internal classes (the experiment state's on the Tune controller).
+SUFFIX = {EXPERIMENT: ".json", SEARCH[0]: ".json", SEARCH[1]: ".pkl", CALLBACKS: ".pkl"}
+# The key of the snapshot count in the search generator's state (``tune_robust.search.SweepSearch``).
+STEP_KEY = "step"
 
 
 def kind(name: str) -> str | None:
@@ -43,10 +49,18 @@ def kind(name: str) -> str | None:
     return next((k for k in KINDS if name.startswith(k + "-")), None)
 
 
-def _copy_whole(src: Path, dest: Path) -> None:
-    tmp = dest.with_name(f".{dest.name}.tmp")
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dest)
+def file_name(kind_: str, session: str) -> str:
+    """The name of the ``kind_`` file of a session (``experiment_state``, ``2026-...`` ->
+    ``experiment_state-2026-....json``)."""
+    return f"{kind_}-{session}{SUFFIX[kind_]}"
+
+
+def session(name: str) -> str:
+    """The session of a snapshot file name (``file_name``'s inverse)."""
+    k = kind(name)
+    if k is None:
+        raise ValueError(f"{name} is not a snapshot file name")
+    return name.removeprefix(k + "-").removesuffix(SUFFIX[k])
 
 
 def keep(staging: str | Path, names: Sequence[str], kept_dir: str | Path) -> None:
@@ -60,7 +74,7 @@ def keep(staging: str | Path, names: Sequence[str], kept_dir: str | Path) -> Non
         kept.mkdir(parents=True, exist_ok=True)
         for name in ordered:
             if (Path(staging) / name).exists():
-                _copy_whole(Path(staging) / name, kept / name)
+                atomic.copy_file(Path(staging) / name, kept / name)
         for old in kept.iterdir():
             if kind(old.name) and old.name not in names:
                 old.unlink()
@@ -97,9 +111,12 @@ def loads(path: Path) -> bool:
 
 
 def step(path: Path) -> int:
-    """Ray's step counter in an experiment state file (higher: a later snapshot, across sessions)."""
-    state = _load(path)
-    return int(state["runner_data"]["_iteration"])  # type: ignore[index]
+    """The step of the trial list at ``path``: how many snapshots the sweep had taken, across sessions
+    (higher: later). The search writes it into its own state right after Ray writes the trial list, in
+    the same session's ``search_gen_state`` file beside it (``tune_robust.search.SweepSearch``); raises
+    what reading that file raises when it is missing or damaged."""
+    state = _load(path.with_name(file_name(SEARCH[0], session(path.name))))
+    return int(state[STEP_KEY])  # type: ignore[index]
 
 
 def newest(folder: str | Path, kind_: str) -> Path | None:
@@ -140,14 +157,16 @@ def prepare_resume(sweep_dir: str | Path, tune_dir: str = "tune") -> list[str]:
             f"them to storage) and were set aside in {aside}: {', '.join(moved)}"
         )
     # Kept files were written whole (renamed into place), the trial list last; they are used only as
-    # a whole set, and only the trial list's step is read.
+    # a whole set.
     found = [newest(kept_dir, k) for k in (EXPERIMENT, *SEARCH)]
     kept = [p for p in found if p is not None]
-    if len(kept) < len(found) or not loads(kept[0]):
+    later = _order(kept[0]) if len(kept) == len(found) and loads(kept[0]) else None
+    if later is None:
         _check_search_state(tune, aside)
         return notes
     stored = newest(tune, EXPERIMENT)
-    later = _order(kept[0])  # each trial list is read once (the full grid's is 10 MB)
+    # None also where the search state beside storage's trial list was set aside: the kept set is then
+    # the one whole snapshot of that session.
     stored_order = _order(stored) if stored is not None else None
     if (
         stored_order is None
@@ -156,15 +175,19 @@ def prepare_resume(sweep_dir: str | Path, tune_dir: str = "tune") -> list[str]:
         or (later == stored_order and any(kind(n) in SEARCH for n in moved))
     ):
         for p in kept:
-            _copy_whole(p, tune / p.name)
-        notes.append(f"resuming from the snapshot kept in {kept_dir} (Ray's step {later[0]})")
+            atomic.copy_file(p, tune / p.name)
+        notes.append(f"resuming from the snapshot kept in {kept_dir} (snapshot step {later[0]})")
     return notes
 
 
-def _order(path: Path) -> tuple[int, str]:
-    """Which of two trial lists is later: Ray's step, then the session (a resumed run's first snapshot
-    has the step of the one it restored)."""
-    return step(path), path.name
+def _order(path: Path) -> tuple[int, str] | None:
+    """Which of two trial lists is later: the step, then the session; None when the step cannot be read.
+    (A resumed run counts on from the search state it restored, which may lag the trial list by a
+    snapshot: its first snapshot can repeat a step of the session before, and is the later one.)"""
+    try:
+        return step(path), session(path.name)
+    except (*_DAMAGE, KeyError, TypeError):
+        return None
 
 
 def _check_search_state(tune: Path, aside: Path) -> None:

@@ -1,5 +1,5 @@
-"""Optuna's TPE and NSGA-II samplers through Ray Tune's ``OptunaSearch``, over the grid's values (each
-config at most once: ``tune_robust.search.ChoiceSearcher`` maps Optuna's proposals onto the grid)."""
+"""Optuna's TPE and NSGA-II samplers over the grid's values, each config at most once:
+``tune_robust.search.ChoiceSearcher`` drives an Optuna study and maps its proposals onto the grid."""
 
 from __future__ import annotations
 
@@ -24,20 +24,18 @@ class OptunaSampler(SearchMethod):
     def sampler(self, seed: int, num_samples: int) -> Any: ...
 
     def searcher(self, inputs: SearchInputs) -> Any:
-        from ray.tune.search.optuna import OptunaSearch
-
         from tune_robust.search import ChoiceSearcher, GridEncoding
 
         encoding = GridEncoding.from_space(inputs.space, inputs.pinned)
         metrics = [o.split(":")[0] for o in inputs.objectives]
         modes = [o.split(":")[1] for o in inputs.objectives]
-        optuna_search = OptunaSearch(
-            space=encoding.distributions(),
+        return ChoiceSearcher(
+            encoding,
+            list(inputs.configs),
+            sampler=self.sampler(inputs.seed, inputs.num_samples),
             metric=metrics if len(metrics) > 1 else metrics[0],
             mode=modes if len(modes) > 1 else modes[0],
-            sampler=self.sampler(inputs.seed, inputs.num_samples),
         )
-        return ChoiceSearcher(optuna_search, encoding, list(inputs.configs))
 
 
 @register_search("tpe")
