@@ -3,9 +3,9 @@
 ``Trainer`` owns data, model, optimiser, LR schedule and RNG state for one trial. ``run_epoch`` trains
 one epoch, evaluates on the held-out validation split (clean + the evaluation attack) and tracks the best
 epoch by robust accuracy. ``save``/``load`` round-trip everything needed to continue a trial exactly
-(tune_robust.training.state). Whatever a search method adds (a supernet's sampling, an architecture
-step, a screen of the initial weights, a method's own state) takes part through the hooks of the
-trial's parts (tune_robust.models.hooks), which the loop calls in order.
+(tune_robust.training.state). Whatever a search method adds (a one-shot model's sampling, an
+architecture step, a screen of the initial weights, a method's own state) takes part through the hooks
+of the trial's parts (tune_robust.models.hooks), which the loop calls in order.
 """
 
 from __future__ import annotations
@@ -31,12 +31,13 @@ from tune_robust.models import count_params, create_model
 from tune_robust.models.checkpoint import load_checkpoint
 from tune_robust.models.hooks import TrainingHooks, load_init
 from tune_robust.models.oneshot import record_of
+from tune_robust.training import state as trial_state
 from tune_robust.training._base import create_method, state_copy
 from tune_robust.training.arch_step import ArchitectureStep, architecture_step
 from tune_robust.training.precision import Precision, resolve_device
 from tune_robust.training.schedule import lr_multiplier
 from tune_robust.training.screen import screens
-from tune_robust.training.state import STATE_FILE, has_state, read_state, write_state
+from tune_robust.training.state import STATE_FILE, has_state
 
 __all__ = ["STATE_FILE", "Trainer", "has_state", "load_model_file", "resolve_device"]
 
@@ -72,14 +73,14 @@ def build_model(cfg: TrialConfig, data: TrialData, device: torch.device) -> nn.M
             num_classes=data.num_classes,
             in_channels=int(data.train.x.shape[1]),
         )
-        load_init(source, model)  # (a sampled sub-network inherits a supernet's weights)
+        load_init(source, model)  # (through the source's hook: a sampled sub-network inherits)
     return model
 
 
 def build_optimizer(model: nn.Module, t: TrainConfig) -> torch.optim.Optimizer:
     """SGD (momentum, optional Nesterov) or Adam; ``train.exclude_norm_bias_decay``: BN affine
     parameters and biases get no weight decay. A model with hooks says which parameters are its
-    weights (a supernet's architecture parameters are not: the architecture step trains them)."""
+    weights (architecture parameters are not: the architecture step trains them)."""
     decay: list[nn.Parameter] = []
     no_decay: list[nn.Parameter] = []
     params = model.weight_parameters() if isinstance(model, TrainingHooks) else list(model.parameters())
@@ -143,7 +144,7 @@ class Trainer:
     def _collect_hooks(self) -> list[TrainingHooks]:
         """The trial's parts, in the order the loop calls them: a differentiable search's architecture
         step (on its share of the training split; the weights train on the rest from then on), the
-        method, the model when it has hooks (a supernet), the screens of the initial weights."""
+        method, the model when it has hooks (a one-shot model), the screens of the initial weights."""
         cfg = self.cfg
         self.arch_step: ArchitectureStep | None
         self.arch_step, train = architecture_step(
@@ -169,14 +170,12 @@ class Trainer:
         self.epoch = 0
         self.best: dict[str, Any] = {"epoch": -1, "score": -1.0, "robust_acc": -1.0, "clean_acc": -1.0}
         self.best_state: dict[str, Any] | None = None
-        # The last epoch's metrics, so a trial restored after its final epoch can report them again
-        # together with the test numbers.
+        # The last epoch's metrics (a trial restored after its final epoch reports them again with the
+        # test numbers) and every epoch's (the final report carries them, so rows whose report was lost
+        # when a driver died can still be recorded).
         self.last_metrics: dict[str, Any] = {}
-        # Every epoch's metrics: a trial's final report carries them, so rows whose report was lost when
-        # a driver died can still be recorded.
         self.history: list[dict[str, Any]] = []
-        # Cost so far (attack forward-backward passes per example, summed) and wall seconds of earlier
-        # runs of this trial (before a restart).
+        # Attack forward-backward passes per example, summed; wall seconds of earlier runs (restarts).
         self.cost: dict[str, int] = dict.fromkeys(COST_KEYS, 0)
         self.elapsed = 0.0
         # The screens' numbers (cfg.screen) once they ran; {} before, or without a screen.
@@ -221,7 +220,7 @@ class Trainer:
             augment=self.data.augment,
             drop_last=drop_last,
         ):
-            for part in self.hooks:  # (an architecture step, a supernet's draw of this batch's network)
+            for part in self.hooks:  # (an architecture step, a one-shot model's draw of this batch's net)
                 part.before_batch(self)
             with self.precision.autocast():
                 loss, logits = self.method.train_batch(
@@ -387,15 +386,12 @@ class Trainer:
     # ------------------------------------------------------------------ trial state
 
     def state_dict(self) -> dict[str, Any]:
-        rng: dict[str, Any] = {"torch": torch.get_rng_state(), "generator": self.generator.get_state()}
-        if self.device.type == "cuda":
-            rng["cuda"] = torch.cuda.get_rng_state(self.device)
         state = {
             "epoch": self.epoch,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
-            "rng": rng,
+            "rng": trial_state.rng_state(self.device, self.generator),
             "best": self.best,
             "best_state": self.best_state,
             "last_metrics": self.last_metrics,
@@ -406,11 +402,7 @@ class Trainer:
             "elapsed": self.elapsed,
             "screened": self.screened,
         }
-        for part in self.hooks:  # each part's own state under its key (the method's: "method")
-            if part.state_key:
-                if part.state_key in state:
-                    raise ValueError(f"{type(part).__name__}.state_key {part.state_key!r} is already taken")
-                state[part.state_key] = part.trial_state()
+        trial_state.add_part_states(state, self.hooks)
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -418,10 +410,7 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng"]["torch"].cpu())
-        self.generator.set_state(state["rng"]["generator"].cpu())
-        if "cuda" in state["rng"] and self.device.type == "cuda":
-            torch.cuda.set_rng_state(state["rng"]["cuda"].cpu(), self.device)
+        trial_state.set_rng_state(state["rng"], self.device, self.generator)
         self.best = {"score": state["best"].get("robust_acc", -1.0), **state["best"]}
         self.best_state = state["best_state"]
         self.last_metrics = dict(state.get("last_metrics", {}))
@@ -432,9 +421,7 @@ class Trainer:
         self.cost = dict.fromkeys(COST_KEYS, 0) | dict(state.get("cost", {}))
         self.elapsed = float(state.get("elapsed", 0.0))
         self.screened = dict(state.get("screened", {}))
-        for part in self.hooks:
-            if part.state_key and part.state_key in state:
-                part.load_trial_state(state[part.state_key])
+        trial_state.load_part_states(state, self.hooks)
 
     def save(self, directory: str | Path) -> None:
         """Write the trial state (tune_robust.training.state): the full training state, the best model
@@ -449,13 +436,13 @@ class Trainer:
             "state_dict": model.state_dict(),
             "epoch": self.best["epoch"],
         }
-        write_state(directory, state, blob, self.cfg.to_dict(), self.arch_record(model))
+        trial_state.write_state(directory, state, blob, self.cfg.to_dict(), self.arch_record(model))
 
     def load(self, directory: str | Path) -> str | None:
         """Restore the state saved in ``directory``; None, or a warning when there is none to read
         (missing, or damaged and set aside: the trial starts again from epoch 0, this Trainer still
         being fresh; the other trials are not affected)."""
-        state, warning = read_state(directory, self.device)
+        state, warning = trial_state.read_state(directory, self.device)
         if state is not None:
             self.load_state_dict(state)
         return warning

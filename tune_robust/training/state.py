@@ -16,7 +16,7 @@ import json
 import os
 import pickle
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +24,21 @@ import torch
 
 from tune_robust.atomic import write_text, write_with
 from tune_robust.models.checkpoint import MODEL_FILE
+from tune_robust.models.hooks import TrainingHooks
 
-__all__ = ["ARCH_FILE", "CONFIG_FILE", "STATE_FILE", "damaged_file", "has_state", "read_state", "write_state"]
+__all__ = [
+    "ARCH_FILE",
+    "CONFIG_FILE",
+    "STATE_FILE",
+    "add_part_states",
+    "damaged_file",
+    "has_state",
+    "load_part_states",
+    "read_state",
+    "rng_state",
+    "set_rng_state",
+    "write_state",
+]
 
 STATE_FILE = "state.pt"
 CONFIG_FILE = "config.json"
@@ -35,6 +48,36 @@ ARCH_FILE = "arch.json"
 
 def has_state(directory: str | Path) -> bool:
     return (Path(directory) / STATE_FILE).exists()
+
+
+def rng_state(device: torch.device, generator: torch.Generator) -> dict[str, Any]:
+    """The random state a trial draws from: torch's global one (CUDA's too), and the batch order's."""
+    rng: dict[str, Any] = {"torch": torch.get_rng_state(), "generator": generator.get_state()}
+    if device.type == "cuda":
+        rng["cuda"] = torch.cuda.get_rng_state(device)
+    return rng
+
+
+def set_rng_state(rng: Mapping[str, Any], device: torch.device, generator: torch.Generator) -> None:
+    torch.set_rng_state(rng["torch"].cpu())
+    generator.set_state(rng["generator"].cpu())
+    if "cuda" in rng and device.type == "cuda":
+        torch.cuda.set_rng_state(rng["cuda"].cpu(), device)
+
+
+def add_part_states(state: dict[str, Any], parts: Iterable[TrainingHooks]) -> None:
+    """Each part's own state under its ``state_key`` (the method's: "method"), beside the loop's."""
+    for part in parts:
+        if part.state_key:
+            if part.state_key in state:
+                raise ValueError(f"{type(part).__name__}.state_key {part.state_key!r} is already taken")
+            state[part.state_key] = part.trial_state()
+
+
+def load_part_states(state: Mapping[str, Any], parts: Iterable[TrainingHooks]) -> None:
+    for part in parts:
+        if part.state_key and part.state_key in state:
+            part.load_trial_state(state[part.state_key])
 
 
 def _torch_save(obj: Any, dest: Path) -> None:
