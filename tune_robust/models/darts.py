@@ -12,7 +12,7 @@ stages between reductions (DARTS-R: 0.4 on the last).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 import torch
@@ -22,6 +22,12 @@ from tune_robust.errors import ConfigError
 from tune_robust.models._registry import register_model
 from tune_robust.models._stages import stage_channels
 from tune_robust.models.oneshot import SearchSpace, arch_record
+
+# The operations live in tune_robust.models.ops; DilConv and SepConv stay importable from here too (the
+# Lipschitz bound and the tests take the DARTS operations from this module).
+from tune_robust.models.ops import OPS, PRIMITIVES, FactorizedReduce, ReLUConvBN
+from tune_robust.models.ops import DilConv as DilConv
+from tune_robust.models.ops import SepConv as SepConv
 
 
 class Genotype(NamedTuple):
@@ -82,19 +88,6 @@ GENOTYPES: dict[str, Genotype] = {
         range(2, 6),
     ),
 }
-
-
-# The DARTS / PC-DARTS search space's candidate operations (RACL searches the same 8).
-PRIMITIVES = (
-    "none",
-    "max_pool_3x3",
-    "avg_pool_3x3",
-    "skip_connect",
-    "sep_conv_3x3",
-    "sep_conv_5x5",
-    "dil_conv_3x3",
-    "dil_conv_5x5",
-)
 
 
 def _cell_text(edges: Sequence[tuple[str, int]], concat: Sequence[int]) -> str:
@@ -211,96 +204,6 @@ class DartsSpace(SearchSpace):
             out[f"arch_{which}_skips"] = ops.count("skip_connect")
             out[f"arch_{which}_pools"] = sum("pool" in op for op in ops)
         return out
-
-
-# ------------------------------------------------------------------------------------------ operations
-
-
-class ReLUConvBN(nn.Sequential):
-    def __init__(
-        self, c_in: int, c_out: int, kernel: int, stride: int, padding: int, affine: bool = True
-    ) -> None:
-        super().__init__(
-            nn.ReLU(inplace=False),
-            nn.Conv2d(c_in, c_out, kernel, stride, padding, bias=False),
-            nn.BatchNorm2d(c_out, affine=affine),
-        )
-
-
-class DilConv(nn.Sequential):
-    """ReLU - depthwise (dilated) conv - pointwise conv - BN."""
-
-    def __init__(
-        self,
-        c_in: int,
-        c_out: int,
-        kernel: int,
-        stride: int,
-        padding: int,
-        dilation: int,
-        affine: bool = True,
-    ) -> None:
-        super().__init__(
-            nn.ReLU(inplace=False),
-            nn.Conv2d(c_in, c_in, kernel, stride, padding, dilation=dilation, groups=c_in, bias=False),
-            nn.Conv2d(c_in, c_out, 1, bias=False),
-            nn.BatchNorm2d(c_out, affine=affine),
-        )
-
-
-class SepConv(nn.Sequential):
-    """Two stacked DilConv(dilation 1); only the first may stride."""
-
-    def __init__(
-        self, c_in: int, c_out: int, kernel: int, stride: int, padding: int, affine: bool = True
-    ) -> None:
-        super().__init__(
-            DilConv(c_in, c_in, kernel, stride, padding, 1, affine),
-            DilConv(c_in, c_out, kernel, 1, padding, 1, affine),
-        )
-
-
-class FactorizedReduce(nn.Module):
-    """Halve the resolution without losing pixels: two 1x1 stride-2 convs on offset grids, concatenated."""
-
-    def __init__(self, c_in: int, c_out: int, affine: bool = True) -> None:
-        super().__init__()
-        self.relu = nn.ReLU(inplace=False)
-        self.conv1 = nn.Conv2d(c_in, c_out // 2, 1, 2, bias=False)
-        self.conv2 = nn.Conv2d(c_in, c_out - c_out // 2, 1, 2, bias=False)
-        self.bn = nn.BatchNorm2d(c_out, affine=affine)
-
-    def linear(self, x: torch.Tensor) -> torch.Tensor:
-        """The convolutions alone (no ReLU, no BatchNorm): the linear map the module applies."""
-        shifted = nn.functional.pad(x[:, :, 1:, 1:], (0, 1, 0, 1))
-        return torch.cat([self.conv1(x), self.conv2(shifted)], 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.bn(self.linear(self.relu(x)))
-
-
-def _conv_7x1_1x7(c: int, stride: int, affine: bool = True) -> nn.Module:
-    return nn.Sequential(
-        nn.ReLU(inplace=False),
-        nn.Conv2d(c, c, (1, 7), (1, stride), (0, 3), bias=False),
-        nn.Conv2d(c, c, (7, 1), (stride, 1), (3, 0), bias=False),
-        nn.BatchNorm2d(c, affine=affine),
-    )
-
-
-# name -> builder(channels, stride, affine): the operations of the DARTS family (affine=False BatchNorm
-# in search supernets, as DARTS and PC-DARTS build them).
-OPS: dict[str, Callable[[int, int, bool], nn.Module]] = {
-    "avg_pool_3x3": lambda c, s, a: nn.AvgPool2d(3, s, 1, count_include_pad=False),
-    "max_pool_3x3": lambda c, s, a: nn.MaxPool2d(3, s, 1),
-    "skip_connect": lambda c, s, a: nn.Identity() if s == 1 else FactorizedReduce(c, c, a),
-    "sep_conv_3x3": lambda c, s, a: SepConv(c, c, 3, s, 1, a),
-    "sep_conv_5x5": lambda c, s, a: SepConv(c, c, 5, s, 2, a),
-    "sep_conv_7x7": lambda c, s, a: SepConv(c, c, 7, s, 3, a),
-    "dil_conv_3x3": lambda c, s, a: DilConv(c, c, 3, s, 2, 2, a),
-    "dil_conv_5x5": lambda c, s, a: DilConv(c, c, 5, s, 4, 2, a),
-    "conv_7x1_1x7": _conv_7x1_1x7,
-}
 
 
 class Cell(nn.Module):

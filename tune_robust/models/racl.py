@@ -1,15 +1,21 @@
-"""RACL's search supernet (Dong et al., "Adversarially Robust Neural Architectures", Sec. 2).
+"""The PC-DARTS search supernet and RACL's (Dong et al., "Adversarially Robust Neural Architectures",
+Sec. 2), which is PC-DARTS plus log-normal architecture weights and a Lipschitz confidence constraint.
 
-A PC-DARTS supernet (Xu et al. 2020: partial channel connections, edge weights beta; RACL Eq. 5) whose
-architecture weights are log-normal random variables: alpha (per edge and op) and beta (per edge), one
-set for normal and one for reduction cells, with trainable mu and sigma. Every cell draws its own alpha
-and beta from those distributions, once per training batch (all forward passes of a batch, the attack's
-included, see one draw), reparameterised so the draw is differentiable in mu and sigma. The sampled
-values mix the ops as drawn (Eq. 5, no softmax): Eqs. 8-13 bound the network that mixes with alpha and
-beta themselves, so any normalisation would make the bound describe another network. mu starts where
-PC-DARTS' softmax weights start (ln 1/8 per op, ln 1/n over a node's n inputs).
+:class:`PCDartsSupernet` (Xu et al. 2020): partial channel connections (tune_robust.models.ops'
+PartialMixedOp), softmax weights alpha over each edge's ops and beta over each node's inputs
+(edge normalisation), one set for normal and one for reduction cells; ``derive`` keeps, per node, the
+two inputs and per input the op with the largest softmax(alpha) x softmax(beta) ("none" excluded), as
+PC-DARTS' genotype().
 
-The architecture penalty (Eqs. 11-19): each op's Lipschitz constant (tune_robust.models.lipschitz;
+:class:`RACLSupernet` makes alpha (per edge and op) and beta (per edge) log-normal random variables with
+trainable mu and sigma (RACL Eq. 5). Every cell draws its own alpha and beta from those distributions,
+once per training batch (all forward passes of a batch, the attack's included, see one draw),
+reparameterised so the draw is differentiable in mu and sigma. The sampled values mix the ops as drawn
+(Eq. 5, no softmax): Eqs. 8-13 bound the network that mixes with alpha and beta themselves, so any
+normalisation would make the bound describe another network. mu starts where PC-DARTS' softmax weights
+start (ln 1/8 per op, ln 1/n over a node's n inputs).
+
+RACL's architecture penalty (Eqs. 11-19): each op's Lipschitz constant (tune_robust.models.lipschitz;
 detached, "lambda_o is treated as constant ... since the weights are fixed"), the edge, node and network
 log-normal bound by Fenton-Wilkinson (tune_robust.models.lognormal), the constraint
 c = mu + Phi^-1(eta) sigma^2 - ln(lambda*) with ln C folded into lambda*, and the ADMM terms
@@ -18,10 +24,9 @@ theta c + rho / 2 c^2 with the dual update theta <- theta + rho c after each arc
 ``confidence=False`` is Table 5's "without CL": deterministic alpha = e^mu, beta = e^mu and the Eq. 10
 bound (sigma = 0; the same constraint without the variance term).
 
-Eval mode and validation run the median architecture (every draw at its median e^mu); ``derive`` picks,
-per node, the two inputs and per input the op with the largest e^mu_alpha * e^mu_beta (none excluded),
-as PC-DARTS' genotype(); the median neither rewards nor penalises uncertainty (the mean e^(mu+sigma^2/2)
-would favour the least confident weights).
+RACL's eval mode and validation run the median architecture (every draw at its median e^mu); its
+``derive`` ranks by e^mu_alpha * e^mu_beta: the median neither rewards nor penalises uncertainty (the
+mean e^(mu+sigma^2/2) would favour the least confident weights).
 """
 
 from __future__ import annotations
@@ -35,8 +40,7 @@ from torch import nn
 
 from tune_robust.errors import ConfigError
 from tune_robust.models._registry import register_model
-from tune_robust.models.darts import OPS, PRIMITIVES, DartsSpace, Genotype, ReLUConvBN
-from tune_robust.models.darts import FactorizedReduce as DartsFactorizedReduce
+from tune_robust.models.darts import DartsSpace, Genotype
 from tune_robust.models.lipschitz import (
     closed_form,
     grouped_linear,
@@ -47,105 +51,33 @@ from tune_robust.models.lipschitz import (
 )
 from tune_robust.models.lognormal import lognormal_sum, sample_lognormal
 from tune_robust.models.oneshot import Supernet
+from tune_robust.models.ops import PRIMITIVES, PartialMixedOp, SearchCell, edge_count
 
 NONE = PRIMITIVES.index("none")
 
 
-def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
-    n, c, h, w = x.shape
-    return x.reshape(n, groups, c // groups, h, w).transpose(1, 2).reshape(n, c, h, w)
+class PCDartsSupernet(Supernet, nn.Module):
+    """PC-DARTS' search supernet: deterministic softmax weights, nothing added to the architecture
+    step's loss. ``mu_alpha`` (kind, edge, op) and ``mu_beta`` (kind, edge) are the logits; kind 0 is
+    the normal cells', 1 the reduction cells'."""
 
-
-class PartialMixedOp(nn.Module):
-    """PC-DARTS' mixed op: the first C/K channels go through every candidate op (weighted by alpha),
-    the rest pass unchanged (max-pooled on a reduction edge); then a channel shuffle."""
-
-    def __init__(self, c: int, stride: int, partial: int) -> None:
-        super().__init__()
-        self.partial = partial
-        self.stride = stride
-        self.ops = nn.ModuleList()
-        for name in PRIMITIVES[1:]:  # "none" adds zeros: left out, its weight multiplies nothing
-            op = OPS[name](c // partial, stride, False)
-            if "pool" in name:  # PC-DARTS follows pooling with an affine-free BatchNorm in the search
-                op = nn.Sequential(op, nn.BatchNorm2d(c // partial, affine=False))
-            self.ops.append(op)
-        self.width = c // partial
-        self.bypass = nn.MaxPool2d(2, 2) if stride == 2 else nn.Identity()
-        # Spatial size of the last input (the op's Lipschitz constant is taken at that size).
-        self.input_hw: tuple[int, int] | None = None
-
-    def forward(self, x: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
-        self.input_hw = (int(x.shape[2]), int(x.shape[3]))
-        k = x.shape[1] // self.partial
-        head, rest = x[:, :k], x[:, k:]
-        mixed = sum(alpha[i + 1] * op(head) for i, op in enumerate(self.ops))
-        assert isinstance(mixed, torch.Tensor)
-        return channel_shuffle(torch.cat([mixed, self.bypass(rest)], 1), self.partial)
-
-
-class SearchCell(nn.Module):
-    def __init__(
-        self, nodes: int, c_pp: int, c_p: int, c: int, reduction: bool, reduction_prev: bool, partial: int
-    ) -> None:
-        super().__init__()
-        self.reduction = reduction
-        self.nodes = nodes
-        self.pre0 = (
-            DartsFactorizedReduce(c_pp, c, affine=False)
-            if reduction_prev
-            else ReLUConvBN(c_pp, c, 1, 1, 0, affine=False)
-        )
-        self.pre1 = ReLUConvBN(c_p, c, 1, 1, 0, affine=False)
-        self.edges = nn.ModuleList(
-            PartialMixedOp(c, 2 if reduction and i < 2 else 1, partial)
-            for node in range(nodes)
-            for i in range(2 + node)
-        )
-
-    def forward(self, s0: torch.Tensor, s1: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor) -> Any:
-        states = [self.pre0(s0), self.pre1(s1)]
-        offset = 0
-        for _ in range(self.nodes):
-            node = sum(
-                beta[offset + i] * self.edges[offset + i](h, alpha[offset + i]) for i, h in enumerate(states)
-            )
-            offset += len(states)
-            states.append(node)
-        return torch.cat(states[2:], 1)
-
-
-def edge_count(nodes: int) -> int:
-    return sum(2 + n for n in range(nodes))
-
-
-class RACLSupernet(Supernet, nn.Module):
+    label = "PC-DARTS"
     theta: torch.Tensor
     noise_alpha: torch.Tensor
     noise_beta: torch.Tensor
 
     def __init__(
         self,
+        *,
         num_classes: int,
         in_channels: int,
-        channels: int,
-        layers: int,
-        nodes: int,
-        partial: int,
-        confidence: bool,
-        sigma_init: float,
-        eta: float,
-        rho: float,
-        node_target: float,
-        seed: int,
+        channels: int = 16,
+        layers: int = 8,
+        nodes: int = 4,
+        partial: int = 4,
     ) -> None:
         super().__init__()
         self.layers, self.nodes = layers, nodes
-        self.confidence = confidence
-        self.rho = rho
-        self.z = NormalDist().inv_cdf(eta)  # Phi^-1(eta)
-        # ln(lambda* / C): a target of node_target per node bound, over every node of every cell.
-        self.log_target = layers * nodes * math.log(node_target)
         self.space = DartsSpace(nodes)
         c_stem = 3 * channels
         self.stem = nn.Sequential(
@@ -162,21 +94,132 @@ class RACLSupernet(Supernet, nn.Module):
             c_pp, c_p = c_p, nodes * c
         self.classifier = nn.Linear(c_p, num_classes)
         edges = edge_count(nodes)
-        inputs = torch.tensor([2 + n for n in range(nodes) for _ in range(2 + n)], dtype=torch.float)
-        # Index 0: normal cells, 1: reduction cells.
-        self.mu_alpha = nn.Parameter(
-            -math.log(len(PRIMITIVES)) + 1e-3 * torch.randn(2, edges, len(PRIMITIVES))
-        )
-        self.mu_beta = nn.Parameter(-inputs.log().expand(2, edges) + 1e-3 * torch.randn(2, edges))
-        sigma = sigma_init if confidence else 0.0
-        self.sigma_alpha = nn.Parameter(
-            torch.full((2, edges, len(PRIMITIVES)), sigma), requires_grad=confidence
-        )
-        self.sigma_beta = nn.Parameter(torch.full((2, edges), sigma), requires_grad=confidence)
-        self.register_buffer("theta", torch.zeros(()))  # the ADMM dual variable
+        alpha, beta = self.initial_logits(edges)
+        self.mu_alpha = nn.Parameter(alpha)
+        self.mu_beta = nn.Parameter(beta)
+        # RACL's state (its spreads sigma, the ADMM dual theta, the cells' standard-normal draws) is part
+        # of the family's one checkpoint layout: here zero and never trained, so a pcdarts_supernet
+        # checkpoint has racl_supernet's tensor names and shapes.
+        self.sigma_alpha = nn.Parameter(torch.zeros(2, edges, len(PRIMITIVES)), requires_grad=False)
+        self.sigma_beta = nn.Parameter(torch.zeros(2, edges), requires_grad=False)
+        self.register_buffer("theta", torch.zeros(()))
         self.register_buffer("noise_alpha", torch.zeros(layers, edges, len(PRIMITIVES)))
         self.register_buffer("noise_beta", torch.zeros(layers, edges))
         self.kinds = [int(i in (layers // 3, 2 * layers // 3)) for i in range(layers)]
+
+    def initial_logits(self, edges: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """PC-DARTS' initialisation: 1e-3 N(0, 1) logits. They are the global generator's second pair of
+        draws of these shapes, the first pair discarded: RACL's initialisation takes the first pair
+        (:meth:`RACLSupernet.initial_logits`) and this supernet has always drawn after it, so a seed
+        keeps giving the initial architecture it gave (a search from a seed stays reproducible)."""
+        for _ in range(2):
+            alpha = 1e-3 * torch.randn(2, edges, len(PRIMITIVES))
+            beta = 1e-3 * torch.randn(2, edges)
+        return alpha, beta
+
+    # ------------------------------------------------------------------ architecture parameters
+
+    def arch_parameters(self) -> list[nn.Parameter]:
+        return [self.mu_alpha, self.mu_beta]
+
+    def weight_parameters(self) -> list[nn.Parameter]:
+        arch = {id(p) for p in (self.mu_alpha, self.mu_beta, self.sigma_alpha, self.sigma_beta)}
+        return [p for p in self.parameters() if id(p) not in arch]  # sigma stays out where not trained
+
+    def resample(self) -> None:
+        """Nothing to draw: the weights are deterministic."""
+
+    def use_probe(self) -> None:
+        """The one architecture the weights give (the same in training and evaluation)."""
+
+    def use(self, arch: Any) -> None:
+        raise ConfigError(f"the {self.label} supernet mixes every op; derive() gives its architecture")
+
+    def _node_softmax(self, logits: torch.Tensor) -> torch.Tensor:
+        parts, offset = [], 0
+        for node in range(self.nodes):
+            parts.append(torch.softmax(logits[..., offset : offset + 2 + node], -1))
+            offset += 2 + node
+        return torch.cat(parts, -1)
+
+    def weights(self, cell: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """This cell's (alpha, beta) as the forward pass uses them."""
+        k = self.kinds[cell]
+        return torch.softmax(self.mu_alpha[k], -1), self._node_softmax(self.mu_beta[k])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s0 = s1 = self.stem(x)
+        for i, cell in enumerate(self.cells):
+            s0, s1 = s1, cell(s0, s1, *self.weights(i))
+        return self.classifier(nn.functional.adaptive_avg_pool2d(s1, 1).flatten(1))
+
+    # ------------------------------------------------------------------ the derived architecture
+
+    def log_strength(self, kind: int) -> torch.Tensor:
+        """ln of each (edge, op)'s weight in the derivation: PC-DARTS' genotype() ranks by softmax(alpha)
+        of the edge times softmax(beta) over the node's inputs."""
+        return (
+            torch.log_softmax(self.mu_alpha[kind], -1) + self._node_softmax(self.mu_beta[kind]).log()[:, None]
+        )
+
+    def derive(self) -> Genotype:
+        """Per node the two inputs, and per input the op, with the largest ``log_strength`` ("none"
+        excluded), as PC-DARTS' genotype() ranks them."""
+        cells = []
+        for k in (0, 1):
+            strength = self.log_strength(k).detach().cpu().clone()
+            strength[:, NONE] = -math.inf
+            edges: list[tuple[str, int]] = []
+            offset = 0
+            for node in range(self.nodes):
+                rows = strength[offset : offset + 2 + node]
+                best = sorted(range(2 + node), key=lambda i: -float(rows[i].max()))[:2]
+                edges.extend((PRIMITIVES[int(rows[i].argmax())], i) for i in sorted(best))
+                offset += 2 + node
+            cells.append(tuple(edges))
+        concat = tuple(range(2, 2 + self.nodes))
+        return Genotype(cells[0], concat, cells[1], concat)
+
+
+class RACLSupernet(PCDartsSupernet):
+    """PC-DARTS with log-normal alpha and beta (``confidence``: trainable sigma from ``sigma_init``)
+    and the Lipschitz confidence constraint (``eta``, ``rho``, ``node_target``) in the architecture
+    step's loss; ``seed`` seeds the per-batch draws and the power iteration's start."""
+
+    label = "RACL"
+
+    def __init__(
+        self,
+        *,
+        num_classes: int,
+        in_channels: int,
+        channels: int = 16,
+        layers: int = 8,
+        nodes: int = 4,
+        partial: int = 4,
+        confidence: bool = True,
+        sigma_init: float = 0.5,
+        eta: float = 0.9,
+        rho: float = 0.001,
+        node_target: float = 1.0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(
+            num_classes=num_classes,
+            in_channels=in_channels,
+            channels=channels,
+            layers=layers,
+            nodes=nodes,
+            partial=partial,
+        )
+        self.confidence = confidence
+        self.rho = rho
+        self.z = NormalDist().inv_cdf(eta)  # Phi^-1(eta)
+        # ln(lambda* / C): a target of node_target per node bound, over every node of every cell.
+        self.log_target = layers * nodes * math.log(node_target)
+        with torch.no_grad():
+            for sigma in (self.sigma_alpha, self.sigma_beta):
+                sigma.fill_(sigma_init if confidence else 0.0).requires_grad_(confidence)
         # Power-iteration vectors, one per (cell, edge, op, stage), created at their input's size.
         self.power: dict[str, torch.Tensor] = {}
         self.sampling = confidence
@@ -185,15 +228,19 @@ class RACLSupernet(Supernet, nn.Module):
         self._constraint: torch.Tensor | None = None
         self._groups: dict[str, list[tuple[int, int, int, int, int, tuple[int, int]]]] | None = None
 
+    def initial_logits(self, edges: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """mu where PC-DARTS' softmax weights start (ln 1/8 per op, ln 1/n over a node's n inputs), plus
+        1e-3 N(0, 1) jitter."""
+        inputs = torch.tensor([2 + n for n in range(self.nodes) for _ in range(2 + n)], dtype=torch.float)
+        alpha = -math.log(len(PRIMITIVES)) + 1e-3 * torch.randn(2, edges, len(PRIMITIVES))
+        beta = -inputs.log().expand(2, edges) + 1e-3 * torch.randn(2, edges)
+        return alpha, beta
+
     # ------------------------------------------------------------------ architecture parameters
 
     def arch_parameters(self) -> list[nn.Parameter]:
-        params = [self.mu_alpha, self.mu_beta]
+        params = super().arch_parameters()
         return [*params, self.sigma_alpha, self.sigma_beta] if self.confidence else params
-
-    def weight_parameters(self) -> list[nn.Parameter]:
-        arch = {id(p) for p in (self.mu_alpha, self.mu_beta, self.sigma_alpha, self.sigma_beta)}
-        return [p for p in self.parameters() if id(p) not in arch]  # sigma stays out without CL too
 
     def resample(self) -> None:
         """A fresh standard-normal draw for every cell's alpha and beta (used until the next call)."""
@@ -205,21 +252,11 @@ class RACLSupernet(Supernet, nn.Module):
         self.noise_alpha.zero_()
         self.noise_beta.zero_()
 
-    def use(self, arch: Any) -> None:
-        raise ConfigError("the RACL supernet mixes every op; derive() gives its architecture")
-
     def weights(self, cell: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """This cell's (alpha, beta) as the forward pass uses them."""
         k = self.kinds[cell]
         alpha = sample_lognormal(self.mu_alpha[k], self.sigma_alpha[k], self.noise_alpha[cell])
         beta = sample_lognormal(self.mu_beta[k], self.sigma_beta[k], self.noise_beta[cell])
         return alpha, beta
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s0 = s1 = self.stem(x)
-        for i, cell in enumerate(self.cells):
-            s0, s1 = s1, cell(s0, s1, *self.weights(i))
-        return self.classifier(nn.functional.adaptive_avg_pool2d(s1, 1).flatten(1))
 
     # ------------------------------------------------------------------ the Lipschitz bound
 
@@ -323,29 +360,9 @@ class RACLSupernet(Supernet, nn.Module):
             self.theta.add_(self.rho * self._constraint)
             self._constraint = None
 
-    # ------------------------------------------------------------------ the derived architecture
-
     def log_strength(self, kind: int) -> torch.Tensor:
-        """ln of each (edge, op)'s weight in the derivation: ln(e^mu_alpha e^mu_beta), the medians."""
+        """ln(e^mu_alpha e^mu_beta): the medians of the edge's op weight and its input weight."""
         return self.mu_alpha[kind] + self.mu_beta[kind, :, None]
-
-    def derive(self) -> Genotype:
-        """Per node the two inputs, and per input the op, with the largest ``log_strength`` ("none"
-        excluded), as PC-DARTS' genotype() ranks them."""
-        cells = []
-        for k in (0, 1):
-            strength = self.log_strength(k).detach().cpu().clone()
-            strength[:, NONE] = -math.inf
-            edges: list[tuple[str, int]] = []
-            offset = 0
-            for node in range(self.nodes):
-                rows = strength[offset : offset + 2 + node]
-                best = sorted(range(2 + node), key=lambda i: -float(rows[i].max()))[:2]
-                edges.extend((PRIMITIVES[int(rows[i].argmax())], i) for i in sorted(best))
-                offset += 2 + node
-            cells.append(tuple(edges))
-        concat = tuple(range(2, 2 + self.nodes))
-        return Genotype(cells[0], concat, cells[1], concat)
 
     def get_extra_state(self) -> Any:
         return {**super().get_extra_state(), "power": dict(self.power)}
@@ -355,54 +372,11 @@ class RACLSupernet(Supernet, nn.Module):
         self.power = dict(state.get("power", {}))
 
 
-class PCDartsSupernet(RACLSupernet):
-    """Plain PC-DARTS (Xu et al. 2020) on the same supernet: deterministic softmax weights (alpha over
-    each edge's ops, beta over each node's inputs), no Lipschitz terms; the baseline RACL modifies."""
-
-    def __init__(self, *args: Any) -> None:
-        super().__init__(*args)
-        with torch.no_grad():  # PC-DARTS' initialisation: 1e-3 N(0, 1) logits
-            self.mu_alpha.copy_(1e-3 * torch.randn_like(self.mu_alpha))
-            self.mu_beta.copy_(1e-3 * torch.randn_like(self.mu_beta))
-
-    def _node_softmax(self, logits: torch.Tensor) -> torch.Tensor:
-        parts, offset = [], 0
-        for node in range(self.nodes):
-            parts.append(torch.softmax(logits[..., offset : offset + 2 + node], -1))
-            offset += 2 + node
-        return torch.cat(parts, -1)
-
-    def weights(self, cell: int) -> tuple[torch.Tensor, torch.Tensor]:
-        k = self.kinds[cell]
-        return torch.softmax(self.mu_alpha[k], -1), self._node_softmax(self.mu_beta[k])
-
-    def arch_penalty(self) -> tuple[torch.Tensor | float, dict[str, float]]:
-        return 0.0, {}
-
-    def after_arch_step(self) -> None:
-        pass
-
-    def log_strength(self, kind: int) -> torch.Tensor:
-        """PC-DARTS' genotype(): softmax(alpha) of the edge times softmax(beta) over the node's inputs."""
-        return (
-            torch.log_softmax(self.mu_alpha[kind], -1) + self._node_softmax(self.mu_beta[kind]).log()[:, None]
-        )
-
-
-def _check(channels: int, layers: int, partial: int, eta: float, rho: float, node_target: float) -> None:
-    checks = [
-        (layers >= 3, f"racl_supernet: layers must be >= 3 (two of them reduce), got {layers}"),
-        (
-            partial >= 1 and channels % partial == 0,
-            f"racl_supernet: channels ({channels}) must be a multiple of partial ({partial})",
-        ),
-        (0 < eta < 1, f"racl_supernet: eta must be in (0, 1), got {eta}"),
-        (rho > 0, f"racl_supernet: rho must be > 0, got {rho}"),
-        (node_target > 0, f"racl_supernet: node_target must be > 0, got {node_target}"),
-    ]
-    for ok, msg in checks:
-        if not ok:
-            raise ConfigError(msg)
+def _check(name: str, channels: int, layers: int, partial: int) -> None:
+    if layers < 3:
+        raise ConfigError(f"{name}: layers must be >= 3 (two of them reduce), got {layers}")
+    if partial < 1 or channels % partial:
+        raise ConfigError(f"{name}: channels ({channels}) must be a multiple of partial ({partial})")
 
 
 @register_model
@@ -424,22 +398,31 @@ def racl_supernet(
     beta with the Lipschitz confidence constraint (``eta``, ``rho``; the bound's target is
     ``node_target`` per node, i.e. ln(lambda*/C) = cells x nodes x ln node_target); ``confidence=False``
     is Table 5's "without CL"."""
-    _check(channels, layers, partial, eta, rho, node_target)
-    if confidence and sigma_init <= 0:
-        raise ConfigError(f"racl_supernet: sigma_init must be > 0 with confidence learning, got {sigma_init}")
+    _check("racl_supernet", channels, layers, partial)
+    for ok, msg in (
+        (0 < eta < 1, f"eta must be in (0, 1), got {eta}"),
+        (rho > 0, f"rho must be > 0, got {rho}"),
+        (node_target > 0, f"node_target must be > 0, got {node_target}"),
+        (
+            not confidence or sigma_init > 0,
+            f"sigma_init must be > 0 with confidence learning, got {sigma_init}",
+        ),
+    ):
+        if not ok:
+            raise ConfigError(f"racl_supernet: {msg}")
     return RACLSupernet(
-        num_classes,
-        in_channels,
-        channels,
-        layers,
-        nodes,
-        partial,
-        confidence,
-        sigma_init,
-        eta,
-        rho,
-        node_target,
-        seed,
+        num_classes=num_classes,
+        in_channels=in_channels,
+        channels=channels,
+        layers=layers,
+        nodes=nodes,
+        partial=partial,
+        confidence=confidence,
+        sigma_init=sigma_init,
+        eta=eta,
+        rho=rho,
+        node_target=node_target,
+        seed=seed,
     )
 
 
@@ -454,7 +437,14 @@ def pcdarts_supernet(
     seed: int = 0,
 ) -> PCDartsSupernet:
     """PC-DARTS' search supernet (softmax alpha and beta, partial channels 1/``partial``, no Lipschitz
-    constraint): the baseline of RACL's search, searched the same way (``search`` section)."""
-    _check(channels, layers, partial, 0.5, 1.0, 1.0)
-    args = (num_classes, in_channels, channels, layers, nodes, partial, False, 0.0, 0.5, 1.0, 1.0, seed)
-    return PCDartsSupernet(*args)
+    constraint): the baseline of RACL's search, searched the same way (``search`` section). ``seed`` is
+    accepted as racl_supernet's is (shared sweep settings); PC-DARTS draws nothing per batch."""
+    _check("pcdarts_supernet", channels, layers, partial)
+    return PCDartsSupernet(
+        num_classes=num_classes,
+        in_channels=in_channels,
+        channels=channels,
+        layers=layers,
+        nodes=nodes,
+        partial=partial,
+    )

@@ -8,7 +8,9 @@ codes list node 0's 2 edges, node 1's 3, node 2's 4, node 3's 5 (the published o
 follows the authors' release: a 3x3 conv stem to 3C channels with affine BatchNorm, reduction cells at
 L//3 and 2L//3 doubling the channels, ReLU-1x1conv-BN preprocessing (FactorizedReduce for c_{k-2} after
 a reduction), BatchNorm without affine parameters inside the cells (``affine=True`` gives them one),
-global average pooling and a linear classifier.
+global average pooling and a linear classifier. The operations are the DARTS family's
+(:mod:`tune_robust.models.ops`) in the release's module layout: :class:`FlatSepConv` and
+:class:`CroppedFactorizedReduce`.
 
 Every branch of an edge is a submodule named by its position (``cells.3.edges.5.conv``), so a network
 with any code has a subset of the supernet's parameters under the same names: the supernet (every edge
@@ -29,6 +31,7 @@ from tune_robust.errors import ConfigError
 from tune_robust.models._registry import register_model
 from tune_robust.models.layouts import Candidate, Layout, Shapes, register_layout
 from tune_robust.models.oneshot import SearchSpace, Supernet, arch_record
+from tune_robust.models.ops import CroppedFactorizedReduce, FlatSepConv, ReLUConvBN, Zero
 from tune_robust.models.robnet_codes import (
     EDGES,
     FREE,
@@ -42,59 +45,6 @@ from tune_robust.models.robnet_codes import (
 )
 
 
-class Zero(nn.Module):
-    """A zero edge: nothing flows (the output of an all-zero node is zeros of the node's shape)."""
-
-    def __init__(self, stride: int) -> None:
-        super().__init__()
-        self.stride = stride
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x[:, :, :: self.stride, :: self.stride].mul(0.0)
-
-
-def _bn(c: int, affine: bool) -> nn.BatchNorm2d:
-    return nn.BatchNorm2d(c, affine=affine)
-
-
-class ReLUConvBN(nn.Sequential):
-    def __init__(self, c_in: int, c_out: int, affine: bool) -> None:
-        super().__init__(nn.ReLU(inplace=False), nn.Conv2d(c_in, c_out, 1, bias=False), _bn(c_out, affine))
-
-
-class SepConv(nn.Sequential):
-    """Two ReLU - depthwise 3x3 - pointwise - BN blocks (only the first may stride)."""
-
-    def __init__(self, c: int, stride: int, affine: bool) -> None:
-        super().__init__(
-            nn.ReLU(inplace=False),
-            nn.Conv2d(c, c, 3, stride, 1, groups=c, bias=False),
-            nn.Conv2d(c, c, 1, bias=False),
-            _bn(c, affine),
-            nn.ReLU(inplace=False),
-            nn.Conv2d(c, c, 3, 1, 1, groups=c, bias=False),
-            nn.Conv2d(c, c, 1, bias=False),
-            _bn(c, affine),
-        )
-
-
-class FactorizedReduce(nn.Module):
-    """Halve the resolution: ReLU, two 1x1 stride-2 convs on grids offset by one pixel, concatenated, BN."""
-
-    def __init__(self, c_in: int, c_out: int, affine: bool) -> None:
-        super().__init__()
-        if c_out % 2:
-            raise ConfigError(f"robnet: FactorizedReduce needs an even channel count, got {c_out}")
-        self.relu = nn.ReLU(inplace=False)
-        self.conv_1 = nn.Conv2d(c_in, c_out // 2, 1, 2, bias=False)
-        self.conv_2 = nn.Conv2d(c_in, c_out // 2, 1, 2, bias=False)
-        self.bn = _bn(c_out, affine)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.relu(x)
-        return self.bn(torch.cat([self.conv_1(x), self.conv_2(x[:, :, 1:, 1:])], 1))
-
-
 class Edge(nn.Module):
     """One edge: a ``conv`` branch (code bit 2) and a ``skip`` branch (bit 1), each built only if some code
     this network can run uses it (the supernet builds both)."""
@@ -103,10 +53,10 @@ class Edge(nn.Module):
         super().__init__()
         self.stride = stride
         self.code = code
-        self.conv = SepConv(c, stride, affine) if code[1] == "1" else None
+        self.conv = FlatSepConv(c, c, 3, stride, 1, affine) if code[1] == "1" else None
         self.skip: nn.Module | None = None
         if code[0] == "1":
-            self.skip = nn.Identity() if stride == 1 else FactorizedReduce(c, c, affine)
+            self.skip = nn.Identity() if stride == 1 else CroppedFactorizedReduce(c, c, affine)
 
     def forward(self, x: torch.Tensor, code: str) -> torch.Tensor | None:
         out = None
@@ -127,9 +77,12 @@ class RobNetCell(nn.Module):
         self.reduction = reduction
         self.code = code
         self.preprocess0 = (
-            FactorizedReduce(c_pp, c, affine) if reduction_prev else ReLUConvBN(c_pp, c, affine)
+            CroppedFactorizedReduce(c_pp, c, affine)
+            if reduction_prev
+            else ReLUConvBN(c_pp, c, 1, 1, 0, affine)
         )
-        self.preprocess1 = ReLUConvBN(c_p, c, affine)
+        self.preprocess1 = ReLUConvBN(c_p, c, 1, 1, 0, affine)
+        self.zero = Zero(2 if reduction else 1)
         self.inputs = edge_inputs()
         self.edges = nn.ModuleList(
             Edge(c, 2 if reduction and j < 2 else 1, code[e], affine) for e, j in enumerate(self.inputs)
@@ -146,9 +99,8 @@ class RobNetCell(nn.Module):
                 if out is not None:
                     total = out if total is None else total + out
                 e += 1
-            if total is None:  # every edge zero: the node is zeros (as the release's Zero op gives)
-                stride = 2 if self.reduction else 1
-                total = states[1][:, :, ::stride, ::stride].mul(0.0)
+            if total is None:  # every edge zero: the node is zeros (as the release's Zero ops give)
+                total = self.zero(states[1])
             states.append(total)
         return torch.cat(states[2:], 1)
 
