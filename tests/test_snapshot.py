@@ -149,3 +149,27 @@ def test_a_trial_list_left_without_any_whole_search_state_is_refused(tmp_path):
     assert (tmp_path / "damaged_snapshot" / f"search_gen_state-{S1}.json").exists()  # kept, not deleted
     _write(tmp_path / "snapshot", S1, 4)  # with a whole kept copy the resume goes on
     assert "kept" in snapshot.prepare_resume(tmp_path)[-1]
+
+
+def test_the_search_writes_each_snapshots_step_beside_its_trial_list_and_counts_on_after_a_restore(tmp_path):
+    from tune_robust.search import PointsSearcher, SweepSearch
+
+    staging, kept = tmp_path / "staging", tmp_path / "snapshot"
+    staging.mkdir()
+
+    def take(search: SweepSearch, session: str) -> None:  # what Ray does at each snapshot
+        (staging / f"experiment_state-{session}.json").write_text(json.dumps({"trial_data": []}))
+        search.save_to_dir(str(staging), session)
+
+    search = SweepSearch(PointsSearcher([{"a": 1}, {"a": 2}]), kept_dir=str(kept))
+    take(search, S1)
+    take(search, S1)
+    assert snapshot.step(staging / f"experiment_state-{S1}.json") == 2
+    assert snapshot.step(kept / f"experiment_state-{S1}.json") == 2
+    resumed = SweepSearch(PointsSearcher([{"a": 1}, {"a": 2}]), kept_dir=str(kept))
+    resumed.set_state(search.get_state())  # as Ray's restore does from the search state file
+    take(resumed, S2)
+    assert snapshot.step(kept / f"experiment_state-{S2}.json") == 3
+    assert sorted(p.name for p in kept.iterdir()) == sorted(
+        snapshot.file_name(k, S2) for k in snapshot.KINDS[:3]
+    )

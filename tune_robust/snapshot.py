@@ -87,7 +87,7 @@ _DAMAGE = (OSError, ValueError, EOFError, pickle.UnpicklingError, UnicodeDecodeE
 
 def _load(path: Path) -> object:
     """A snapshot file's content. Ray writes the trial list as JSON and its own state as a pickle; a
-    searcher's state is in the searcher's format (pickle for Ray's and Optuna's, JSON for the grid)."""
+    searcher's state is in the searcher's format (a pickle for Optuna's, JSON for the grid's)."""
     import ray.cloudpickle as cloudpickle
 
     data = path.read_bytes()
