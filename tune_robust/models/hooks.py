@@ -5,7 +5,7 @@ through tune_robust.models.oneshot.Supernet; hence this module's place at the mo
 training method (tune_robust.training._base.Method), a differentiable search's architecture step
 (tune_robust.training.arch_step) and the screens of its initial weights (tune_robust.training.screen).
 Every hook is a no-op by default; a part overrides what it takes part in, so a new search method is a
-model, a method or a part of its own, with no change to the loop.
+registered model and/or method that overrides them, with no change to the loop.
 
 The loop calls the parts in one order: the architecture step, the method, the model, the screens (the
 architecture step draws its own sub-network before the model draws the batch's, and a method's epoch
