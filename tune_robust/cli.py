@@ -11,7 +11,7 @@ import argparse
 import shlex
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,9 +48,13 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _repeatable(
-    p: argparse.ArgumentParser | argparse._ArgumentGroup, flag: str, dest: str, metavar: str, help: str
-) -> None:
+class Arguments(Protocol):
+    """What argparse's parsers and argument groups share: adding arguments."""
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> Any: ...
+
+
+def _repeatable(p: Arguments, flag: str, dest: str, metavar: str, help: str) -> None:
     """A flag that may be given several times; its values collect in a list (empty by default)."""
     p.add_argument(flag, dest=dest, action="append", default=[], metavar=metavar, help=help)
 
@@ -142,7 +146,7 @@ def _checkpoint_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top-k", type=int, default=0, help="with --from-sweep: only the best K trials (0 = all)")
 
 
-def _strategy_arguments(g: argparse._ArgumentGroup) -> None:
+def _strategy_arguments(g: Arguments) -> None:
     g.add_argument(
         "--search",
         default="grid",

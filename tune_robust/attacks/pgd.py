@@ -109,7 +109,7 @@ class PGD(Attack):
         loss = "" if self.loss == "ce" else f"-{self.loss}"
         return f"{self.name}{self.steps}{r}-{self.norm}-eps{self.eps:.4g}-step{self.step:.4g}{loss}"
 
-    def _start(self, x0: torch.Tensor, starts: Starts | None = None, draw: int = 0) -> torch.Tensor:
+    def start_point(self, x0: torch.Tensor, starts: Starts | None = None, draw: int = 0) -> torch.Tensor:
         if not self.random_start:
             return x0
         if self.start == "normal":
@@ -132,7 +132,7 @@ class PGD(Attack):
 
     def _run(self, model: nn.Module, x0: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The training path: the last iterate of every example, the start from the global generator."""
-        adv = self._start(x0)
+        adv = self.start_point(x0)
         box = self._box(x0)
         for _ in range(self.steps):
             grad, logits = input_grad(model, adv, y, self.loss)
@@ -172,7 +172,7 @@ class PGD(Attack):
             sub = x0[v.which]
             one = dataclasses.replace(self, eps=v.eps, step=v.step)
             own = starts.subset(v.which).keyed(one)
-            begin = v.start if v.start is not None else one._start(sub, own, v.draw)
+            begin = v.start if v.start is not None else one.start_point(sub, own, v.draw)
             column = sub.new_full((len(sub), *([1] * (sub.ndim - 1))), v.eps)
             valid = in_ball(begin, sub, v.eps, "linf")
             parts.append((sub, y[v.which], begin, column, torch.full_like(column, v.step), valid))
@@ -205,7 +205,9 @@ class PGD(Attack):
             if not len(sel):
                 break
             sub = None if starts is None else starts.subset(sel)
-            adv, hit = self.continue_from(model, x0[sel], y[sel], self._start(x0[sel], sub, r), early_stop)
+            adv, hit = self.continue_from(
+                model, x0[sel], y[sel], self.start_point(x0[sel], sub, r), early_stop
+            )
             if early_stop or self.restarts == 1:
                 out[sel] = adv
             else:  # keep_worst's choice: the first fooling candidate, else the highest loss
