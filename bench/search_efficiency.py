@@ -178,7 +178,7 @@ def tpe_expectation(
     start-up trials a real run may ask in a different order than this serial replay."""
     import optuna
 
-    from tune_robust.search import GridEncoding
+    from tune_robust.searchers._encoding import GridEncoding
     from tune_robust.sweeps import get_sweep
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -4,8 +4,8 @@ in a cycle. The layers (README, "Layout and extending"):
 
 0 errors, registry, coercion, plugins, faults -> 1 data, models, attacks -> 2 training methods, evaluation ->
 3 trial config, training loop, results, the Ray cluster, snapshots -> 4 sweeps, planning and running
-(run), the Ray search glue, searchers -> 5 search_spaces, trainables, analysis ->
-6 the command line and its Python twin (cli, api).
+(run), search strategies (searchers: search methods, their Ray searchers, ASHA) -> 5 search_spaces,
+trainables, analysis -> 6 the command line and its Python twin (cli, api).
 """
 
 from __future__ import annotations
@@ -44,7 +44,6 @@ LAYERS: list[tuple[str, int]] = [
     ("tune_robust.sweeps", 4),
     ("tune_robust.run", 4),
     ("tune_robust.searchers", 4),
-    ("tune_robust.search", 4),
     ("tune_robust.search_spaces", 5),
     ("tune_robust.trainables", 5),
     ("tune_robust.analysis", 5),

@@ -186,7 +186,7 @@ def test_plugin_sources_combine_in_order(monkeypatch):
 
 SEARCH_PLUGIN = textwrap.dedent(
     """
-    from tune_robust.search import PointsSearcher
+    from tune_robust.searchers._points import PointsSearcher
     from tune_robust.searchers import SearchMethod, register_search
 
 

@@ -22,7 +22,9 @@ from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 
 from tune_robust import cluster
 from tune_robust.run import RunOptions, plan
-from tune_robust.search import ASHA, ChoiceSearcher, GridEncoding
+from tune_robust.searchers._asha import ASHA
+from tune_robust.searchers._encoding import GridEncoding
+from tune_robust.searchers._optuna import ChoiceSearcher
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -15,15 +15,11 @@ from ray.tune.search import Searcher
 
 from tune_robust.results.callback import ParquetCallback
 from tune_robust.run import RunOptions, plan
-from tune_robust.search import (
-    ASHA,
-    ChoiceSearcher,
-    GridEncoding,
-    PointsSearcher,
-    SnapshotTrial,
-    config_key,
-    reconcile_rungs,
-)
+from tune_robust.searchers._asha import ASHA, reconcile_rungs
+from tune_robust.searchers._encoding import GridEncoding
+from tune_robust.searchers._optuna import ChoiceSearcher
+from tune_robust.searchers._points import PointsSearcher
+from tune_robust.searchers._trials import SnapshotTrial, config_key
 
 N = 6
 

@@ -19,7 +19,7 @@ from conftest import read_parquet as _read
 
 from tune_robust import cli
 from tune_robust.run import RunOptions, plan
-from tune_robust.search import GridEncoding
+from tune_robust.searchers._encoding import GridEncoding
 from tune_robust.sweeps import get_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -203,7 +203,7 @@ def test_report_on_a_real_sweep(tpe_asha_sweep, tmp_path):
 def test_choice_searcher_hands_out_grid_configs_and_feeds_optuna(tmp_path):
     import optuna
 
-    from tune_robust.search import ChoiceSearcher
+    from tune_robust.searchers._optuna import ChoiceSearcher
 
     p = plan("wrn_depth_grid", RunOptions(search="tpe", num_samples=4))
     enc = GridEncoding.from_space(p.spec.space_for("smoke"), {})

@@ -152,7 +152,8 @@ def test_a_trial_list_left_without_any_whole_search_state_is_refused(tmp_path):
 
 
 def test_the_search_writes_each_snapshots_step_beside_its_trial_list_and_counts_on_after_a_restore(tmp_path):
-    from tune_robust.search import PointsSearcher, SweepSearch
+    from tune_robust.searchers._generator import SweepSearch
+    from tune_robust.searchers._points import PointsSearcher
 
     staging, kept = tmp_path / "staging", tmp_path / "snapshot"
     staging.mkdir()

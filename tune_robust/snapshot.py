@@ -7,8 +7,8 @@ Ray writes its snapshot (the trial list ``experiment_state-<session>.json``, the
 snapshot taken while the previous copy runs is not copied). A driver killed during that copy leaves a
 file in storage cut short; Ray's restore then fails, and Ray starts the experiment over.
 
-So every time Ray takes a snapshot, the search algorithm (``tune_robust.search.SweepSearch``) also
-copies the trial list and the search state from staging to ``<sweep>/snapshot`` (``keep``), each file
+So every time Ray takes a snapshot, the search algorithm (``SweepSearch``, tune_robust.searchers._generator)
+also copies the trial list and the search state from staging to ``<sweep>/snapshot`` (``keep``), each file
 written whole and renamed into place. Before ``Tuner.restore``, ``prepare_resume`` sets aside into
 ``<sweep>/damaged_snapshot`` every newest snapshot file in storage that does not load, and puts the kept
 files in place of storage's when they are newer (``step``: the snapshot count the search writes into its
@@ -40,7 +40,7 @@ KINDS = (EXPERIMENT, *SEARCH, CALLBACKS)
 # The file name of each kind for a session. Ray's names, written here once: Ray's own constants for them
 # sit on its internal classes (the experiment state's on the Tune controller).
 SUFFIX = {EXPERIMENT: ".json", SEARCH[0]: ".json", SEARCH[1]: ".pkl", CALLBACKS: ".pkl"}
-# The key of the snapshot count in the search generator's state (``tune_robust.search.SweepSearch``).
+# The key of the snapshot count in the search generator's state (tune_robust.searchers._generator).
 STEP_KEY = "step"
 
 
@@ -113,7 +113,7 @@ def loads(path: Path) -> bool:
 def step(path: Path) -> int:
     """The step of the trial list at ``path``: how many snapshots the sweep had taken, across sessions
     (higher: later). The search writes it into its own state right after Ray writes the trial list, in
-    the same session's ``search_gen_state`` file beside it (``tune_robust.search.SweepSearch``); raises
+    the same session's ``search_gen_state`` file beside it (tune_robust.searchers._generator); raises
     what reading that file raises when it is missing or damaged."""
     state = _load(path.with_name(file_name(SEARCH[0], session(path.name))))
     return int(state[STEP_KEY])  # type: ignore[index]

@@ -20,8 +20,8 @@ from tune_robust.attacks import Attack, Outcome, Starts, create_attack
 from tune_robust.data import DATASETS, Split, batches
 from tune_robust.evaluation import sanity
 from tune_robust.evaluation.basic import Tally, attack_batch, evaluate
-from tune_robust.evaluation.settings import EvalConfig, eval_attack_specs
 from tune_robust.evaluation.metrics import LipschitzMeter, stability
+from tune_robust.evaluation.settings import EvalConfig, eval_attack_specs
 
 log = logging.getLogger("tune_robust")
 

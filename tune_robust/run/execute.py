@@ -18,6 +18,9 @@ def execute(p: Plan, trainable: Callable[[dict[str, Any]], None], command: str =
     ``tune_robust.trainables.get_trainable(p.spec.trainable)``); returns the Ray dashboard's address
     (None without one)."""
     cluster.no_gpu_locally(p.gpus, p.options.address)
+    warning = cluster.version_note()
+    if warning:
+        print(warning, flush=True)
     for note in p.notes:
         print(f"note: {note}", flush=True)
     with resume.driver_lock(p, command):
@@ -59,8 +62,9 @@ def _run(p: Plan, trainable: Callable[[dict[str, Any]], None], command: str, res
 
 def build_search(p: Plan) -> tuple[Any, Any, list[Any]]:
     """(search_alg, scheduler, extra callbacks) for ``p.strategy``."""
-    from tune_robust.search import ASHA, SchedulerState, SweepSearch
     from tune_robust.searchers import SearchInputs
+    from tune_robust.searchers._asha import ASHA, SchedulerState
+    from tune_robust.searchers._generator import SweepSearch
 
     s = p.strategy
     inputs = SearchInputs(

@@ -22,7 +22,7 @@ class Grid(SearchMethod):
         return grid_size
 
     def searcher(self, inputs: SearchInputs) -> Any:
-        from tune_robust.search import PointsSearcher  # Ray: only when the sweep runs
+        from tune_robust.searchers._points import PointsSearcher  # Ray: only when the sweep runs
 
         return PointsSearcher(list(inputs.configs))
 
@@ -32,6 +32,6 @@ class Random(SearchMethod):
     def searcher(self, inputs: SearchInputs) -> Any:
         order = list(range(len(inputs.configs)))
         random.Random(inputs.seed).shuffle(order)
-        from tune_robust.search import PointsSearcher
+        from tune_robust.searchers._points import PointsSearcher
 
         return PointsSearcher([inputs.configs[i] for i in order[: inputs.num_samples]])

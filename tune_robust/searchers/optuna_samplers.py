@@ -1,5 +1,5 @@
-"""Optuna's TPE and NSGA-II samplers over the grid's values, each config at most once:
-``tune_robust.search.ChoiceSearcher`` drives an Optuna study and maps its proposals onto the grid."""
+"""Optuna's TPE and NSGA-II samplers over the grid's values, each config at most once: ``ChoiceSearcher``
+(tune_robust.searchers._optuna) drives an Optuna study and maps its proposals onto the grid."""
 
 from __future__ import annotations
 
@@ -24,7 +24,8 @@ class OptunaSampler(SearchMethod):
     def sampler(self, seed: int, num_samples: int) -> Any: ...
 
     def searcher(self, inputs: SearchInputs) -> Any:
-        from tune_robust.search import ChoiceSearcher, GridEncoding
+        from tune_robust.searchers._encoding import GridEncoding
+        from tune_robust.searchers._optuna import ChoiceSearcher
 
         encoding = GridEncoding.from_space(inputs.space, inputs.pinned)
         metrics = [o.split(":")[0] for o in inputs.objectives]
