@@ -161,6 +161,23 @@ def test_tune_robust_reaches_into_no_private_state_of_ray_or_optuna():
     assert found == []
 
 
+def test_no_library_module_reaches_an_underscore_attribute_of_another_object():
+    """Only ``self`` and ``cls`` have their underscore attributes read: no module reaches into another
+    package's objects (Ray, Optuna, torch, argparse) or into another of our own classes' insides."""
+    import ast
+
+    folders = ("tune_robust", "search_spaces", "trainables", "analysis")
+    found = []
+    for path in sorted(p for folder in folders for p in (ROOT / folder).rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Attribute) or not node.attr.startswith("_"):
+                continue
+            own = isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")
+            if not own and not node.attr.startswith("__"):
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno}: {ast.unparse(node)}")
+    assert found == []
+
+
 def test_tested_versions_are_the_ones_pyproject_pins():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     pins = {}

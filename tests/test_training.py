@@ -8,6 +8,7 @@ from tune_robust.config import TrialConfig
 from tune_robust.data import Split
 from tune_robust.evaluation import evaluate
 from tune_robust.training.loop import Trainer, load_model_file
+from tune_robust.training.precision import native_bf16
 from tune_robust.training.schedule import lr_multiplier
 
 
@@ -105,9 +106,20 @@ def test_step_schedule_decays_at_75_and_90_percent():
     assert math.isclose(lr_multiplier("step", 10, 1, (5,), 0.5)(5), 0.5)
 
 
-@pytest.mark.skipif(
-    not torch.ops.mkldnn._is_mkldnn_bf16_supported(), reason="this CPU has no native bf16 kernels"
-)
+def test_the_bf16_probe_reads_the_cpu_flags_as_torch_finds_its_kernels(tmp_path):
+    # torch's own answer (an internal op) only here, to hold the public probe to it.
+    assert native_bf16() == torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f\n")
+    assert not native_bf16(info)
+    info.write_text("processor\t: 0\nflags\t\t: fpu avx512f avx512_bf16\n")
+    assert native_bf16(info)
+    info.write_text("processor\t: 0\nFeatures\t: fp asimd bf16\n")  # aarch64
+    assert native_bf16(info)
+    assert not native_bf16(tmp_path / "missing")
+
+
+@pytest.mark.skipif(not native_bf16(), reason="this CPU has no native bf16 kernels")
 def test_bf16_autocast_on_cpu_trains_in_bf16_and_validates_in_fp32():
     """train.amp=bf16 on a CPU with native bf16: the training forward passes (attack and update) run in
     bf16, the weights stay fp32 and learn, and validation runs in fp32."""

@@ -31,6 +31,7 @@ from tune_robust.models import count_params, create_model
 from tune_robust.models.checkpoint import load_checkpoint
 from tune_robust.models.hooks import TrainingHooks, load_init
 from tune_robust.models.oneshot import record_of
+from tune_robust.results.schema import COST_KEYS, LAST_PREFIXES
 from tune_robust.training import state as trial_state
 from tune_robust.training._base import create_method, state_copy
 from tune_robust.training.arch_step import ArchitectureStep, architecture_step
@@ -41,17 +42,10 @@ from tune_robust.training.state import STATE_FILE, has_state
 
 __all__ = ["STATE_FILE", "Trainer", "has_state", "load_model_file", "resolve_device"]
 
-# Suite columns repeated for the last epoch's weights when eval.last is on.
-LAST_PREFIXES = ("test_", "stability_", "lipschitz_", "sanity_", "suspect_gradient_masking")
-
 
 def load_model_file(path: str | Path, device: torch.device | str = "cpu") -> nn.Module:
     """Rebuild a model saved by ``Trainer.save`` (``model.pt``: best weights plus what built them)."""
     return load_checkpoint(path, device)
-
-
-# Cumulative cost reported with every epoch (and so in every trial row).
-COST_KEYS = ("total_train_attack_passes", "total_val_attack_passes")
 
 
 def build_model(cfg: TrialConfig, data: TrialData, device: torch.device) -> nn.Module:

@@ -9,6 +9,7 @@ fp32 (tune_robust.evaluation).
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -25,13 +26,28 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """Whether this CPU has bf16 instructions (x86: AVX512-BF16 or AMX-BF16; ARM: BF16), which oneDNN's
+    bf16 kernels need: read from the flags the kernel lists in /proc/cpuinfo (False where there is none:
+    such a machine is then refused bf16 rather than given slow emulated kernels)."""
+    try:
+        text = cpuinfo.read_text()
+    except OSError:
+        return False
+    flags: set[str] = set()
+    for line in text.splitlines():
+        if line.startswith(("flags", "Features")):
+            flags.update(line.partition(":")[2].split())
+    return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
+
+
 def check_amp(amp: str, device: torch.device) -> None:
     """bf16 autocast runs on CUDA and on CPUs with native bf16 kernels; fp16 (loss scaling) on CUDA."""
     if amp == "off" or device.type == "cuda":
         return
     if amp == "fp16" or device.type != "cpu":
         raise ConfigError(f"train.amp={amp} needs a CUDA device; this trial runs on {device}")
-    if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+    if not native_bf16():
         raise ConfigError(
             "train.amp=bf16 on a CPU needs native bf16 kernels (AVX512-BF16 or AMX), which this CPU lacks "
             "(emulated bf16 is slower than fp32): use train.amp=off"
