@@ -282,7 +282,7 @@ def _layout_digest(name: str, **kwargs: object) -> tuple[str, int]:
 # sha256 of the sorted "key:shape" lines of each model's state_dict, and their number. Published
 # checkpoints (the robnet_release layout's renames) and saved trials depend on these names and shapes:
 # a change here breaks loading them.
-_PCDARTS_FAMILY = ("497f3fc4fb4f0453bb023a42ba896bd3eab193852c4d121c3e82f80598e5a47a", 2146)
+_RACL_SUPERNET = ("497f3fc4fb4f0453bb023a42ba896bd3eab193852c4d121c3e82f80598e5a47a", 2146)
 LAYOUTS: list[tuple[str, dict[str, object], tuple[str, int]]] = [
     ("robnet_large", {}, ("d38c07b0a63837673954b273bad540827fc7634970d09b62b51f9254188a72a2", 2830)),
     ("robnet_large_v2", {}, ("18e1b36d12b59bb9aaf0588b098cd5c75fdbb4d9c4fe0b9ecf6412e348ac1eb9", 4624)),
@@ -337,13 +337,30 @@ LAYOUTS: list[tuple[str, dict[str, object], tuple[str, int]]] = [
         {"genotype": "RACL"},
         ("e43cad780a486fee66ff28c3b420ecb25a7a2d881fc3828c746589f4eef21f9f", 1678),
     ),
-    # One layout for both search supernets: PC-DARTS' checkpoints carry RACL's (zero) sigma, theta, noise.
-    ("racl_supernet", {"channels": 8, "layers": 4}, _PCDARTS_FAMILY),
-    ("racl_supernet", {"channels": 8, "layers": 4, "confidence": False}, _PCDARTS_FAMILY),
-    ("pcdarts_supernet", {"channels": 8, "layers": 4}, _PCDARTS_FAMILY),
+    # RACL's layout with and without confidence learning (sigma is then zero, but still there).
+    ("racl_supernet", {"channels": 8, "layers": 4}, _RACL_SUPERNET),
+    ("racl_supernet", {"channels": 8, "layers": 4, "confidence": False}, _RACL_SUPERNET),
+    # PC-DARTS' own tensors only: RACL's layout less sigma_alpha, sigma_beta, theta, noise_alpha and
+    # noise_beta (test_racl_adds_only_its_own_tensors), hence a digest of its own and 5 rows fewer.
+    (
+        "pcdarts_supernet",
+        {"channels": 8, "layers": 4},
+        ("8d4c10fc8c70a212a344ae7d6e0a05b5936bc6e7eef61acd9cd4b160917c8108", 2141),
+    ),
 ]
 
 
 @pytest.mark.parametrize(("name", "kwargs", "expected"), LAYOUTS, ids=[f"{n}-{k}" for n, k, _ in LAYOUTS])
 def test_state_dict_layouts_are_unchanged(name, kwargs, expected):
     assert _layout_digest(name, **kwargs) == expected
+
+
+def test_racl_adds_only_its_own_tensors():
+    """The two search supernets share every tensor of PC-DARTS (same names, same shapes); RACL adds its
+    spreads sigma, its ADMM dual theta and each cell's standard-normal draw, and nothing else."""
+    pcdarts = create_meta_model("pcdarts_supernet", channels=8, layers=4).state_dict()
+    racl = create_meta_model("racl_supernet", channels=8, layers=4).state_dict()
+    assert set(racl) - set(pcdarts) == {"sigma_alpha", "sigma_beta", "theta", "noise_alpha", "noise_beta"}
+    assert set(pcdarts) <= set(racl)
+    tensors = [k for k, v in pcdarts.items() if isinstance(v, torch.Tensor)]
+    assert all(pcdarts[k].shape == racl[k].shape for k in tensors)

@@ -13,19 +13,12 @@ from torch import nn
 from tune_robust.config import TrialConfig
 from tune_robust.errors import ConfigError
 from tune_robust.models import count_params, create_model
-from tune_robust.models.darts import (
-    GENOTYPES,
-    DartsSpace,
-    DilConv,
-    FactorizedReduce,
-    SepConv,
-    format_genotype,
-    parse_genotype,
-)
+from tune_robust.models.darts import GENOTYPES, DartsSpace, format_genotype, parse_genotype
 from tune_robust.models.lipschitz import grouped_linear, power_step, stage_modules, unit_blocks
 from tune_robust.models.lognormal import lognormal_sum, sample_lognormal
 from tune_robust.models.oneshot import record_of
-from tune_robust.models.racl import RACLSupernet
+from tune_robust.models.ops import DilConv, FactorizedReduce, SepConv
+from tune_robust.models.racl import PCDartsSupernet, RACLSupernet
 from tune_robust.training.loop import Trainer
 
 # ---------------------------------------------------------------------------------------- log-normal
@@ -256,6 +249,76 @@ def test_named_and_text_genotypes_build_the_same_network():
     assert torch.equal(a(x), b(x))
 
 
+# ---------------------------------------------------------------------------------------- PC-DARTS and RACL
+
+RACL_ONLY = {"sigma_alpha", "sigma_beta", "theta", "noise_alpha", "noise_beta"}
+
+
+def _supernet(arch: str, seed: int = 0) -> PCDartsSupernet:
+    torch.manual_seed(seed)
+    net = create_model(arch, num_classes=10, in_channels=1, channels=8, layers=4)
+    assert isinstance(net, PCDartsSupernet)
+    return net
+
+
+def test_both_supernets_start_from_the_same_draws():
+    """Same seed, same weights, and the same 1e-3 N(0, 1) jitter on the logits: PC-DARTS' logits are the
+    jitter itself, RACL's mu adds it to ln 1/8 per op and ln 1/n over a node's n inputs."""
+    pcdarts, racl = _supernet("pcdarts_supernet"), _supernet("racl_supernet")
+    own, racl_state = pcdarts.state_dict(), racl.state_dict()
+    same = [k for k, v in own.items() if isinstance(v, torch.Tensor) and "mu_" not in k]
+    assert same and all(torch.equal(own[k], racl_state[k]) for k in same)
+    inputs = torch.tensor([2 + n for n in range(4) for _ in range(2 + n)], dtype=torch.float)
+    torch.testing.assert_close(pcdarts.mu_alpha, racl.mu_alpha + math.log(8), rtol=0, atol=1e-6)
+    torch.testing.assert_close(pcdarts.mu_beta, racl.mu_beta + inputs.log(), rtol=0, atol=1e-6)
+    assert 0 < float(pcdarts.mu_alpha.detach().abs().max()) < 0.01
+
+
+@pytest.mark.parametrize("arch", ["pcdarts_supernet", "racl_supernet"])
+def test_the_training_loops_interface(arch):
+    """What the loop and the architecture step call, on each supernet: its own tensors, the parameter
+    split, the penalty and the dual update, the epoch end, evaluation, derive and a state round trip."""
+    net = _supernet(arch)
+    racl = isinstance(net, RACLSupernet)
+    names = set(net.state_dict())
+    assert names >= RACL_ONLY if racl else not names & RACL_ONLY
+    arch_params, weights = net.arch_parameters(), net.weight_parameters()
+    assert arch_params[0] is net.mu_alpha and arch_params[1] is net.mu_beta
+    assert len(arch_params) == (4 if racl else 2)  # + sigma_alpha, sigma_beta
+    arch_ids = {id(p) for p in arch_params}
+    assert not arch_ids & {id(p) for p in weights}
+    assert arch_ids | {id(p) for p in weights} == {id(p) for p in net.parameters()}
+    net.train()
+    x = torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    net.resample()
+    nn.functional.cross_entropy(net(x), torch.arange(4)).backward()
+    assert all(p.grad is not None for p in arch_params)
+    theta = float(net.theta) if isinstance(net, RACLSupernet) else 0.0
+    penalty, numbers = net.arch_penalty()
+    if racl:
+        assert isinstance(penalty, torch.Tensor) and set(numbers) >= {"search_constraint", "search_theta"}
+    else:
+        assert penalty == 0.0 and numbers == {}
+    net.after_arch_step()
+    net.end_epoch()
+    if isinstance(net, RACLSupernet):
+        assert float(net.theta) == pytest.approx(theta + net.rho * numbers["search_constraint"])
+    assert net.alters_for_evaluation() is racl
+    record = record_of(net)
+    assert record is not None and record["space"] == "darts"
+    assert parse_genotype(record["model"]["genotype"]) == net.derive()
+    restored = _supernet(arch, seed=1)
+    restored.load_state_dict(net.state_dict())  # strict: the same names, the extra state included
+    if isinstance(net, RACLSupernet):
+        assert isinstance(restored, RACLSupernet) and restored.power.keys() == net.power.keys()
+    else:
+        assert net.get_extra_state() == {}
+    for model in (net, restored):
+        model.eval()
+        net.for_evaluation(model)
+    assert torch.equal(net(x), restored(x)) and restored.derive() == net.derive()
+
+
 # ---------------------------------------------------------------------------------------- in the trainer
 
 
@@ -294,6 +357,20 @@ def test_architecture_steps_train_mu_and_sigma_only_and_the_weights_their_half()
         before["sigma_beta"], net.sigma_beta
     )
     assert float(net.theta) != 0.0
+
+
+def test_pcdarts_searches_without_a_penalty():
+    cfg = _search_cfg(arch="pcdarts_supernet")
+    cfg["data"]["train_limit"] = 128
+    tr = Trainer(TrialConfig.from_dict(cfg))
+    net = tr.model
+    assert isinstance(net, PCDartsSupernet) and not isinstance(net, RACLSupernet)
+    weights_in_opt = {id(p) for g in tr.optimizer.param_groups for p in g["params"]}
+    assert weights_in_opt == {id(p) for p in net.weight_parameters()}
+    before = net.mu_alpha.detach().clone()
+    m = tr.run_epoch()
+    assert m["search_arch_steps"] == 2 and "search_constraint" not in m  # 64 examples, batches of 32
+    assert not torch.equal(before, net.mu_alpha)
 
 
 @pytest.mark.slow  # default run under 10 minutes (CI runs it with the slow tests)

@@ -22,12 +22,7 @@ from tune_robust.errors import ConfigError
 from tune_robust.models._registry import register_model
 from tune_robust.models._stages import stage_channels
 from tune_robust.models.oneshot import SearchSpace, arch_record
-
-# The operations live in tune_robust.models.ops; DilConv and SepConv stay importable from here too (the
-# Lipschitz bound and the tests take the DARTS operations from this module).
 from tune_robust.models.ops import OPS, PRIMITIVES, FactorizedReduce, ReLUConvBN
-from tune_robust.models.ops import DilConv as DilConv
-from tune_robust.models.ops import SepConv as SepConv
 
 
 class Genotype(NamedTuple):

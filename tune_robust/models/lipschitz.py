@@ -17,19 +17,26 @@ part scales channel c by gamma_c / sqrt(running_var_c + eps), gamma = 1 without 
 - average pooling: S^-0.5 for stride S (RACL Sec. 2.2), max pooling: 1 (RACL), each times the largest
   scale of the affine-free BatchNorm PC-DARTS puts after a pooling op in the supernet;
 - zero: 0.
+
+:func:`log_lipschitz` bounds every op of a PC-DARTS search network's mixed edges at once: the stages
+that share a shape (:func:`stage_groups`) take their power-iteration step as one grouped convolution.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
-from tune_robust.models.darts import DilConv, FactorizedReduce, SepConv
+from tune_robust.models.ops import DilConv, FactorizedReduce, PartialMixedOp, SepConv
 
 Linear = Callable[[torch.Tensor], torch.Tensor]
+# One convolutional stage of a network's mixed ops: (cell, edge, op index, stage index, input width,
+# input size).
+Member = tuple[int, int, int, int, int, tuple[int, int]]
 
 
 def bn_scale(bn: nn.BatchNorm2d) -> torch.Tensor:
@@ -143,3 +150,52 @@ def closed_form(op: nn.Module) -> float | torch.Tensor:
         factor = float(stride) ** -0.5 if isinstance(pool, nn.AvgPool2d) else 1.0
         return factor * bn_scale(bn).abs().max()
     raise TypeError(f"no Lipschitz bound for {type(op).__name__}")
+
+
+def stage_groups(cells: Sequence[Sequence[PartialMixedOp]]) -> dict[str, list[Member]]:
+    """Every convolutional stage of every op of ``cells`` (each cell's mixed edges), grouped by what one
+    grouped convolution needs them to share (kind, kernel, stride, padding, dilation, width, input size):
+    name -> members. Fixed once the ops' input sizes are known (after a forward pass)."""
+    groups: dict[str, list[Member]] = {}
+    for c, edges in enumerate(cells):
+        for e, edge in enumerate(edges):
+            if edge.input_hw is None:
+                raise RuntimeError("run a forward pass before the Lipschitz bound (it needs input sizes)")
+            for o, op in enumerate(edge.ops):
+                hw = edge.input_hw
+                for k, stage in enumerate(stage_modules(op)):
+                    key, out_hw = stage_signature(stage, hw)
+                    groups.setdefault(repr(key), []).append((c, e, o, k, edge.width, hw))
+                    hw = out_hw
+    return groups
+
+
+def log_lipschitz(
+    cells: Sequence[Sequence[PartialMixedOp]],
+    groups: Mapping[str, list[Member]],
+    power: dict[str, torch.Tensor],
+    generator: torch.Generator,
+    device: torch.device,
+) -> torch.Tensor:
+    """ln lambda_o per (cell, edge, op) of the current weights, "none" first at -inf (the PRIMITIVES
+    order), detached. Every convolutional stage takes one power-iteration step, the stages of each of
+    ``groups`` (:func:`stage_groups`) as one grouped convolution; ``power`` holds each group's vector
+    between calls (updated here; a missing one starts as random unit vectors from ``generator``)."""
+    closed = [
+        [[float(closed_form(op)) if not stage_modules(op) else 1.0 for op in edge.ops] for edge in edges]
+        for edges in cells
+    ]
+    logs = torch.tensor(closed, device=device).clamp_min(1e-12).log()
+    with torch.no_grad():
+        for name, members in groups.items():
+            blocks = len(members)
+            if name not in power:  # first use: random unit vectors at the stages' input size
+                width, hw = members[0][4], members[0][5]
+                x = torch.randn((1, blocks * width, *hw), generator=generator)
+                power[name] = unit_blocks(x.to(device), blocks)
+            stages = [stage_modules(cells[c][e].ops[o])[k] for c, e, o, k, *_ in members]
+            norms, power[name] = power_step(grouped_linear(stages), power[name], blocks)
+            index = torch.tensor([m[:3] for m in members], device=logs.device).T
+            logs.index_put_(tuple(index), norms.clamp_min(1e-12).log(), accumulate=True)
+    none = torch.full((*logs.shape[:2], 1), -math.inf, device=logs.device)
+    return torch.cat([none, logs], -1)

@@ -41,14 +41,7 @@ from torch import nn
 from tune_robust.errors import ConfigError
 from tune_robust.models._registry import register_model
 from tune_robust.models.darts import DartsSpace, Genotype
-from tune_robust.models.lipschitz import (
-    closed_form,
-    grouped_linear,
-    power_step,
-    stage_modules,
-    stage_signature,
-    unit_blocks,
-)
+from tune_robust.models.lipschitz import Member, log_lipschitz, stage_groups
 from tune_robust.models.lognormal import lognormal_sum, sample_lognormal
 from tune_robust.models.oneshot import Supernet
 from tune_robust.models.ops import PRIMITIVES, PartialMixedOp, SearchCell, edge_count
@@ -62,9 +55,6 @@ class PCDartsSupernet(Supernet, nn.Module):
     the normal cells', 1 the reduction cells'."""
 
     label = "PC-DARTS"
-    theta: torch.Tensor
-    noise_alpha: torch.Tensor
-    noise_beta: torch.Tensor
 
     def __init__(
         self,
@@ -97,34 +87,17 @@ class PCDartsSupernet(Supernet, nn.Module):
         alpha, beta = self.initial_logits(edges)
         self.mu_alpha = nn.Parameter(alpha)
         self.mu_beta = nn.Parameter(beta)
-        # RACL's state (its spreads sigma, the ADMM dual theta, the cells' standard-normal draws) is part
-        # of the family's one checkpoint layout: here zero and never trained, so a pcdarts_supernet
-        # checkpoint has racl_supernet's tensor names and shapes.
-        self.sigma_alpha = nn.Parameter(torch.zeros(2, edges, len(PRIMITIVES)), requires_grad=False)
-        self.sigma_beta = nn.Parameter(torch.zeros(2, edges), requires_grad=False)
-        self.register_buffer("theta", torch.zeros(()))
-        self.register_buffer("noise_alpha", torch.zeros(layers, edges, len(PRIMITIVES)))
-        self.register_buffer("noise_beta", torch.zeros(layers, edges))
         self.kinds = [int(i in (layers // 3, 2 * layers // 3)) for i in range(layers)]
 
     def initial_logits(self, edges: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """PC-DARTS' initialisation: 1e-3 N(0, 1) logits. They are the global generator's second pair of
-        draws of these shapes, the first pair discarded: RACL's initialisation takes the first pair
-        (:meth:`RACLSupernet.initial_logits`) and this supernet has always drawn after it, so a seed
-        keeps giving the initial architecture it gave (a search from a seed stays reproducible)."""
-        for _ in range(2):
-            alpha = 1e-3 * torch.randn(2, edges, len(PRIMITIVES))
-            beta = 1e-3 * torch.randn(2, edges)
-        return alpha, beta
+        """PC-DARTS' initialisation: 1e-3 N(0, 1) logits (alpha's, then beta's, from the global
+        generator)."""
+        return 1e-3 * torch.randn(2, edges, len(PRIMITIVES)), 1e-3 * torch.randn(2, edges)
 
     # ------------------------------------------------------------------ architecture parameters
 
     def arch_parameters(self) -> list[nn.Parameter]:
         return [self.mu_alpha, self.mu_beta]
-
-    def weight_parameters(self) -> list[nn.Parameter]:
-        arch = {id(p) for p in (self.mu_alpha, self.mu_beta, self.sigma_alpha, self.sigma_beta)}
-        return [p for p in self.parameters() if id(p) not in arch]  # sigma stays out where not trained
 
     def resample(self) -> None:
         """Nothing to draw: the weights are deterministic."""
@@ -187,6 +160,9 @@ class RACLSupernet(PCDartsSupernet):
     step's loss; ``seed`` seeds the per-batch draws and the power iteration's start."""
 
     label = "RACL"
+    theta: torch.Tensor
+    noise_alpha: torch.Tensor
+    noise_beta: torch.Tensor
 
     def __init__(
         self,
@@ -217,16 +193,22 @@ class RACLSupernet(PCDartsSupernet):
         self.z = NormalDist().inv_cdf(eta)  # Phi^-1(eta)
         # ln(lambda* / C): a target of node_target per node bound, over every node of every cell.
         self.log_target = layers * nodes * math.log(node_target)
-        with torch.no_grad():
-            for sigma in (self.sigma_alpha, self.sigma_beta):
-                sigma.fill_(sigma_init if confidence else 0.0).requires_grad_(confidence)
-        # Power-iteration vectors, one per (cell, edge, op, stage), created at their input's size.
+        # The spreads (0 and untrained without confidence learning), the ADMM dual and each cell's
+        # standard-normal draw of its alpha and beta.
+        edges, ops = self.mu_alpha.shape[1:]
+        spread = sigma_init if confidence else 0.0
+        self.sigma_alpha = nn.Parameter(torch.full((2, edges, ops), spread), requires_grad=confidence)
+        self.sigma_beta = nn.Parameter(torch.full((2, edges), spread), requires_grad=confidence)
+        self.register_buffer("theta", torch.zeros(()))
+        self.register_buffer("noise_alpha", torch.zeros(layers, edges, ops))
+        self.register_buffer("noise_beta", torch.zeros(layers, edges))
+        # Power-iteration vectors, one per group of same-shaped stages, created at their input's size.
         self.power: dict[str, torch.Tensor] = {}
         self.sampling = confidence
         self._rng = torch.Generator().manual_seed(seed)
         self._power_rng = torch.Generator().manual_seed(seed + 1)
         self._constraint: torch.Tensor | None = None
-        self._groups: dict[str, list[tuple[int, int, int, int, int, tuple[int, int]]]] | None = None
+        self._groups: dict[str, list[Member]] | None = None
 
     def initial_logits(self, edges: int) -> tuple[torch.Tensor, torch.Tensor]:
         """mu where PC-DARTS' softmax weights start (ln 1/8 per op, ln 1/n over a node's n inputs), plus
@@ -241,6 +223,10 @@ class RACLSupernet(PCDartsSupernet):
     def arch_parameters(self) -> list[nn.Parameter]:
         params = super().arch_parameters()
         return [*params, self.sigma_alpha, self.sigma_beta] if self.confidence else params
+
+    def weight_parameters(self) -> list[nn.Parameter]:
+        arch = {id(p) for p in (self.mu_alpha, self.mu_beta, self.sigma_alpha, self.sigma_beta)}
+        return [p for p in self.parameters() if id(p) not in arch]  # sigma stays out where not trained
 
     def resample(self) -> None:
         """A fresh standard-normal draw for every cell's alpha and beta (used until the next call)."""
@@ -266,52 +252,13 @@ class RACLSupernet(PCDartsSupernet):
         return [e for e in cell.edges if isinstance(e, PartialMixedOp)]
 
     def log_lipschitz(self) -> torch.Tensor:
-        """ln lambda_o per (cell, edge, op) of the current weights (-inf for "none"), detached. Every
-        convolutional stage takes one power-iteration step (same-shaped stages of the whole network
-        batched as one grouped convolution), its vector kept for the next call."""
-        closed = [
-            [
-                [float(closed_form(op)) if not stage_modules(op) else 1.0 for op in edge.ops]
-                for edge in self.edges(cell)
-            ]
-            for cell in self.cells
-        ]
-        logs = torch.tensor(closed, device=self.mu_alpha.device).clamp_min(1e-12).log()
-        with torch.no_grad():
-            for name, members in self._stage_groups().items():
-                blocks = len(members)
-                if name not in self.power:  # first use: random unit vectors at the stages' input size
-                    width, hw = members[0][4], members[0][5]
-                    x = torch.randn((1, blocks * width, *hw), generator=self._power_rng)
-                    self.power[name] = unit_blocks(x.to(self.mu_alpha.device), blocks)
-                edges = [self.edges(self.cells[c])[e] for c, e, *_ in members]
-                modules = [stage_modules(ed.ops[m[2]])[m[3]] for ed, m in zip(edges, members, strict=True)]
-                norms, self.power[name] = power_step(grouped_linear(modules), self.power[name], blocks)
-                index = torch.tensor([m[:3] for m in members], device=logs.device).T
-                logs.index_put_(tuple(index), norms.clamp_min(1e-12).log(), accumulate=True)
-        none = torch.full((*logs.shape[:2], 1), -math.inf, device=logs.device)
-        return torch.cat([none, logs], -1)
-
-    def _stage_groups(self) -> dict[str, list[tuple[int, int, int, int, int, tuple[int, int]]]]:
-        """Every convolutional stage of every op, grouped by what one grouped convolution needs them to
-        share (kind, kernel, stride, padding, dilation, width, input size): name -> (cell, edge, op
-        index, stage index, width, input size) per member. Fixed once the ops' input sizes are known."""
-        if self._groups is None:
-            groups: dict[str, list[tuple[int, int, int, int, int, tuple[int, int]]]] = {}
-            for c, cell in enumerate(self.cells):
-                for e, edge in enumerate(self.edges(cell)):
-                    if edge.input_hw is None:
-                        raise RuntimeError(
-                            "run a forward pass before the Lipschitz bound (it needs input sizes)"
-                        )
-                    for o, op in enumerate(edge.ops):
-                        hw = edge.input_hw
-                        for k, stage in enumerate(stage_modules(op)):
-                            key, out_hw = stage_signature(stage, hw)
-                            groups.setdefault(repr(key), []).append((c, e, o, k, edge.width, hw))
-                            hw = out_hw
-            self._groups = groups
-        return self._groups
+        """ln lambda_o per (cell, edge, op) of the current weights (-inf for "none"), detached: one
+        power-iteration step per convolutional stage (tune_robust.models.lipschitz.log_lipschitz), the
+        vectors kept in ``power`` for the next call."""
+        cells = [self.edges(cell) for cell in self.cells]
+        if self._groups is None:  # fixed once the ops' input sizes are known
+            self._groups = stage_groups(cells)
+        return log_lipschitz(cells, self._groups, self.power, self._power_rng, self.mu_alpha.device)
 
     def bound(self, log_lipschitz: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(mu, sigma^2) of ln of the network's bound prod_cells prod_nodes sum_i beta sum_o alpha
