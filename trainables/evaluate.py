@@ -1,6 +1,6 @@
 """Evaluate one checkpoint (ours or a plain state dict of a registered architecture) with the suite.
 
-Config: the usual sections; ``upstream["model"]`` is the checkpoint path; ``model`` names the
+Config: the usual sections; ``upstream.model`` is the checkpoint path; ``model`` names the
 architecture of a plain state dict (ours rebuild themselves); ``eval`` is the attack suite.
 """
 
@@ -24,11 +24,11 @@ from tune_robust.trainables._common import placement, trial_threads
 from tune_robust.training.precision import resolve_device
 
 
-def load_for(cfg: TrialConfig, key: str, data: TrialData, device: torch.device) -> torch.nn.Module:
-    """The checkpoint at ``upstream[key]``, checked against the dataset's classes and channels."""
-    path = cfg.upstream.get(key)
+def load_for(cfg: TrialConfig, path: str | None, data: TrialData, device: torch.device) -> torch.nn.Module:
+    """The checkpoint at ``path`` (one of the trial's upstream inputs), checked against the dataset's
+    classes and channels; a plain state dict is built as the trial's ``model.arch``."""
     if not path:
-        raise ConfigError(f"no checkpoint given (upstream.{key}); pass --checkpoint PATH")
+        raise ConfigError("no checkpoint given; pass --checkpoint PATH")
     in_channels = int(data.test.x.shape[1])
     model = load_checkpoint(
         path,
@@ -63,9 +63,9 @@ def checkpoint_trial(config: dict[str, Any]) -> tuple[TrialConfig, torch.device,
 def evaluate_checkpoint(config: dict[str, Any]) -> None:
     started = time.time()
     cfg, device, data = checkpoint_trial(config)
-    model = load_for(cfg, "model", data, device)
+    path = cfg.upstream.model
+    model = load_for(cfg, path, data, device)
     suite = run_suite(model, data.test, cfg.eval, data.num_classes, cfg.data.dataset)
-    path = cfg.upstream["model"]
     tune.report(
         {
             **suite.metrics,

@@ -1,9 +1,9 @@
 """One row of a transfer (black-box) matrix: craft adversarial examples on a source checkpoint with the
 first attack of ``eval.attacks``, evaluate every target checkpoint on them.
 
-Config: ``upstream["source"]`` is the source's path; ``upstream["target:<label>"]`` the targets (the
+Config: ``upstream.source`` is the source's path; ``upstream["target:<label>"]`` the targets (the
 source is usually among them). ``eval.transfer_protocol``: ``white_box`` crafts on the source (its
-own entry is the white-box accuracy); ``independent_copy`` crafts on ``upstream["craft"]``, another
+own entry is the white-box accuracy); ``independent_copy`` crafts on ``upstream.craft``, another
 training run of the source, so no entry is white-box (RobNet supplement Table 4).
 """
 
@@ -22,8 +22,6 @@ from tune_robust.trainables import register_trainable
 from tune_robust.trainables._common import placement
 from tune_robust.trainables.evaluate import checkpoint_trial, load_for
 
-TARGET = "target:"
-
 
 @register_trainable("transfer")
 def transfer_row(config: dict[str, Any]) -> None:
@@ -31,19 +29,16 @@ def transfer_row(config: dict[str, Any]) -> None:
     cfg, device, data = checkpoint_trial(config)
     test = data.test.head(cfg.eval.limit)
     label, attack = next(iter(build_attacks(cfg.eval, cfg.data.dataset).items()))
-    source_path = cfg.upstream["source"]
-    targets = {k[len(TARGET) :]: p for k, p in cfg.upstream.items() if k.startswith(TARGET)}
+    source_path = cfg.upstream.source
+    targets = cfg.upstream.targets
     source_label = cfg.eval.label or next(
         (t for t, p in targets.items() if p == source_path), describe_checkpoint(source_path)
     )
-    crafted_on = cfg.upstream.get("craft", source_path)
+    crafted_on = cfg.upstream.craft or source_path
     if cfg.eval.transfer_protocol == "independent_copy" and crafted_on == source_path:
         raise ValueError(f"independent_copy transfer of {source_label}: no copy to craft on")
-    source = load_for(cfg, "craft" if crafted_on != source_path else "source", data, device)
-    models = {
-        t: load_for(dataclasses.replace(cfg, upstream={"m": p}), "m", data, device)
-        for t, p in targets.items()
-    }
+    source = load_for(cfg, crafted_on, data, device)
+    models = {t: load_for(cfg, p, data, device) for t, p in targets.items()}
     scores = transfer_accuracy(source, models, test, attack, cfg.eval.batch_size)
     rows = [
         {

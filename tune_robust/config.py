@@ -40,6 +40,7 @@ __all__ = [
     "ScreenConfig",
     "TrainConfig",
     "TrialConfig",
+    "UpstreamInputs",
     "apply_override",
     "flatten",
     "valid_keys",
@@ -219,6 +220,68 @@ class ArchStepConfig:
                 raise ConfigError(msg)
 
 
+TARGET_PREFIX = "target:"
+
+
+@dataclass(frozen=True)
+class UpstreamInputs(Mapping[str, str]):
+    """The files a trial takes from outside its config, by role (the ``upstream`` section, which planning
+    fills in from --checkpoint / --from-sweep and from earlier sweeps): a read-only mapping of role to
+    path, with the roles the trainables use as properties.
+
+    - ``model``: the checkpoint an evaluate trial evaluates;
+    - ``source``, ``craft``, ``targets``: a transfer trial's source, the independently trained copy its
+      examples are crafted on, and the target checkpoints by label (keys ``target:LABEL``);
+    - ``init``: the first weights of the trial's model (an earlier stage, or a published model);
+    - any other name: an artifact a method loads by that name (RNAS-CL's ``teacher``).
+    """
+
+    paths: Mapping[str, str]
+
+    # Roles whose checkpoint a trial builds as its own model.arch when it is a plain state dict; the
+    # others (a teacher) must be checkpoints of ours, which name their architecture.
+    TRIAL_MODEL_ROLES: typing.ClassVar[tuple[str, ...]] = ("model", "source", "craft", "init")
+
+    def __getitem__(self, role: str) -> str:
+        return self.paths[role]
+
+    def __iter__(self) -> typing.Iterator[str]:
+        return iter(self.paths)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    @property
+    def model(self) -> str | None:
+        return self.paths.get("model")
+
+    @property
+    def source(self) -> str | None:
+        return self.paths.get("source")
+
+    @property
+    def craft(self) -> str | None:
+        return self.paths.get("craft")
+
+    @property
+    def init(self) -> str | None:
+        return self.paths.get("init")
+
+    @property
+    def targets(self) -> dict[str, str]:
+        """Target checkpoints by label."""
+        return {k[len(TARGET_PREFIX) :]: v for k, v in self.paths.items() if k.startswith(TARGET_PREFIX)}
+
+    @staticmethod
+    def target_key(label: str) -> str:
+        return f"{TARGET_PREFIX}{label}"
+
+    @classmethod
+    def builds_trial_model(cls, role: str) -> bool:
+        """Whether a plain state dict in this role is built as the trial's own ``model.arch``."""
+        return role in cls.TRIAL_MODEL_ROLES or role.startswith(TARGET_PREFIX)
+
+
 @dataclass(frozen=True)
 class TrialConfig:
     data: DataConfig
@@ -230,16 +293,16 @@ class TrialConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     screen: ScreenConfig = field(default_factory=ScreenConfig)
     arch_step: ArchStepConfig = field(default_factory=ArchStepConfig)
-    upstream: dict[str, str] = field(default_factory=dict)
+    upstream: UpstreamInputs = field(default_factory=lambda: UpstreamInputs({}))
 
     @classmethod
     def from_dict(cls, cfg: Mapping[str, Any]) -> TrialConfig:
         """Validate a nested trial config (as Ray Tune passes it) into typed sections."""
         if "search" in cfg:  # ("search" names the sweep's hyperparameter search strategy only)
             raise ConfigError(
-                "the search section is now arch_step: write arch_step.fraction, arch_step.lr, "
-                "arch_step.betas, arch_step.weight_decay and arch_step.warmup_epochs instead of "
-                "search.arch_fraction, search.arch_lr, ..."
+                "unknown config section 'search': a differentiable search's architecture step is set in "
+                "the arch_step section (arch_step.fraction, arch_step.lr, arch_step.betas, "
+                "arch_step.weight_decay, arch_step.warmup_epochs)"
             )
         unknown = set(cfg) - set(SECTIONS)
         if unknown:
@@ -265,7 +328,7 @@ class TrialConfig:
             eval=evaluation,
             screen=_dataclass_from(ScreenConfig, cfg.get("screen", {}), "screen"),
             arch_step=_dataclass_from(ArchStepConfig, cfg.get("arch_step", {}), "arch_step"),
-            upstream={str(k): str(v) for k, v in dict(cfg.get("upstream", {})).items()},
+            upstream=UpstreamInputs({str(k): str(v) for k, v in dict(cfg.get("upstream", {})).items()}),
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 
 from tune_robust import atomic
-from tune_robust.config import TrialConfig, flatten
+from tune_robust.config import TARGET_PREFIX, TrialConfig, flatten
 from tune_robust.errors import ConfigError
 from tune_robust.results.schema import (
     ARCH_STEP_PREFIX,
@@ -49,7 +49,7 @@ def config_columns(config: Mapping[str, Any]) -> dict[str, Any]:
         resolved = dict(config)
     flat = flatten(resolved)
     # A transfer trial names every target checkpoint; those live in transfer.parquet, not as columns.
-    targets = [k for k in flat if k.startswith("upstream.target:")]
+    targets = [k for k in flat if k.startswith(f"upstream.{TARGET_PREFIX}")]
     for k in targets:
         del flat[k]
     if targets:

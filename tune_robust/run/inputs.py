@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from tune_robust.config import UpstreamInputs
 from tune_robust.errors import ConfigError
 from tune_robust.models.checkpoint import MODEL_FILE, describe_checkpoint, resolve_path
 from tune_robust.run.options import RunOptions
@@ -73,7 +74,8 @@ def checkpoint_points(spec: SweepSpec, options: RunOptions, base: dict[str, Any]
         )
     if spec.inputs == "checkpoints":
         return [{"upstream.model": path, "eval.label": label} for label, path in found.items()]
-    base.setdefault("upstream", {}).update({f"target:{label}": path for label, path in found.items()})
+    targets = {UpstreamInputs.target_key(label): path for label, path in found.items()}
+    base.setdefault("upstream", {}).update(targets)
     points = [{"upstream.source": path, "eval.label": label} for label, path in found.items()]
     if independent:
         copies = crafting_copies(options, found)

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from tune_robust.config import TrialConfig
+from tune_robust.config import TrialConfig, UpstreamInputs
 from tune_robust.errors import ConfigError
 
 
@@ -86,12 +86,6 @@ def check_screen(tc: TrialConfig, model: Any) -> None:
         )
 
 
-def loads_as_trial_model(key: str) -> bool:
-    """Upstream checkpoints a trial builds as its own ``model.arch`` when they are plain state dicts
-    (evaluated, transferred between, or fine-tuned from); others (a teacher) must name their own."""
-    return key in ("model", "source", "craft", "init") or key.startswith("target:")
-
-
 def check_checkpoint(key: str, path: str, tc: TrialConfig) -> None:
     """A checkpoint of ours must match the dataset's classes and channels; a plain state dict must fit
     ``model.arch`` (in our names or a published layout's). Found here, not in every trial after Ray
@@ -107,7 +101,7 @@ def check_checkpoint(key: str, path: str, tc: TrialConfig) -> None:
             f"channels, but dataset {tc.data.dataset!r} has {ds.num_classes} / {ds.shape[0]}; pass the "
             f"dataset it was trained on (--dataset, --data-dir)"
         )
-    if not info and not loads_as_trial_model(key):
+    if not info and not UpstreamInputs.builds_trial_model(key):
         raise ConfigError(
             f"upstream.{key}: {path} is a plain state dict, which names no architecture; "
             f"{key} must be a checkpoint of ours (a trial's model.pt), which rebuilds itself"

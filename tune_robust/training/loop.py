@@ -58,9 +58,9 @@ def build_model(cfg: TrialConfig, data: TrialData, device: torch.device) -> nn.M
     ).to(device)
     # NHWC weights to match the NHWC batches (torch's stubs omit this documented keyword).
     model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    if "init" in cfg.upstream:  # multi-stage sweeps (or a published model) give the first weights
+    if cfg.upstream.init:  # multi-stage sweeps (or a published model) give the first weights
         source = load_checkpoint(
-            cfg.upstream["init"],
+            cfg.upstream.init,
             device,
             arch=cfg.model.name,
             model_kwargs=cfg.model.kwargs,
