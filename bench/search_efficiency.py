@@ -173,7 +173,7 @@ def tpe_expectation(
     grid: pd.DataFrame, epochs: pd.DataFrame, samples: int, seeds: range = range(100)
 ) -> dict[str, Any]:
     """TPE replayed serially with Optuna's ask/tell on the recorded results (the runner's encoding of
-    the grid, objective = last-epoch validation robust accuracy, as Ray's OptunaSearch is told): compute
+    the grid, objective = last-epoch validation robust accuracy, as the live searcher tells Optuna): compute
     until a top-5 config completes, over ``seeds``. Ray runs 2 trials at a time, so after the random
     start-up trials a real run may ask in a different order than this serial replay."""
     import optuna

@@ -12,7 +12,7 @@ Stages, chained through ``Upstream`` in one results dir:
 - ``racl_transfer``: Table 3, the PGD-10 transfer matrix among racl_table1's adversarially trained
   networks (diagonal: white-box).
 
-Values RACL does not give are listed in the README ("One-shot search: RACL") with where they come from.
+Values RACL does not give are listed in docs/paper-values.md ("RACL") with where they come from.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ Stages, chained through ``Upstream`` in one results dir:
 - ``rnascl_train``: every derived student trained with the train loss (Eq. 3) and its one-hot tutors,
   then evaluated (Tables 1 and 4, Fig. 5).
 
-Values the paper does not give are ours and listed in the README ("One-shot search: RNAS-CL").
+Values the paper does not give are ours and listed in docs/paper-values.md ("RNAS-CL").
 """
 
 from __future__ import annotations

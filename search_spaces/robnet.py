@@ -2,7 +2,7 @@
 an adversarially trained supernet, then short PGD-AT finetunes of sampled, filtered architectures that
 inherit its weights, ranked per computational budget.
 
-Values the supplement does not give are ours and listed in the README ("RobNet search"): the supernet's
+Values the supplement does not give are ours and listed in docs/paper-values.md ("RobNet"): the supernet's
 epochs, learning rate, schedule and batch size, the finetunes' learning rate, and the size of the
 supernet (the finetuned architectures must share it to inherit its weights: we search at RobNet-large's
 C = 36, 20 cells, so a finetuned sub-network is the network later retrained).

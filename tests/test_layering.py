@@ -1,6 +1,6 @@
 """The library is a stack: a module imports only its own layer and those below it (imports inside
 functions count too: a lazy import is still a dependency), and no group of modules imports itself round
-in a cycle. The layers (README, "Layout and extending"):
+in a cycle. The layers (docs/extending.md, "The layer stack"):
 
 0 errors, registry, coercion, plugins, faults -> 1 data, models, attacks -> 2 training methods, evaluation ->
 3 trial config, training loop, results, the Ray cluster, snapshots -> 4 sweeps, planning and running

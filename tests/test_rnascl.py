@@ -196,7 +196,7 @@ def test_without_a_teacher_the_error_says_where_to_get_one():
 
 @pytest.mark.parametrize(
     ("space", "millions"),
-    # Table 1: S3 0.11M, S5 0.21M, S7 0.32M, M 3M, L 11M (README: why M and L differ)
+    # Table 1: S3 0.11M, S5 0.21M, S7 0.32M, M 3M, L 11M (docs/search-methods.md: why M and L differ)
     [("S3", 0.122), ("S5", 0.219), ("S7", 0.316), ("M", 2.150), ("L", 8.586)],
 )
 def test_widest_students_have_the_documented_sizes(space, millions):

@@ -53,7 +53,7 @@ def test_racl_table_1_parameter_counts(genotype, millions):
 
 def test_amoebanet_count_is_the_darts_code_count_not_the_table_rounding():
     # 3,145,462 with the DARTS code's AmoebaNet genotype; RACL/DARTS tables quote 3.2M from the
-    # AmoebaNet paper, whose CIFAR network differs from the genotype network (see README).
+    # AmoebaNet paper, whose CIFAR network differs from the genotype network (see docs/models-and-methods.md).
     params, _ = profile_model("darts", (3, 32, 32), genotype="AmoebaNet")
     assert round(params / 1e6, 2) == 3.15
 

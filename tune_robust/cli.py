@@ -152,7 +152,7 @@ def _strategy_arguments(g: Arguments) -> None:
         default="grid",
         metavar="METHOD",
         help="grid: every config in order (default); random: a seeded random order without "
-        "replacement; tpe / nsga2: Optuna samplers through Ray's OptunaSearch over the grid's values; "
+        "replacement; tpe / nsga2: Optuna's samplers (ask and tell) over the grid's values; "
         "or a plugin's registered search method",
     )
     g.add_argument(

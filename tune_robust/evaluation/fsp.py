@@ -11,7 +11,8 @@ Pinned normalisation (the 0.006 threshold only means something at a fixed one):
   ``1/N sum_x ||G(x) - G(x')||_2^2`` with the squared norm averaged over the m x n entries. The
   paper's formula leaves the entry normalisation open; summed over the 144 x 144 entries of a C = 36
   cell, a distance of 0.006 would need every entry of G to move by less than 5e-4 under attack, far
-  below what we measure, while averaged it lands in the threshold's range (README, "RobNet search").
+  below what we measure, while averaged it lands in the threshold's range (docs/search-methods.md,
+  "One-shot search: RobNet").
 - ``x'``: the given attack (the sweep's training attack, PGD-7 at 8/255 for the paper fidelity) on the
   same network in eval mode, from the same examples.
 """

@@ -4,8 +4,9 @@ options applied as channel masks (one forward pass serves every option).
 
 The paper does not define the block. We use one 3x3 convolution, BatchNorm and ReLU per block (the
 first block of stages 2 and 3 strides 2), global average pooling and a linear classifier: at the widest
-options this gives Table 1's S3 / S5 / S7 sizes (0.11 / 0.21 / 0.32M; ours in the README), while M and
-L (3M, 11M) fit neither a one-conv nor a two-conv block (README: "One-shot search: RNAS-CL").
+options this gives Table 1's S3 / S5 / S7 sizes (0.11 / 0.21 / 0.32M; ours in docs/search-methods.md),
+while M and L (3M, 11M) fit neither a one-conv nor a two-conv block (docs/search-methods.md, "One-shot
+search: RNAS-CL").
 
 A block's output is ``relu(bn(conv(x))) * mask`` with mask = sum_i g_i m_i, m_i the first f_i channels;
 with a one-hot g this is exactly the narrow block of f_i channels (the next block's weights on the
