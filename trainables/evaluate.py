@@ -24,11 +24,16 @@ from tune_robust.trainables._common import placement, trial_threads
 from tune_robust.training.precision import resolve_device
 
 
-def load_for(cfg: TrialConfig, path: str | None, data: TrialData, device: torch.device) -> torch.nn.Module:
+def given(path: str | None, role: str) -> str:
+    """The trial's upstream input ``role``, or a ConfigError saying what to pass."""
+    if not path:
+        raise ConfigError(f"no checkpoint given (upstream.{role}); pass --checkpoint PATH")
+    return path
+
+
+def load_for(cfg: TrialConfig, path: str, data: TrialData, device: torch.device) -> torch.nn.Module:
     """The checkpoint at ``path`` (one of the trial's upstream inputs), checked against the dataset's
     classes and channels; a plain state dict is built as the trial's ``model.arch``."""
-    if not path:
-        raise ConfigError("no checkpoint given; pass --checkpoint PATH")
     in_channels = int(data.test.x.shape[1])
     model = load_checkpoint(
         path,
@@ -63,7 +68,7 @@ def checkpoint_trial(config: dict[str, Any]) -> tuple[TrialConfig, torch.device,
 def evaluate_checkpoint(config: dict[str, Any]) -> None:
     started = time.time()
     cfg, device, data = checkpoint_trial(config)
-    path = cfg.upstream.model
+    path = given(cfg.upstream.model, "model")
     model = load_for(cfg, path, data, device)
     suite = run_suite(model, data.test, cfg.eval, data.num_classes, cfg.data.dataset)
     tune.report(

@@ -20,7 +20,7 @@ from tune_robust.evaluation.transfer import transfer_accuracy
 from tune_robust.models.checkpoint import describe_checkpoint
 from tune_robust.trainables import register_trainable
 from tune_robust.trainables._common import placement
-from tune_robust.trainables.evaluate import checkpoint_trial, load_for
+from tune_robust.trainables.evaluate import checkpoint_trial, given, load_for
 
 
 @register_trainable("transfer")
@@ -29,7 +29,7 @@ def transfer_row(config: dict[str, Any]) -> None:
     cfg, device, data = checkpoint_trial(config)
     test = data.test.head(cfg.eval.limit)
     label, attack = next(iter(build_attacks(cfg.eval, cfg.data.dataset).items()))
-    source_path = cfg.upstream.source
+    source_path = given(cfg.upstream.source, "source")
     targets = cfg.upstream.targets
     source_label = cfg.eval.label or next(
         (t for t, p in targets.items() if p == source_path), describe_checkpoint(source_path)
