@@ -2,10 +2,10 @@
 functions count too: a lazy import is still a dependency), and no group of modules imports itself round
 in a cycle. The layers (docs/extending.md, "The layer stack"):
 
-0 errors, registry, coercion, plugins, faults -> 1 data, models, attacks -> 2 training methods, evaluation ->
-3 trial config, training loop, results, the Ray cluster, snapshots -> 4 sweeps, planning and running
-(run), search strategies (searchers: search methods, their Ray searchers, ASHA) -> 5 search_spaces,
-trainables, analysis -> 6 the command line and its Python twin (cli, api).
+0 errors, registry, coercion, atomic writes, plugins, faults -> 1 data, models, attacks -> 2 training
+methods, evaluation -> 3 trial config, training loop, results, the Ray cluster, snapshots -> 4 sweeps,
+planning and running (run), search strategies (searchers: search methods, their Ray searchers, ASHA) ->
+5 search_spaces, trainables, analysis -> 6 the command line and its Python twin (cli, api).
 """
 
 from __future__ import annotations

@@ -246,3 +246,45 @@ def test_resume_refuses_another_strategy(tmp_path):
     )
     with pytest.raises(ConfigError, match=r"search strategy.*--max-trials 3"):
         check_results_dir(asha)
+
+
+def test_dry_run_refuses_what_the_run_refuses_before_it_starts(tmp_path, capsys):
+    """A results dir holding the sweep, --resume with other options: the dry run's error is the run's."""
+    from tune_robust.run.resume import write_state
+
+    first = plan("wrn_depth_grid", RunOptions(results_dir=str(tmp_path), max_trials=3))
+    write_state(first, "python sweep.py wrn_depth_grid --max-trials 3")
+    for extra in ([], ["--resume", "--scheduler", "asha"]):
+        args = ["wrn_depth_grid", "--results-dir", str(tmp_path), "--max-trials", "3", *extra]
+        errors = []
+        for dry in ([], ["--dry-run"]):
+            if not dry and extra:
+                continue  # (a real run with these options is refused the same way; not started here)
+            assert cli.main([*args, *dry]) == 2
+            errors.append(capsys.readouterr().err)
+        assert len(set(errors)) == 1 and errors[0].startswith("error: ") and errors[0].count("\n") == 1
+    assert (
+        cli.main(
+            ["wrn_depth_grid", "--results-dir", str(tmp_path), "--max-trials", "3", "--resume", "--dry-run"]
+        )
+        == 0
+    )
+
+
+def test_a_sweep_of_another_state_format_is_refused_in_one_line(tmp_path):
+    import json
+
+    from tune_robust.errors import ConfigError
+    from tune_robust.run.options import SWEEP_FILE
+    from tune_robust.run.resume import prepare, write_state
+
+    first = plan("wrn_depth_grid", RunOptions(results_dir=str(tmp_path), max_trials=3))
+    write_state(first, "python sweep.py wrn_depth_grid --max-trials 3")
+    (first.sweep_dir / "tune").mkdir()
+    state = json.loads((first.sweep_dir / SWEEP_FILE).read_text())
+    del state["format"]  # as a development version before the format was recorded wrote it
+    (first.sweep_dir / SWEEP_FILE).write_text(json.dumps(state))
+    again = plan("wrn_depth_grid", RunOptions(results_dir=str(tmp_path), max_trials=3, resume=True))
+    with pytest.raises(ConfigError, match=r"state format 1, this version reads 2.*move the folder away"):
+        prepare(again)
+    assert sorted(p.name for p in first.sweep_dir.iterdir()) == ["sweep.json", "tune"]  # nothing touched

@@ -11,10 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 from tune_robust.analysis.summary import summarize
-from tune_robust.run import Plan, RunOptions, describe, execute, plan
+from tune_robust.run import Plan, RunOptions, describe, execute, plan, preflight
 from tune_robust.trainables import get_trainable
 
-__all__ = ["Plan", "RunOptions", "describe", "plan", "run_plan"]
+__all__ = ["Plan", "RunOptions", "describe", "plan", "preflight", "run_plan"]
 
 
 def run_plan(p: Plan, command: str = "") -> dict[str, Any]:

@@ -237,10 +237,11 @@ def main(argv: list[str] | None = None) -> int:
             return list_sweeps()
         if not args.name:
             raise ConfigError("name a sweep to run (python sweep.py NAME); --list shows them")
-        from tune_robust.api import describe, plan, run_plan
+        from tune_robust.api import describe, plan, preflight, run_plan
 
         p = plan(args.name, run_options(args, loaded))
         if args.dry_run:
+            preflight(p)
             print(describe(p))
             return 0
         summary = run_plan(p, shlex.join(["python", "sweep.py", *argv]))

@@ -223,7 +223,7 @@ class ArchStepConfig:
 TARGET_PREFIX = "target:"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # (Mapping's equality: equal to a dict of the same paths)
 class UpstreamInputs(Mapping[str, str]):
     """The files a trial takes from outside its config, by role (the ``upstream`` section, which planning
     fills in from --checkpoint / --from-sweep and from earlier sweeps): a read-only mapping of role to
@@ -234,6 +234,8 @@ class UpstreamInputs(Mapping[str, str]):
       examples are crafted on, and the target checkpoints by label (keys ``target:LABEL``);
     - ``init``: the first weights of the trial's model (an earlier stage, or a published model);
     - any other name: an artifact a method loads by that name (RNAS-CL's ``teacher``).
+
+    ``TrialConfig.to_dict`` writes it back as the plain mapping Ray Tune stores.
     """
 
     paths: Mapping[str, str]

@@ -3,6 +3,7 @@ only read; the results land in ``plan.sweep_dir`` (``tune_robust.analysis.summar
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Any
 
@@ -17,7 +18,7 @@ def execute(p: Plan, trainable: Callable[[dict[str, Any]], None], command: str =
     """Run (or resume) ``p`` with ``trainable`` (the function Ray Tune runs per trial, e.g.
     ``tune_robust.trainables.get_trainable(p.spec.trainable)``); returns the Ray dashboard's address
     (None without one)."""
-    cluster.no_gpu_locally(p.gpus, p.options.address)
+    preflight(p)
     warning = cluster.version_note()
     if warning:
         print(warning, flush=True)
@@ -26,6 +27,14 @@ def execute(p: Plan, trainable: Callable[[dict[str, Any]], None], command: str =
     with resume.driver_lock(p, command):
         restoring = resume.prepare(p)
         return _run(p, trainable, command, restoring)
+
+
+def preflight(p: Plan) -> None:
+    """What a run refuses before it takes the driver lock, and a dry run refuses alike: GPUs asked for
+    where there are none, and a results dir that holds this sweep without --resume (or holds it run with
+    other options)."""
+    cluster.no_gpu_locally(p.gpus, p.options.address)
+    resume.check_results_dir(p)
 
 
 def _run(p: Plan, trainable: Callable[[dict[str, Any]], None], command: str, restoring: bool) -> str | None:
@@ -68,7 +77,7 @@ def build_search(p: Plan) -> tuple[Any, Any, list[Any]]:
 
     s = p.strategy
     inputs = SearchInputs(
-        configs=[dict(c) for c in p.configs],
+        configs=copy.deepcopy([dict(c) for c in p.configs]),  # a searcher never edits the plan
         space=p.spec.space_for(p.options.fidelity),
         pinned={item.split("=", 1)[0].strip(): True for item in p.options.sets},
         num_samples=s.num_samples,

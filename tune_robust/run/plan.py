@@ -68,7 +68,7 @@ def _check_options(spec: SweepSpec, options: RunOptions) -> None:
         raise ConfigError(f"--max-trials must be >= 1, got {options.max_trials}")
     if options.max_failures < 0:
         raise ConfigError(f"--max-failures must be >= 0, got {options.max_failures}")
-    check_writable(options.results_path)
+    check_writable(Path(options.results_dir).expanduser())
     check_tracking(options.track)
 
 

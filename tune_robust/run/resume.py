@@ -25,6 +25,11 @@ from tune_robust import atomic, snapshot
 from tune_robust.errors import ConfigError
 from tune_robust.run.options import SWEEP_FILE, TUNE_DIR, Plan
 
+# The format of what a sweep keeps on disk for a resume (sweep.json, Ray's pickled search state and
+# scheduler, the kept snapshot). A sweep whose sweep.json records another format (or none: written by a
+# development version before this one) cannot be resumed by this version.
+STATE_FORMAT = 2
+
 
 def read_state(sweep_dir: Path) -> dict[str, Any]:
     """``sweep.json`` of a sweep folder ({} when there is none)."""
@@ -35,6 +40,7 @@ def read_state(sweep_dir: Path) -> dict[str, Any]:
 def write_state(p: Plan, command: str) -> None:
     p.sweep_dir.mkdir(parents=True, exist_ok=True)
     record = {
+        "format": STATE_FORMAT,
         "fingerprint": p.fingerprint(),
         "options": {**asdict(p.options), "plugins": p.plugin_records()},
         "command": command,
@@ -70,11 +76,23 @@ def prepare(p: Plan) -> bool:
     starts over when no trial finished, and is refused otherwise."""
     if not check_results_dir(p):
         return False
+    _check_format(p)
     for line in snapshot.prepare_resume(p.sweep_dir, TUNE_DIR):
         print(f"note: {line}", flush=True)
     if snapshot.newest(p.sweep_dir / TUNE_DIR, snapshot.EXPERIMENT) is not None:
         return True
     return _restart_unsnapshotted(p)
+
+
+def _check_format(p: Plan) -> None:
+    saved = read_state(p.sweep_dir)
+    if saved and saved.get("format") != STATE_FORMAT:
+        raise ConfigError(
+            f"--resume: {p.sweep_dir} was started by a development version of tune_robust whose Ray "
+            f"state this version cannot restore (state format {saved.get('format', 1)}, this version "
+            f"reads {STATE_FORMAT}); its finished trials are in trials.parquet: move the folder away to "
+            "run the sweep again"
+        )
 
 
 def _restart_unsnapshotted(p: Plan) -> bool:

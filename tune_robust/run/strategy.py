@@ -45,9 +45,8 @@ def check_options(spec: SweepSpec, options: RunOptions) -> None:
 
 
 def resolve(spec: SweepSpec, options: RunOptions, configs: Sequence[Mapping[str, Any]]) -> Strategy:
-    """The strategy for these (final) configs."""
+    """The strategy for these (final) configs; ``check_options`` has passed."""
     o = options
-    check_options(spec, o)
     method = search_method(o.search)
     objectives: tuple[str, ...] = ()
     if method.objectives:

@@ -25,7 +25,6 @@ class Resolved:
     """The trial configs with their upstream inputs filled in and upstream trials added."""
 
     configs: list[Config]
-    added: int  # how many of ``configs`` (at the end) an upstream sweep's architectures added
     notes: list[str]
 
 
@@ -59,7 +58,7 @@ def resolve(
             f"sweep {spec.name!r} adds the architectures of earlier sweeps as fixed trials; run it "
             f"with --search grid (got --search {options.search})"
         )
-    return Resolved(out + added, len(added), notes)
+    return Resolved(out + added, notes)
 
 
 def recorded_configs(spec: SweepSpec, options: RunOptions) -> list[Config] | None:

@@ -43,10 +43,12 @@ def validate(configs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     needed; trials only read)."""
     from tune_robust.data import DATASETS, load_dataset
     from tune_robust.models import create_meta_model
+    from tune_robust.models.checkpoint import checkpoint_info
 
     seen_models: set[str] = set()
     seen_data: set[tuple[str, str | None]] = set()
     seen_checkpoints: set[str] = set()
+    infos: dict[str, dict[str, Any]] = {}  # each checkpoint file is read once (a supernet for 300 trials)
     for cfg in configs:
         tc = TrialConfig.from_dict(dict(cfg))
         key = json.dumps([tc.model.name, tc.model.kwargs], default=str, sort_keys=True)
@@ -56,10 +58,14 @@ def validate(configs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             model = create_meta_model(tc.model.name, info.num_classes, info.shape[0], **tc.model.kwargs)
             check_screen(tc, model)
         for key, path in tc.upstream.items():
-            ckey = json.dumps([key, path, tc.model.name, tc.model.kwargs, tc.data.dataset], default=str)
+            if path not in infos:
+                infos[path] = checkpoint_info(path)
+            # Ours rebuild themselves (only the dataset matters); a plain one is built as model.arch.
+            plain = [] if infos[path] else [key, tc.model.name, tc.model.kwargs]
+            ckey = json.dumps([path, tc.data.dataset, *plain], default=str)
             if ckey not in seen_checkpoints:
                 seen_checkpoints.add(ckey)
-                check_checkpoint(key, path, tc)
+                check_checkpoint(key, path, tc, infos[path])
         dkey = (tc.data.dataset, tc.data.data_dir)
         if dkey not in seen_data:  # a missing or malformed dataset fails here, not in every trial
             seen_data.add(dkey)
@@ -86,14 +92,14 @@ def check_screen(tc: TrialConfig, model: Any) -> None:
         )
 
 
-def check_checkpoint(key: str, path: str, tc: TrialConfig) -> None:
+def check_checkpoint(key: str, path: str, tc: TrialConfig, info: dict[str, Any] | None = None) -> None:
     """A checkpoint of ours must match the dataset's classes and channels; a plain state dict must fit
     ``model.arch`` (in our names or a published layout's). Found here, not in every trial after Ray
     has started."""
     from tune_robust.data import DATASETS
     from tune_robust.models.checkpoint import checkpoint_info, fit_plain
 
-    info = checkpoint_info(path)
+    info = checkpoint_info(path) if info is None else info
     ds = DATASETS.get(tc.data.dataset)
     if info and (info["num_classes"], info["in_channels"]) != (ds.num_classes, ds.shape[0]):
         raise ConfigError(
