@@ -16,6 +16,7 @@ from tune_robust.evaluation.metrics import feature_blocks
 from tune_robust.models import MODELS, create_model, profile_model, reconfigure
 from tune_robust.models.darts import GENOTYPES
 from tune_robust.run import RunOptions, plan
+from tune_robust.sweeps import get_sweep
 
 
 # RobNet supplement Table 3 (CIFAR-10, 10 classes), millions of parameters.
@@ -179,7 +180,7 @@ def test_arch_reconfig_written_out_widths_are_the_builders_defaults():
         ("arch_reconfig", "smoke", 8),
         ("arch_reconfig", "paper", 8),
         # the one-shot searches' grid stages (no earlier stage has run: optional upstream trials are
-        # left out, and RNAS-CL's required teachers are the stand-ins of _teacher_results)
+        # left out, required ones are the stand-ins of _upstream_results)
         ("robnet_supernet", "paper", 2),
         # (validating 150 / 300 RobNet configs takes 35 / 60 s: with the slow tests)
         pytest.param("robnet_finetune", "paper", 150, marks=pytest.mark.slow),
@@ -198,8 +199,9 @@ def test_arch_reconfig_written_out_widths_are_the_builders_defaults():
 )
 def test_paper_sweeps_plan_each_config_once_and_validate(name, fidelity, trials, request, tmp_path):
     data_dir = request.getfixturevalue("cifar_dir") if fidelity == "paper" else None
-    if name.startswith("rnascl_") and name != "rnascl_teacher":
-        _teacher_results(tmp_path)
+    for up in get_sweep(name).upstream:
+        if not up.optional and not (tmp_path / up.sweep).exists():
+            _upstream_results(tmp_path, up.sweep, UPSTREAM_ROWS[up.sweep])
     options = RunOptions(
         fidelity=fidelity, data_dir=str(data_dir) if data_dir else None, results_dir=str(tmp_path)
     )
@@ -211,35 +213,40 @@ def test_paper_sweeps_plan_each_config_once_and_validate(name, fidelity, trials,
     assert len(p.configs) == trials and len(keys) == trials - repeats
 
 
-def _teacher_results(results):
-    """rnascl_teacher's results as the RNAS-CL stages read them: a finished WRT-34 and R-18 row, each
+def _upstream_results(results, sweep, rows):
+    """An upstream sweep's results as later stages read them: finished rows (column values given), each
     with a checkpoint of ours for CIFAR-10 (a tiny WRN: planning checks classes and channels only)."""
-    folder = results / "rnascl_teacher"
+    folder = results / sweep
     folder.mkdir(parents=True)
-    rows = []
-    for label in ("WRT-34", "R-18"):
-        path = folder / f"{label}.pt"
-        model = create_model("wrn", num_classes=10, in_channels=3, depths=(1, 1, 1), widths=(1, 1, 1))
-        torch.save(
+    model = create_model("wrn", num_classes=10, in_channels=3, depths=(1, 1, 1), widths=(1, 1, 1))
+    blob = {
+        "arch": "wrn",
+        "kwargs": {},
+        "num_classes": 10,
+        "in_channels": 3,
+        "state_dict": model.state_dict(),
+    }
+    out = []
+    for i, columns in enumerate(rows):
+        path = folder / f"{i}.pt"
+        torch.save(blob, path)
+        out.append(
             {
-                "arch": "wrn",
-                "kwargs": {},
-                "num_classes": 10,
-                "in_channels": 3,
-                "state_dict": model.state_dict(),
-            },
-            path,
-        )
-        rows.append(
-            {
-                "trial_id": label,
+                "trial_id": f"t{i}",
                 "status": "TERMINATED",
                 "checkpoint_path": str(path),
                 "best_robust_acc": 0.5,
-                "eval.label": label,
+                **columns,
             }
         )
-    pd.DataFrame(rows).to_parquet(folder / "trials.parquet")
+    pd.DataFrame(out).to_parquet(folder / "trials.parquet")
+
+
+# What each stage's required upstream sweep holds (optional upstreams are left unrun).
+UPSTREAM_ROWS = {
+    "robnet_supernet": [{"model.share": True}, {"model.share": False}],
+    "rnascl_teacher": [{"eval.label": "WRT-34"}, {"eval.label": "R-18"}],
+}
 
 
 def test_variants_take_set_overrides_and_paper_widths_match_table_1():
