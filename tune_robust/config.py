@@ -225,18 +225,12 @@ TARGET_PREFIX = "target:"
 
 @dataclass(frozen=True, eq=False)  # (Mapping's equality: equal to a dict of the same paths)
 class UpstreamInputs(Mapping[str, str]):
-    """The files a trial takes from outside its config, by role (the ``upstream`` section, which planning
-    fills in from --checkpoint / --from-sweep and from earlier sweeps): a read-only mapping of role to
-    path, with the roles the trainables use as properties.
-
-    - ``model``: the checkpoint an evaluate trial evaluates;
-    - ``source``, ``craft``, ``targets``: a transfer trial's source, the independently trained copy its
-      examples are crafted on, and the target checkpoints by label (keys ``target:LABEL``);
-    - ``init``: the first weights of the trial's model (an earlier stage, or a published model);
-    - any other name: an artifact a method loads by that name (RNAS-CL's ``teacher``).
-
-    ``TrialConfig.to_dict`` writes it back as the plain mapping Ray Tune stores.
-    """
+    """The files a trial takes from outside its config (the ``upstream`` section, filled in by planning):
+    a read-only mapping of role to path. Roles: ``model`` (an evaluate trial's checkpoint), ``source``,
+    ``craft`` and ``targets`` (a transfer trial's source, the copy its examples are crafted on, the
+    targets by label: keys ``target:LABEL``), ``init`` (the first weights of the trial's model), and any
+    other name a method loads (RNAS-CL's ``teacher``). ``TrialConfig.to_dict`` writes it back as the
+    plain mapping Ray Tune stores."""
 
     paths: Mapping[str, str]
 
