@@ -288,3 +288,17 @@ def test_a_sweep_of_another_state_format_is_refused_in_one_line(tmp_path):
     with pytest.raises(ConfigError, match=r"state format 1, this version reads 2.*move the folder away"):
         prepare(again)
     assert sorted(p.name for p in first.sweep_dir.iterdir()) == ["sweep.json", "tune"]  # nothing touched
+
+
+def test_the_dry_run_of_random_search_lists_the_configs_its_searcher_runs_in_order():
+    from ray.tune.search import Searcher
+
+    from tune_robust.run import describe
+    from tune_robust.run.execute import build_search
+
+    p = plan("wrn_depth_grid", RunOptions(search="random", num_samples=5, search_seed=7))
+    listed = [int(line.split()[0]) for line in describe(p).splitlines() if line.startswith("    ")]
+    search_alg, _, _ = build_search(p)
+    suggested = [search_alg.searcher.suggest(f"t{i}") for i in range(5)]
+    assert len(listed) == 5 and suggested == [p.configs[i] for i in listed]
+    assert search_alg.searcher.suggest("t5") == Searcher.FINISHED  # nothing beyond the listed five

@@ -14,6 +14,7 @@ from tune_robust.errors import ConfigError
 from tune_robust.results.tracking import check_tracking
 from tune_robust.run import inputs, strategy, upstream
 from tune_robust.run.options import Plan, RunOptions
+from tune_robust.run.strategy import search_method
 from tune_robust.run.validate import check_writable, validate
 from tune_robust.sweeps import SweepSpec, Variants, get_sweep, set_dotted
 
@@ -136,16 +137,26 @@ def describe(p: Plan) -> str:
     if p.options.plugins:
         lines.append("plugins: " + ", ".join(pl.label() for pl in p.options.plugins))
     varying = varying_keys(p.points)
-    lines.append("trials: " + ", ".join(varying))
-    for i, pt in enumerate(p.points):
-        flat = flat_point(pt)
-        lines.append(f"  {i:4d}  " + "  ".join(f"{k}={flat[k]}" for k in varying if k in flat))
-    for i, cfg in enumerate(p.configs[len(p.points) :], start=len(p.points)):
-        label = cfg.get("eval", {}).get("label", "")
-        model = "  ".join(f"model.{k}={v}" for k, v in cfg.get("model", {}).items())
-        lines.append(f"  {i:4d}  from {label}: {model}")
+    picks = search_method(p.strategy.search).planned(len(p.configs), p.num_trials, p.strategy.search_seed)
+    if picks is None:
+        lines.append(f"trials ({p.strategy.search} chooses {p.num_trials} of these while it runs): ")
+        picks = list(range(len(p.configs)))
+    else:
+        lines.append("trials, in the order they start: ")
+    lines[-1] += ", ".join(varying)
+    lines += [_trial_line(p, i, varying) for i in picks]
     lines.append(f"{p.num_trials} trials")
     return "\n".join(lines)
+
+
+def _trial_line(p: Plan, i: int, varying: Sequence[str]) -> str:
+    """Grid point ``i`` by the keys it sets, or an upstream sweep's trial by where it came from."""
+    if i < len(p.points):
+        flat = flat_point(p.points[i])
+        return f"  {i:4d}  " + "  ".join(f"{k}={flat[k]}" for k in varying if k in flat)
+    cfg = p.configs[i]
+    model = "  ".join(f"model.{k}={v}" for k, v in cfg.get("model", {}).items())
+    return f"  {i:4d}  from {cfg.get('eval', {}).get('label', '')}: {model}"
 
 
 def _shared_upstream(p: Plan) -> dict[str, Any]:

@@ -46,6 +46,11 @@ class SearchMethod(ABC):
             )
         return num
 
+    def planned(self, grid_size: int, num_samples: int, seed: int) -> list[int] | None:
+        """The grid indices the searcher will run, in order, when they are known before the sweep
+        starts (the dry run lists them); None for a method that chooses while the sweep runs."""
+        return None
+
     def default_objectives(self, metric: str, mode: str) -> tuple[str, ...]:
         return (f"{metric}:{mode}",)
 

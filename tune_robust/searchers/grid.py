@@ -21,6 +21,9 @@ class Grid(SearchMethod):
             )
         return grid_size
 
+    def planned(self, grid_size: int, num_samples: int, seed: int) -> list[int]:
+        return list(range(num_samples))
+
     def searcher(self, inputs: SearchInputs) -> Any:
         from tune_robust.searchers._points import PointsSearcher  # Ray: only when the sweep runs
 
@@ -29,9 +32,13 @@ class Grid(SearchMethod):
 
 @register_search("random")
 class Random(SearchMethod):
+    def planned(self, grid_size: int, num_samples: int, seed: int) -> list[int]:
+        order = list(range(grid_size))
+        random.Random(seed).shuffle(order)
+        return order[:num_samples]
+
     def searcher(self, inputs: SearchInputs) -> Any:
-        order = list(range(len(inputs.configs)))
-        random.Random(inputs.seed).shuffle(order)
         from tune_robust.searchers._points import PointsSearcher
 
-        return PointsSearcher([inputs.configs[i] for i in order[: inputs.num_samples]])
+        picks = self.planned(len(inputs.configs), inputs.num_samples, inputs.seed)
+        return PointsSearcher([inputs.configs[i] for i in picks])
