@@ -7,8 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 from tune_robust.models.reconfig import r_config
-from tune_robust.search_spaces.wrn import PAPER_CIFAR10, SMOKE_DIGITS, TABLE2_EVAL
-from tune_robust.sweeps import SweepSpec, Variants, register_sweep
+from tune_robust.search_spaces.wrn import MINI_DIGITS, PAPER_CIFAR10, SMOKE_DIGITS, TABLE2_EVAL
+from tune_robust.sweeps import Grid, SweepSpec, Variants, register_sweep
 
 # (arch, kwargs the -R rule is applied to, gamma, kwargs of the network it is compared with: None = the
 # same kwargs as the rule's input).
@@ -56,15 +56,22 @@ def arch_reconfig() -> SweepSpec:
     """Family vs family-R, same PGD-AT recipe (8 configs)."""
     paper = {**{k: v for k, v in PAPER_CIFAR10.items() if k != "model"}, "eval": TABLE2_EVAL}
     smoke = {k: v for k, v in SMOKE_DIGITS.items() if k != "model"}
+    mini = {k: v for k, v in MINI_DIGITS.items() if k != "model"}
     return SweepSpec(
         name="arch_reconfig",
         description="VGG-11, DenseNet-121, DARTS-11, WRN-34-12 vs the -R versions under PGD-AT (8 configs)",
         trainable="adversarial_training",
-        fidelities={"smoke": smoke, "paper": paper},
+        fidelities={"smoke": smoke, "mini": mini, "paper": paper},
         space={"model": Variants(pairs(PAPER_FAMILIES))},
-        fidelity_space={"smoke": {"model": Variants(pairs(SMOKE_FAMILIES))}},
+        fidelity_space={
+            "smoke": {"model": Variants(pairs(SMOKE_FAMILIES))},
+            # Three seeds per network: the -R claim is a paired difference, judged across families and
+            # seeds.
+            "mini": {"model": Variants(pairs(SMOKE_FAMILIES)), "train.seed": Grid([0, 1, 2])},
+        },
         notes={
             "smoke": "digits, narrow families (and WRN x 0.05), 5 epochs PGD-3 AT eps 0.1",
+            "mini": "the smoke networks and recipe without the sanity flags, seeds 0-2 (24 trials)",
             "paper": "cifar10, 100 epochs PGD-10 AT at 8/255 (Huang's SAT), FGSM / PGD-20 / CW-inf",
         },
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 
-from tune_robust.search_spaces.wrn import PAPER_CIFAR10, SMOKE_DIGITS
+from tune_robust.search_spaces.wrn import MINI_DIGITS, PAPER_CIFAR10, SMOKE_DIGITS
 from tune_robust.sweeps import Grid, SweepSpec, register_sweep
 
 WIDTHS = (2, 4, 6, 8, 10)
@@ -26,13 +26,16 @@ def one_stage_at_a_time() -> list[tuple[float, float, float]]:
 def wrn_fidelities(depths: tuple[int, int, int] = (5, 5, 5)) -> dict[str, dict[str, object]]:
     """The depth grid's smoke/paper settings with the model at fixed depths; the grid sets the paper's
     width factors and the smoke fidelity shrinks them all by SMOKE_SCALE."""
-    smoke = {**SMOKE_DIGITS, "model": {"arch": "wrn", "depths": depths, "width_scale": SMOKE_SCALE}}
+    small = {"arch": "wrn", "depths": depths, "width_scale": SMOKE_SCALE}
+    smoke = {**SMOKE_DIGITS, "model": small}
+    mini = {**MINI_DIGITS, "model": small}
     paper = {**PAPER_CIFAR10, "model": {"arch": "wrn", "depths": depths}}
-    return {"smoke": smoke, "paper": paper}
+    return {"smoke": smoke, "mini": mini, "paper": paper}
 
 
 NOTES = {
     "smoke": "digits, d5-5-5, widths x 0.05 (W=10 -> 0.5), 5 epochs PGD-3 AT eps 0.1",
+    "mini": "the smoke recipe without the sanity flags (the claims' fidelity)",
     "paper": "cifar10, d5-5-5 (WRN-34), 100 epochs PGD-10 AT eps 8/255, PGD-20 eval step eps/10",
 }
 
