@@ -168,3 +168,16 @@ def config_keys(df: pd.DataFrame) -> list[str]:
         for c in df.columns
         if c.startswith(sections) and df[c].astype(str).nunique(dropna=False) > 1 and "[" not in c
     ]
+
+
+def finished_trials(trials: pd.DataFrame) -> pd.DataFrame:
+    """Trials that ran to the end with a result: terminated, a ``best_robust_acc`` (where the sweep
+    reports one), and not stopped early by a scheduler."""
+    if not len(trials) or "status" not in trials:
+        return trials.iloc[0:0]
+    done = trials[trials["status"].astype(str) == "TERMINATED"]
+    if "best_robust_acc" in done:
+        done = done.dropna(subset=["best_robust_acc"])
+    if "stopped_by_scheduler" in done:
+        done = done[~done["stopped_by_scheduler"].fillna(False).astype(bool)]
+    return done

@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 
 from tune_robust.analysis import plots
-from tune_robust.analysis.load import SweepResults, config_keys, load_sweep, stage_keys
+from tune_robust.analysis.load import SweepResults, config_keys, finished_trials, load_sweep, stage_keys
 from tune_robust.analysis.stats import (
     cost_totals,
     fidelity_correlation,
@@ -110,7 +110,7 @@ def write_report(
     rep = Report(f"{name} ({fidelity})")
     rep.add("Status", "text", _status(res, state))
     files: dict[str, Path] = {}
-    done = _completed(trials)
+    done = finished_trials(trials)
     if len(trials):
         totals = cost_totals(trials)
         rep.add(
@@ -150,15 +150,6 @@ def write_report(
     files["html"] = out_dir / "summary.html"
     files["html"].write_text(rep.html())
     return files
-
-
-def _completed(trials: pd.DataFrame) -> pd.DataFrame:
-    if not len(trials) or "best_robust_acc" not in trials:
-        return trials.iloc[0:0]
-    ok = trials[trials["status"] == "TERMINATED"].dropna(subset=["best_robust_acc"])
-    if "stopped_by_scheduler" in ok:
-        ok = ok[~ok["stopped_by_scheduler"].fillna(False).astype(bool)]
-    return ok
 
 
 def _status(res: SweepResults, state: dict[str, Any]) -> str:
@@ -315,7 +306,7 @@ def _proxy(res: SweepResults, done: pd.DataFrame, rep: Report, compare: str | Pa
         except ValueError as e:
             lines.append(f"Epoch-1 proxy: {e}.")
     if compare is not None:
-        other = _completed(load_sweep(compare).trials)
+        other = finished_trials(load_sweep(compare).trials)
         fc = fidelity_correlation(other, done)
         lines.append(
             f"{compare} (cheap) vs this sweep over {fc['n']} shared configs: Kendall tau "

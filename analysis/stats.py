@@ -1,8 +1,11 @@
-"""Ranking helpers over a trials DataFrame: top-k, Pareto fronts, rank correlations between fidelities."""
+"""Ranking helpers over a trials DataFrame (top-k, Pareto fronts, rank correlations between fidelities)
+and the statistics the claims use (correlations and differences of means with bootstrap intervals and
+permutation p values)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -139,3 +142,91 @@ def cost_totals(trials: pd.DataFrame) -> dict[str, float]:
         "epochs": float(col("epochs_run").sum()),
         "attack_passes": float(col("attack_passes_total").sum()),
     }
+
+
+def _bootstrap(
+    data: tuple[np.ndarray, ...], statistic: Callable[..., float], paired: bool, level: float, seed: int
+) -> tuple[float, float]:
+    """A percentile bootstrap interval (nan, nan where every resample gives the same value)."""
+    from scipy import stats
+
+    res = stats.bootstrap(
+        data,
+        statistic,
+        paired=paired,
+        vectorized=False,
+        n_resamples=2000,
+        confidence_level=level,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    )
+    low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
+    return low, high
+
+
+def correlation(
+    x: Sequence[float] | pd.Series,
+    y: Sequence[float] | pd.Series,
+    method: str = "spearman",
+    level: float = 0.95,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Spearman rho or Kendall tau between paired values (pairs with a missing value dropped), its p
+    value (scipy's test of no association) and a percentile-bootstrap interval over the pairs:
+    ``value``, ``low``, ``high``, ``p``, ``n``."""
+    from scipy import stats
+
+    if method not in ("spearman", "kendall", "pearson"):
+        raise ValueError(f"correlation method must be spearman, kendall or pearson, not {method!r}")
+    pairs = pd.DataFrame({"x": np.asarray(x, float), "y": np.asarray(y, float)}).dropna()
+    n = len(pairs)
+    if n < 3:
+        raise ValueError(f"a correlation needs at least 3 pairs, got {n}")
+    fn = {"spearman": stats.spearmanr, "kendall": stats.kendalltau, "pearson": stats.pearsonr}[method]
+    test = fn(pairs["x"], pairs["y"])
+
+    def stat(a: np.ndarray, b: np.ndarray) -> float:
+        value = float(fn(a, b).statistic)
+        return 0.0 if math.isnan(value) else value
+
+    low, high = _bootstrap((pairs["x"].to_numpy(), pairs["y"].to_numpy()), stat, True, level, seed)
+    return {"value": float(test.statistic), "low": low, "high": high, "p": float(test.pvalue), "n": n}
+
+
+def mean_difference(
+    a: Sequence[float] | pd.Series,
+    b: Sequence[float] | pd.Series,
+    paired: bool = False,
+    level: float = 0.95,
+    seed: int = 0,
+) -> dict[str, float]:
+    """mean(a) - mean(b) (paired: the mean of a_i - b_i), a percentile-bootstrap interval and a
+    two-sided permutation p value (exact when the permutations are few): ``value``, ``low``, ``high``,
+    ``p``, ``n`` (the pairs, or the smaller group)."""
+    from scipy import stats
+
+    x, y = np.asarray(a, float), np.asarray(b, float)
+    if paired:
+        keep = ~(np.isnan(x) | np.isnan(y))
+        x, y = x[keep], y[keep]
+    else:
+        x, y = x[~np.isnan(x)], y[~np.isnan(y)]
+    n = min(len(x), len(y))
+    if n < 2:
+        raise ValueError(
+            f"a difference of means needs at least 2 values on each side, got {len(x)} and {len(y)}"
+        )
+
+    def diff(u: np.ndarray, v: np.ndarray) -> float:
+        return float(np.mean(u - v)) if paired else float(np.mean(u) - np.mean(v))
+
+    low, high = _bootstrap((x, y), diff, paired, level, seed)
+    perm = stats.permutation_test(
+        (x, y),
+        diff,
+        permutation_type="samples" if paired else "independent",
+        vectorized=False,
+        n_resamples=9999,
+        rng=np.random.default_rng(seed),
+    )
+    return {"value": diff(x, y), "low": low, "high": high, "p": float(perm.pvalue), "n": n}

@@ -16,12 +16,13 @@ Family = tuple[str, dict[str, Any], float, dict[str, Any] | None]
 
 
 def pairs(families: list[Family]) -> list[dict[str, Any]]:
-    """Each family's model section and its -R model section."""
+    """Each family's model section and its -R model section, labelled ``<arch>`` and ``<arch>-R``
+    (``eval.label``: the claims pair them by it)."""
     out = []
     for arch, kwargs, gamma, compare in families:
         family, base, r_kwargs = r_config(arch, kwargs, gamma=gamma)
-        out.append({"model": {"arch": family, **(base if compare is None else compare)}})
-        out.append({"model": {"arch": family, **r_kwargs}})
+        out.append({"model": {"arch": family, **(base if compare is None else compare)}, "eval.label": arch})
+        out.append({"model": {"arch": family, **r_kwargs}, "eval.label": f"{arch}-R"})
     return out
 
 

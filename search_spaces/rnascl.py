@@ -57,6 +57,9 @@ TEACHERS_SMOKE = [
     {"model": {"arch": "wrn", "depths": (1, 1, 1), "widths": (0.5, 0.5, 0.5)}, "eval.label": "R-18"},
 ]
 
+# Mini (the claims' fidelity): the smoke teachers trained 8 epochs, so the students distil from
+# networks well above chance (fixed before any claim was judged).
+TEACHER_MINI: dict[str, Any] = {**TEACHER_SMOKE, "train": {**TEACHER_SMOKE["train"], "epochs": 8}}
 # The teacher each stage reads, by role (method.teacher names the upstream artifact).
 TEACHER_UPSTREAMS = (
     Upstream("teacher", sweep="rnascl_teacher", where={"eval.label": "WRT-34"}),
@@ -104,6 +107,12 @@ SEARCH_SMOKE: dict[str, Any] = {
     "eval": {"attacks": ("fgsm",), "sanity": False, "metrics": False, "limit": 200},
 }
 
+# Mini: all of digits' training split (80% weights, 20% Gumbel), 6 epochs, otherwise the smoke.
+SEARCH_MINI: dict[str, Any] = {
+    **SEARCH_SMOKE,
+    "data": {**SEARCH_SMOKE["data"], "train_limit": 0},
+    "train": {**SEARCH_SMOKE["train"], "epochs": 6},
+}
 # Training (Eq. 3, one-hot tutors): the search's recipe, 100 epochs; evaluated as Tables 1 and 4 (clean,
 # FGSM, PGD-20, MI-FGSM; CW-inf, AutoAttack) and Fig. 5 (accuracy vs eps up to 0.1).
 TRAIN_PAPER: dict[str, Any] = {
@@ -129,6 +138,12 @@ TRAIN_SMOKE: dict[str, Any] = {
     "eval": {"attacks": ("fgsm", "pgd20", "mim"), "sanity": False, "limit": 200},
 }
 
+# Mini: the smoke's training at 8 epochs on all 359 test images, each student with seeds 0-3.
+TRAIN_MINI: dict[str, Any] = {
+    **TRAIN_SMOKE,
+    "train": {**TRAIN_SMOKE["train"], "epochs": 8},
+    "eval": {"attacks": ("fgsm", "pgd20"), "sanity": False},
+}
 # Section 4.3's paradigms (the loss terms of both the search and the training).
 PARADIGMS = [
     {"method.kl": False, "method.attention": False, "eval.label": "Standard"},
@@ -145,11 +160,15 @@ def rnascl_teacher() -> SweepSpec:
         name="rnascl_teacher",
         description="RNAS-CL teachers: PGD-AT networks labelled by role (WRT-34, R-18)",
         trainable="adversarial_training",
-        fidelities={"smoke": TEACHER_SMOKE, "paper": TEACHER_PAPER},
+        fidelities={"smoke": TEACHER_SMOKE, "mini": TEACHER_MINI, "paper": TEACHER_PAPER},
         space={"teacher": Variants(TEACHERS_PAPER)},
-        fidelity_space={"smoke": {"teacher": Variants(TEACHERS_SMOKE)}},
+        fidelity_space={
+            "smoke": {"teacher": Variants(TEACHERS_SMOKE)},
+            "mini": {"teacher": Variants(TEACHERS_SMOKE)},
+        },
         notes={
             "smoke": "digits: small WRNs standing in for WRT-34 and R-18, 4 epochs PGD-3 AT eps 0.1",
+            "mini": "the smoke teachers, 8 epochs",
             "paper": "cifar10: WRN-34-10 and PreAct ResNet-18, 100 epochs PGD-10 AT 8/255 (our SAT recipe)",
         },
     )
@@ -160,7 +179,7 @@ def _search(name: str, description: str, space: dict[str, Any], notes: dict[str,
         name=name,
         description=description,
         trainable="adversarial_training",
-        fidelities={"smoke": SEARCH_SMOKE, "paper": SEARCH_PAPER},
+        fidelities={"smoke": SEARCH_SMOKE, "mini": SEARCH_MINI, "paper": SEARCH_PAPER},
         space=space,
         upstream=TEACHER_UPSTREAMS,
         metric="val_clean_acc",
@@ -190,7 +209,11 @@ def rnascl_ablation() -> SweepSpec:
         "rnascl_ablation",
         "RNAS-CL ablation: Standard (CE), KL, ICC (CE + attention), RNAS-CL searches of one space",
         {"paradigm": Variants(PARADIGMS)},
-        {"smoke": "the 4 paradigms as rnascl_search's smoke", "paper": "the 4 paradigms, S3, WRT-34"},
+        {
+            "smoke": "the 4 paradigms as rnascl_search's smoke",
+            "mini": "the 4 paradigms, all of digits, 6 epochs",
+            "paper": "the 4 paradigms, S3, WRT-34",
+        },
     )
 
 
@@ -218,6 +241,9 @@ def rnascl_teachers() -> SweepSpec:
     return dataclasses.replace(spec, fidelity_space={"smoke": {"row": rows(("S3",))}})
 
 
+BASELINE = Variants([{"method.kl": False, "method.attention": False, "eval.label": "widest, CE only"}])
+
+
 @register_sweep
 def rnascl_train() -> SweepSpec:
     """Every derived student (rnascl_search's best, each rnascl_ablation paradigm, each rnascl_teachers
@@ -226,14 +252,12 @@ def rnascl_train() -> SweepSpec:
         name="rnascl_train",
         description="RNAS-CL training of the derived students (Eq. 3, one-hot tutors) and evaluation",
         trainable="adversarial_training",
-        fidelities={"smoke": TRAIN_SMOKE, "paper": TRAIN_PAPER},
+        fidelities={"smoke": TRAIN_SMOKE, "mini": TRAIN_MINI, "paper": TRAIN_PAPER},
         # The reference row: the space's widest student trained with cross-entropy alone (no search, no
         # teacher); the derived students keep their search's loss terms, teacher and tutors (records).
-        space={
-            "baseline": Variants(
-                [{"method.kl": False, "method.attention": False, "eval.label": "widest, CE only"}]
-            )
-        },
+        space={"baseline": BASELINE},
+        # Every student (the reference and each derived one) with 4 seeds.
+        fidelity_space={"mini": {"baseline": BASELINE, "train.seed": Grid([0, 1, 2, 3])}},
         upstream=(
             *TEACHER_UPSTREAMS,
             Upstream(
@@ -259,6 +283,7 @@ def rnascl_train() -> SweepSpec:
         metric="val_clean_acc",
         notes={
             "smoke": "digits, the derived students, 4 epochs (Eq. 3), FGSM, PGD-20, MIM",
+            "mini": "digits, the derived students and the reference, seeds 0-3, 8 epochs, FGSM, PGD-20",
             "paper": "cifar10, 100 epochs (Eq. 3); FGSM, PGD-20, MI-FGSM, CW-inf, AutoAttack, eps curve",
         },
     )

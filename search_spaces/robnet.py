@@ -71,6 +71,19 @@ SUPERNET_SMOKE: dict[str, Any] = {
     "eval": {"attacks": ("fgsm", "pgd20"), "sanity": False, "limit": 200},
 }
 
+# Mini (the claims' fidelity): all of digits' training split, a 5-cell supernet of 8 channels trained
+# 10 epochs at LR 0.1, tested on all 359 test images. Chosen so the supernet learns (the smoke's
+# 2 epochs on 640 images barely leave chance), before any claim was judged.
+SUPERNET_MINI: dict[str, Any] = {
+    **SUPERNET_SMOKE,
+    "data": {**SUPERNET_SMOKE["data"], "train_limit": 0},
+    "model": {**SUPERNET_SMOKE["model"], "channels": 8},
+    "train": {**SUPERNET_SMOKE["train"], "epochs": 10, "lr": 0.1},
+    "eval": {"attacks": ("fgsm", "pgd20"), "sanity": False},
+}
+# Codes per budget the mini fidelity finetunes (and robnet_scratch trains from scratch).
+MINI_PER_BUDGET = 8
+
 
 def _finetune(supernet: dict[str, Any], epochs: int, lr: float) -> dict[str, Any]:
     """A sampled architecture's standalone network at the supernet's size, finetuned with PGD-AT from
@@ -113,12 +126,13 @@ def robnet_supernet() -> SweepSpec:
         name="robnet_supernet",
         description="RobNet one-shot supernet: PGD-AT of a random sub-network per batch (Algorithm 1)",
         trainable="adversarial_training",
-        fidelities={"smoke": SUPERNET_SMOKE, "paper": SUPERNET_PAPER},
+        fidelities={"smoke": SUPERNET_SMOKE, "mini": SUPERNET_MINI, "paper": SUPERNET_PAPER},
         # Cell-based (one code shared by all cells; robnet_finetune) and cell-free (one per cell;
         # robnet_free_search) supernets, each a trial.
         space={"model.share": Grid([True, False]), "model.sample": Grid(["bernoulli"])},
         notes={
             "smoke": "digits (640 train), 5 cells x 4 channels, 2 epochs PGD-3 AT eps 0.1",
+            "mini": "digits (all of train), 5 cells x 8 channels, 10 epochs PGD-3 AT eps 0.1",
             "paper": "cifar10, 20 cells x 36 channels, 60 epochs PGD-7 AT 8/255 (epochs, LR: ours)",
         },
     )
@@ -134,15 +148,20 @@ def robnet_finetune() -> SweepSpec:
         trainable="adversarial_training",
         fidelities={
             "smoke": _finetune(SUPERNET_SMOKE, epochs=1, lr=0.02),
+            "mini": _finetune(SUPERNET_MINI, epochs=3, lr=0.01),
             "paper": _finetune(SUPERNET_PAPER, epochs=3, lr=0.01),
         },
         space={"model.code": Grid(finetune_codes(50, BUDGETS))},
-        fidelity_space={"smoke": {"model.code": Grid(finetune_codes(1, BUDGETS))}},
+        fidelity_space={
+            "smoke": {"model.code": Grid(finetune_codes(1, BUDGETS))},
+            "mini": {"model.code": Grid(finetune_codes(MINI_PER_BUDGET, BUDGETS))},
+        },
         upstream=(Upstream("init", sweep="robnet_supernet", where={"model.share": True}),),
         rank_by="best_robust_acc",
         rank_within="arch_sep_convs",
         notes={
             "smoke": "1 code per budget (7/10/13 convs), 1 epoch PGD-3 AT from the smoke supernet",
+            "mini": "8 codes per budget, 3 epochs PGD-3 AT (LR 0.01) from the mini supernet",
             "paper": "50 codes per budget, D >= 0.5, direct convs > 0.5, 3 epochs PGD-7 AT (LR 0.01: ours)",
         },
     )
@@ -167,6 +186,9 @@ FSP_PAPER: dict[str, Any] = {"fsp": True, "fsp_threshold": 0.006, "fsp_cells": 1
 # Smoke (5 cells): the last 3 cells (those after the first reduction), on 128 validation images, at a
 # threshold that keeps a minority of the smoke supernet's samples (measured in bench/RESULTS.md).
 FSP_SMOKE: dict[str, Any] = {"fsp": True, "fsp_threshold": 0.05, "fsp_cells": 3, "fsp_examples": 128}
+# Mini: the distances measured as the smoke's, with no code screened out (the supplement's Fig. 1
+# relates every sampled code's distances to its finetuned gap).
+FSP_MINI: dict[str, Any] = {**FSP_SMOKE, "fsp_threshold": 1e30}
 
 
 def _free_finetune(
@@ -186,14 +208,20 @@ def robnet_free_search() -> SweepSpec:
         trainable="adversarial_training",
         fidelities={
             "smoke": _free_finetune(SUPERNET_SMOKE, epochs=1, lr=0.02, screen=FSP_SMOKE),
+            "mini": _free_finetune(SUPERNET_MINI, epochs=3, lr=0.01, screen=FSP_MINI),
             "paper": _free_finetune(SUPERNET_PAPER, epochs=3, lr=0.01, screen=FSP_PAPER),
         },
         space={"model.code": Grid(free_codes(300, layers=20))},
-        fidelity_space={"smoke": {"model.code": Grid(free_codes(4, layers=5))}},
+        fidelity_space={
+            "smoke": {"model.code": Grid(free_codes(4, layers=5))},
+            "mini": {"model.code": Grid(free_codes(24, layers=5))},
+        },
         upstream=(Upstream("init", sweep="robnet_supernet", where={"model.share": False}),),
         rank_by="best_robust_acc",
         notes={
             "smoke": "4 cell-free codes (5 cells), FSP screen: last 3 cells at 0.05; 1 epoch PGD-3 AT",
+            "mini": "24 cell-free codes (5 cells), FSP distances of the last 3 cells, none screened out; "
+            "3 epochs PGD-3 AT",
             "paper": "300 cell-free codes, FSP screen over the last 10 cells at 0.006, 3 epochs PGD-7 AT",
         },
     )
@@ -233,6 +261,43 @@ RETRAIN_SMOKE: dict[str, Any] = {
     "train": {**SUPERNET_SMOKE["train"], "epochs": 4, "lr": 0.1, "select_by": "auto"},
     "method": {"name": "pgd_at"},
 }
+
+# Mini: all of digits' training split, 5 cells x 8 channels (the mini supernet's size), 8 epochs.
+RETRAIN_MINI: dict[str, Any] = {
+    **RETRAIN_SMOKE,
+    "model": {**RETRAIN_SMOKE["model"], "channels": 8},
+    "train": {**RETRAIN_SMOKE["train"], "epochs": 8},
+    "eval": {"attacks": ("fgsm", "pgd20"), "sanity": False},
+}
+
+
+def _first(codes: list[str], per_budget: int, of: int) -> list[str]:
+    """The first ``per_budget`` codes of each budget of a finetune_codes(``of``, BUDGETS) list."""
+    return [c for b in range(len(BUDGETS)) for c in codes[b * of : b * of + per_budget]]
+
+
+@register_sweep
+def robnet_scratch() -> SweepSpec:
+    """The premise of RobNet's sampling (supplement Sec. 6): robnet_finetune's codes trained from
+    scratch with the retraining recipe, so the 3-epoch finetune's ranking can be compared with the
+    ranking after full training (at the paper fidelity the first 10 codes of each budget)."""
+    return SweepSpec(
+        name="robnet_scratch",
+        description="RobNet: robnet_finetune's codes trained from scratch (is the finetune's ranking right?)",
+        trainable="adversarial_training",
+        fidelities={"smoke": RETRAIN_SMOKE, "mini": RETRAIN_MINI, "paper": RETRAIN_PAPER},
+        space={"model.code": Grid(_first(finetune_codes(50, BUDGETS), 10, 50))},
+        fidelity_space={
+            "smoke": {"model.code": Grid(finetune_codes(1, BUDGETS))},
+            "mini": {"model.code": Grid(finetune_codes(MINI_PER_BUDGET, BUDGETS))},
+        },
+        rank_by="best_robust_acc",
+        notes={
+            "smoke": "robnet_finetune's smoke codes, 4 epochs PGD-3 AT from scratch",
+            "mini": "robnet_finetune's mini codes, 5 cells x 8 channels, 8 epochs PGD-3 AT from scratch",
+            "paper": "10 of robnet_finetune's codes per budget, the Table 1 recipe (200 epochs PGD-7 AT)",
+        },
+    )
 
 
 @register_sweep

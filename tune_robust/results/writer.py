@@ -110,7 +110,7 @@ def read_table(path: Path) -> pd.DataFrame:
     return pd.read_parquet(path) if path.exists() else pd.DataFrame()
 
 
-def _atomic_write(df: pd.DataFrame, path: Path) -> None:
+def write_table(df: pd.DataFrame, path: Path) -> None:
     """A failed write (a full disk) leaves the previous file whole and readable, and no partial file."""
     atomic.write_with(path, lambda tmp: df.to_parquet(tmp, index=False))
 
@@ -256,7 +256,7 @@ def _kept_going(df: pd.DataFrame, path: Path) -> bool:
     """Write ``df`` to ``path``; on an OS error (a full disk, a lost mount) warn and return False: the
     sweep goes on, the previous file stays whole, the rows stay in memory and the next write retries."""
     try:
-        _atomic_write(df, path)
+        write_table(df, path)
     except OSError as e:
         logger.warning(
             "could not write %s (%s); the previous file is intact, the %d rows stay in memory and the "
