@@ -144,6 +144,7 @@ def write_report(
     if "arch" in trials:
         _architectures(trials, out_dir, rep, files)
     _proxy(res, done, rep, compare)
+    _claims(sweep_dir, name, rep)
     _problems(trials, rep)
     files["markdown"] = out_dir / "summary.md"
     files["markdown"].write_text(rep.markdown())
@@ -315,6 +316,16 @@ def _proxy(res: SweepResults, done: pd.DataFrame, rep: Report, compare: str | Pa
         )
     if lines:
         rep.add("Proxy fidelity (rank correlation)", "text", "\n\n".join(lines))
+
+
+def _claims(sweep_dir: Path, name: str, rep: Report) -> None:
+    """The registered claims that read this sweep, judged on the sweeps of its results dir."""
+    from tune_robust.analysis import claims
+
+    chosen = claims.claims_for(sweeps=[name])
+    if chosen:
+        table = claims.judge_all(sweep_dir.resolve().parent, chosen)
+        rep.add("Claims (sweep.py claims prints their thresholds)", "table", claims.report_table(table))
 
 
 def _problems(trials: pd.DataFrame, rep: Report) -> None:

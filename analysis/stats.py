@@ -5,6 +5,7 @@ permutation p values)."""
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
@@ -150,16 +151,18 @@ def _bootstrap(
     """A percentile bootstrap interval (nan, nan where every resample gives the same value)."""
     from scipy import stats
 
-    res = stats.bootstrap(
-        data,
-        statistic,
-        paired=paired,
-        vectorized=False,
-        n_resamples=2000,
-        confidence_level=level,
-        method="percentile",
-        rng=np.random.default_rng(seed),
-    )
+    with warnings.catch_warnings():  # a resample of tied values has no rank correlation: counted as 0
+        warnings.simplefilter("ignore", stats.ConstantInputWarning)
+        res = stats.bootstrap(
+            data,
+            statistic,
+            paired=paired,
+            vectorized=False,
+            n_resamples=2000,
+            confidence_level=level,
+            method="percentile",
+            rng=np.random.default_rng(seed),
+        )
     low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
     return low, high
 

@@ -87,7 +87,8 @@ SEARCH_MINI: dict[str, Any] = {
 # Table 5's settings: (eta, rho) and "without CL" (deterministic weights, the Eq. 10 bound). Labels
 # name each row of the ablation table (no "=": labels are also --checkpoint LABEL=PATH names).
 ABLATION = [
-    {"model.confidence": False, "eval.label": "without CL"},
+    # At the paper's default rho, the rho of the CL row it is compared with (Table 5's first and last).
+    {"model.confidence": False, "model.rho": 0.001, "eval.label": "without CL"},
     {"model.eta": 0.9, "model.rho": 0.01, "eval.label": "eta 0.9, rho 0.01"},
     {"model.eta": 0.9, "model.rho": 0.0001, "eval.label": "eta 0.9, rho 0.0001"},
     {"model.eta": 0.7, "model.rho": 0.001, "eval.label": "eta 0.7, rho 0.001"},

@@ -320,7 +320,7 @@ def last_stage_rows(t: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return np.array([c for _, _, c in w])[rows], t["best_robust_acc"].to_numpy()[rows]
 
 
-# A bootstrap resample of the seven W3 rows that holds only W3 = 10 has no defined correlation.
+# A bootstrap resample of the five W3 points that holds a single width has no defined correlation.
 NO_CORRELATION = "ignore::scipy.stats.ConstantInputWarning"
 
 
@@ -331,7 +331,8 @@ def test_last_stage_width_holds_when_robustness_falls_as_w3_grows(fmt: str) -> N
     f = finding_of("huang_last_stage_width", t)
     w3, acc = last_stage_rows(t)
     assert sorted(w3) == [2, 4, 6, 8, 10, 10, 10]
-    assert_interval(f, stats.spearmanr(w3, acc).statistic, 7)
+    means = pd.Series(acc).groupby(w3).mean()  # w10-10-10 is one point, not three
+    assert_interval(f, stats.spearmanr(means.index, means.to_numpy()).statistic, 5)
     assert f.verdict == HOLDS and f.high < 0
 
 
@@ -340,7 +341,8 @@ def test_last_stage_width_is_contradicted_when_robustness_rises_with_w3() -> Non
     t = width_grid(lambda w: 0.55 + 0.01 * w[2])
     f = finding_of("huang_last_stage_width", t)
     w3, acc = last_stage_rows(t)
-    assert_interval(f, stats.spearmanr(w3, acc).statistic, 7)
+    means = pd.Series(acc).groupby(w3).mean()
+    assert_interval(f, stats.spearmanr(means.index, means.to_numpy()).statistic, 5)
     assert f.verdict == CONTRADICTED and f.low > 0
 
 

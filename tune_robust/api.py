@@ -8,15 +8,64 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from tune_robust.analysis.summary import summarize
 from tune_robust.run import Plan, RunOptions, describe, execute, plan, preflight
 from tune_robust.trainables import get_trainable
 
-__all__ = ["Plan", "RunOptions", "describe", "plan", "preflight", "run_plan"]
+__all__ = [
+    "Plan",
+    "RunOptions",
+    "claim_sweeps",
+    "describe",
+    "plan",
+    "preflight",
+    "run_claim_sweeps",
+    "run_plan",
+]
 
 
 def run_plan(p: Plan, command: str = "") -> dict[str, Any]:
     """Run (or resume) ``p`` with the trainable its sweep names; the summary the command line prints."""
     return summarize(p, execute(p, get_trainable(p.spec.trainable), command))
+
+
+def claim_sweeps(papers: Sequence[str] = ()) -> list[str]:
+    """The sweeps the claims of ``papers`` (all registered claims when empty) read, in run order."""
+    from tune_robust.analysis.claims import claims_for, run_order
+
+    return run_order(claims_for(papers))
+
+
+def run_claim_sweeps(
+    papers: Sequence[str], options: RunOptions, say: Callable[[str], None] = print
+) -> list[dict[str, Any]]:
+    """Run every sweep the claims of ``papers`` read, in order, into ``options.results_dir``: a sweep
+    whose planned trials have all ended is skipped, one interrupted is resumed, the others start. Each
+    sweep's summary, in order (an interrupted sweep ends the chain)."""
+    from tune_robust.analysis.claims import read_results
+
+    summaries = []
+    for name in claim_sweeps(papers):
+        present = _sweeps_in(options.results_dir, read_results)
+        done = present.get(name)
+        if done is not None and done.planned and len(done.results.trials) >= done.planned:
+            say(f"{name}: all {done.planned} planned trials have ended; skipped")
+            continue
+        p = plan(name, dataclasses.replace(options, resume=done is not None))
+        say(f"{name}: {'resuming' if done is not None else 'running'} ({options.fidelity})")
+        summary = run_plan(p, f"python sweep.py {name} --fidelity {options.fidelity}")
+        summaries.append({"sweep": name, **summary})
+        if summary["interrupted"]:
+            break
+    return summaries
+
+
+def _sweeps_in(results_dir: str, read: Callable[[str], dict[str, Any]]) -> dict[str, Any]:
+    try:
+        return read(results_dir)
+    except FileNotFoundError:
+        return {}

@@ -62,7 +62,10 @@ def _repeatable(p: Arguments, flag: str, dest: str, metavar: str, help: str) -> 
 def _sweep_arguments(p: argparse.ArgumentParser) -> None:
     """Which sweep, its configs, resources and where results go."""
     p.add_argument(
-        "name", nargs="?", help="registered sweep name (see --list), or `report NAME` (see report --help)"
+        "name",
+        nargs="?",
+        help="registered sweep name (see --list), or `report NAME` (see report --help), or `claims` "
+        "(see claims --help)",
     )
     p.add_argument("--list", action="store_true", help="list registered sweeps and exit")
     _repeatable(
@@ -222,10 +225,83 @@ def report(argv: list[str]) -> int:
     return 0
 
 
+def build_claims_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="sweep.py claims",
+        description="Judge the papers' registered claims on the sweeps of a results dir: print each "
+        "claim's statistic, interval and verdict, and write <results-dir>/claims.parquet. With --run, "
+        "first run (or resume) every sweep the claims read, in order.",
+    )
+    p.add_argument(
+        "papers",
+        nargs="*",
+        metavar="PAPER",
+        help="only these papers' claims: huang, robnet, racl, rnascl, a claim name's prefix (default: all)",
+    )
+    p.add_argument("--results-dir", default="results", help="where the sweeps are (default: results)")
+    p.add_argument("--run", action="store_true", help="run the claims' sweeps first (skips finished ones)")
+    p.add_argument("--fidelity", default="mini", help="with --run: the sweeps' fidelity (default: mini)")
+    p.add_argument("--data-dir", help="with --run: folder holding the dataset's official files")
+    p.add_argument("--cpus-per-trial", type=float, help="with --run: CPUs per trial")
+    p.add_argument("--gpus-per-trial", type=float, help="with --run: GPUs per trial (fractions allowed)")
+    p.add_argument("--address", help="with --run: join a running Ray cluster")
+    p.add_argument("--list", action="store_true", help="list the registered claims and exit")
+    _repeatable(p, "--plugin", "plugins", "MODULE_OR_FILE.py", "import this plugin first (repeatable)")
+    p.add_argument("-q", "--quiet", action="store_true", help="with --run: no progress line")
+    return p
+
+
+def claims(argv: list[str]) -> int:
+    args = build_claims_parser().parse_args(argv)
+    from tune_robust.errors import ConfigError
+
+    try:
+        from tune_robust import plugins as plugin_loader
+
+        loaded = plugin_loader.load(plugin_loader.requested(args.plugins))
+        from tune_robust.analysis import claims as registered
+
+        chosen = registered.claims_for(args.papers)
+        if args.papers and not chosen:
+            raise ConfigError(
+                f"no registered claim matches {', '.join(args.papers)}; sweep.py claims --list shows them"
+            )
+        if args.list:
+            for c in chosen:
+                print(f"{c.name:34s} {c.paper}, {c.where}: {c.statement}")
+            return 0
+        if args.run:
+            from tune_robust.api import RunOptions, run_claim_sweeps
+
+            options = RunOptions(
+                fidelity=args.fidelity,
+                results_dir=args.results_dir,
+                data_dir=args.data_dir,
+                cpus_per_trial=args.cpus_per_trial,
+                gpus_per_trial=args.gpus_per_trial,
+                address=args.address,
+                plugins=tuple(loaded),
+                verbose=0 if args.quiet else 1,
+            )
+            summaries = run_claim_sweeps(args.papers, options)
+            if any(s["interrupted"] for s in summaries):
+                print("interrupted: run the same command again to continue", file=sys.stderr)
+                return 130
+        table = registered.judge_all(args.results_dir, chosen)
+    except (ConfigError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(registered.format_claims(table))
+    print(f"claims: {registered.write_claims(table, args.results_dir)}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["report"]:
         return report(argv[1:])
+    if argv[:1] == ["claims"]:
+        return claims(argv[1:])
     args = build_parser().parse_args(argv)
     from tune_robust.errors import ConfigError
 

@@ -32,10 +32,18 @@ from tune_robust.analysis.claims._base import (
     read_results,
     register_claim,
 )
+from tune_robust.analysis.claims._output import (
+    CLAIMS_FILE,
+    format_claims,
+    report_table,
+    run_order,
+    write_claims,
+)
 
 __all__ = [
     "CANNOT_JUDGE",
     "CLAIMS",
+    "CLAIMS_FILE",
     "CONTRADICTED",
     "HOLDS",
     "INCONCLUSIVE",
@@ -51,8 +59,12 @@ __all__ = [
     "by_interval",
     "chance",
     "claims_for",
+    "format_claims",
     "judge",
     "judge_all",
     "read_results",
     "register_claim",
+    "report_table",
+    "run_order",
+    "write_claims",
 ]

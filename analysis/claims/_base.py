@@ -228,7 +228,10 @@ def judge(claim: type[Claim], sweeps: Mapping[str, SweepData]) -> Judgement:
 def _missing(claim: type[Claim], sweeps: Mapping[str, SweepData]) -> str:
     absent = [s for s in claim.sweeps if s not in sweeps]
     if absent:
-        return "needs " + ", ".join(absent) + " (not in this results dir): run it with sweep.py"
+        return (
+            f"needs {', '.join(absent)} (not in this results dir): run it with python sweep.py "
+            f"{absent[0]} --results-dir <this dir>, or every sweep of the claims with sweep.py claims --run"
+        )
     for name in claim.sweeps:
         sweep = sweeps[name]
         done, ended = len(sweep.finished), len(sweep.results.trials)

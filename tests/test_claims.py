@@ -1,0 +1,277 @@
+"""The claims framework: statistics, verdicts, what a claim needs before it is judged, the run order of
+its sweeps, the printed table, claims.parquet, the report's Claims section, a plugin's claim, and the
+`sweep.py claims` command end to end on a real 10-trial grid."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sp
+
+from tune_robust.analysis.claims import (
+    CANNOT_JUDGE,
+    CLAIMS,
+    CONTRADICTED,
+    HOLDS,
+    INCONCLUSIVE,
+    Claim,
+    ClaimData,
+    Finding,
+    MissingData,
+    SweepData,
+    by_interval,
+    claims_for,
+    format_claims,
+    judge,
+    judge_all,
+    run_order,
+    write_claims,
+)
+from tune_robust.analysis.load import SweepResults
+from tune_robust.analysis.stats import correlation, mean_difference
+from tune_robust.cli import main
+from tune_robust.results.writer import SCHEMA_VERSION
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def sweep_data(name: str, trials: pd.DataFrame, planned: int | None = None) -> SweepData:
+    return SweepData(name, Path(name), SweepResults(trials, pd.DataFrame()), planned)
+
+
+def rows(values: list[float], **columns: Any) -> pd.DataFrame:
+    return pd.DataFrame(
+        {"status": "TERMINATED", "best_robust_acc": values, "data.dataset": "digits", **columns}
+    )
+
+
+class Rising(Claim):
+    """Robust accuracy rises with x (a test claim)."""
+
+    paper = "Test et al."
+    where = "Fig. 0"
+    statement = "x helps."
+    sweeps = ("toy",)
+    columns = {"toy": ("x",)}
+    thresholds = "holds: interval of Spearman rho above 0"
+    min_trials = 5
+    learned = {"toy": "best_robust_acc"}
+
+    def test(self, data: ClaimData) -> Finding:
+        t = data.trials("toy")
+        if "needed" in t and not t["needed"].any():
+            raise MissingData("no row is marked needed")
+        return by_interval("Spearman rho(x, robust)", correlation(t["x"], t["best_robust_acc"]))
+
+
+def test_correlation_matches_scipy_and_its_interval_covers_it():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=40)
+    y = x + rng.normal(scale=0.5, size=40)
+    r = correlation(x, y, "kendall")
+    expected = sp.kendalltau(x, y)
+    assert r["value"] == pytest.approx(expected.statistic)
+    assert r["p"] == pytest.approx(expected.pvalue)
+    assert r["low"] < r["value"] < r["high"] and r["n"] == 40
+    with pytest.raises(ValueError, match="at least 3 pairs"):
+        correlation([1, 2], [3, 4])
+
+
+def test_mean_difference_paired_is_exact_for_few_seeds():
+    a, b = [0.8, 0.82, 0.85, 0.81], [0.7, 0.75, 0.74, 0.72]
+    r = mean_difference(a, b, paired=True)
+    assert r["value"] == pytest.approx(np.mean(np.subtract(a, b)))
+    # Every sign flip of 4 positive differences: only the observed one and its mirror are as extreme.
+    assert r["p"] == pytest.approx(2 / 16)
+    unpaired = mean_difference(a, b)
+    assert unpaired["value"] == pytest.approx(np.mean(a) - np.mean(b)) and unpaired["low"] > 0
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "expect", "verdict"),
+    [
+        (0.1, 0.3, "above", HOLDS),
+        (-0.3, -0.1, "above", CONTRADICTED),
+        (-0.1, 0.3, "above", INCONCLUSIVE),
+        (-0.3, -0.1, "below", HOLDS),
+        (0.1, 0.3, "below", CONTRADICTED),
+    ],
+)
+def test_by_interval_reads_the_interval_against_the_bound(low, high, expect, verdict):
+    f = by_interval(
+        "s", {"value": (low + high) / 2, "low": low, "high": high, "p": 0.5, "n": 9}, expect=expect
+    )
+    assert f.verdict == verdict and f.n == 9
+
+
+def test_judge_says_what_is_missing_before_testing():
+    grid = rows([0.5, 0.6, 0.7, 0.8, 0.9, 0.95], x=[1, 2, 3, 4, 5, 6])
+    assert "needs toy" in judge(Rising, {}).reason
+    few = judge(Rising, {"toy": sweep_data("toy", grid.iloc[:3])})
+    assert few.verdict == CANNOT_JUDGE and "at least 5 finished trials of toy; it has 3" in few.reason
+    no_column = judge(Rising, {"toy": sweep_data("toy", grid.drop(columns="x"))})
+    assert no_column.verdict == CANNOT_JUDGE and "no column x" in no_column.reason
+    marked = judge(Rising, {"toy": sweep_data("toy", grid.assign(needed=False))})
+    assert marked.verdict == CANNOT_JUDGE and marked.reason == "no row is marked needed"
+    ok = judge(Rising, {"toy": sweep_data("toy", grid)})
+    assert ok.verdict == HOLDS and ok.finding is not None and ok.finding.value == pytest.approx(1.0)
+    assert "median best_robust_acc 0.750, chance 0.10" in ok.learned
+
+
+def test_a_complete_claim_waits_for_every_planned_trial():
+    class Whole(Rising):
+        complete = True
+
+    grid = rows([0.5, 0.6, 0.7, 0.8, 0.9, 0.95], x=[1, 2, 3, 4, 5, 6])
+    partial = judge(Whole, {"toy": sweep_data("toy", grid, planned=10)})
+    assert partial.verdict == CANNOT_JUDGE and "6 of 10 planned trials have ended" in partial.reason
+    # Failed and scheduler-stopped trials have ended too: the sweep is whole, they are not judged.
+    ended = pd.concat([grid, rows([0.1] * 4, x=[7, 8, 9, 10]).assign(status="ERROR")], ignore_index=True)
+    assert judge(Whole, {"toy": sweep_data("toy", ended, planned=10)}).verdict == HOLDS
+
+
+def test_networks_at_chance_make_the_claim_inconclusive():
+    at_chance = rows([0.09, 0.1, 0.11, 0.12, 0.13, 0.14], x=[1, 2, 3, 4, 5, 6])
+    j = judge(Rising, {"toy": sweep_data("toy", at_chance)})
+    assert j.verdict == INCONCLUSIVE and j.finding is None
+    assert "did not learn" in j.reason and "chance 0.10" in j.reason
+
+
+def test_run_order_puts_every_upstream_first():
+    class Reads(Claim):
+        sweeps = ("rnascl_train", "rnascl_ablation")
+
+    order = run_order([Reads])
+    assert order == ["rnascl_teacher", "rnascl_ablation", "rnascl_train"]
+    # Optional upstreams no claim reads (rnascl_search, rnascl_teachers) are not run.
+
+    class Finetune(Claim):
+        sweeps = ("robnet_finetune",)
+
+    assert run_order([Finetune]) == ["robnet_supernet", "robnet_finetune"]
+
+
+def test_every_builtin_claim_names_registered_sweeps_and_its_thresholds():
+    from tune_robust.sweeps import SWEEPS
+
+    names = CLAIMS.names()
+    assert any(n.startswith("huang_") for n in names)
+    for name in names:
+        c = CLAIMS.get(name)
+        assert c.paper and c.where and c.statement and c.thresholds, name
+        assert all(s in SWEEPS for s in c.sweeps), name
+        assert "mini" in SWEEPS.get(c.sweeps[0])().fidelities, name
+    for paper in ("huang", "robnet", "racl", "rnascl"):
+        found = claims_for([paper])
+        if found:
+            assert all(paper in c.name for c in found)
+
+
+def test_claims_table_prints_and_round_trips_through_parquet(tmp_path):
+    grid = rows([0.5, 0.6, 0.7, 0.8, 0.9, 0.95], x=[1, 2, 3, 4, 5, 6])
+    table = pd.DataFrame([judge(Rising, {"toy": sweep_data("toy", grid)}).row(), judge(Rising, {}).row()])
+    text = format_claims(table)
+    assert "HOLDS" in text and "CANNOT JUDGE" in text and "thresholds: holds: interval" in text
+    assert text.endswith("2 claims: 1 holds, 1 cannot judge")
+    path = write_claims(table, tmp_path)
+    back = pd.read_parquet(path)
+    assert list(back["verdict"]) == [HOLDS, CANNOT_JUDGE]
+    assert back["value"].iloc[0] == pytest.approx(1.0) and math.isnan(back["value"].iloc[1])
+
+
+PLUGIN = """
+from tune_robust.analysis.claims import Claim, Finding, register_claim
+
+
+@register_claim("lab_depth_hurts")
+class DepthHurts(Claim):
+    paper = "Our lab (2026)"
+    where = "Fig. 7"
+    statement = "Our own finding, checked on the depth grid."
+    sweeps = ("wrn_depth_grid",)
+    thresholds = "holds: always (a demonstration)"
+    figure = "lab_figure.png"
+    min_trials = 2
+
+    def test(self, data):
+        n = len(data.trials("wrn_depth_grid"))
+        return Finding("finished trials", float(n), n=n, verdict="holds", reason=f"{n} trials")
+"""
+
+
+def write_grid(directory: Path, n: int, planned: int) -> None:
+    directory.mkdir(parents=True)
+    trials = pd.DataFrame(
+        {
+            "schema_version": SCHEMA_VERSION,
+            "sweep": "wrn_depth_grid",
+            "fidelity": "mini",
+            "trial_id": [f"t{i}" for i in range(n)],
+            "status": "TERMINATED",
+            "data.dataset": "digits",
+            "model.depths": [f"{1 + i % 5}-1-{1 + (i // 5) % 5}" for i in range(n)],
+            "params": [1000.0 * (i + 1) for i in range(n)],
+            "best_clean_acc": 0.9,
+            "best_robust_acc": [0.5 + 0.01 * i for i in range(n)],
+            "epochs_run": 3,
+        }
+    )
+    trials.to_parquet(directory / "trials.parquet")
+    state = {"fingerprint": {"fidelity": "mini", "configs": [{}] * planned}}
+    (directory / "sweep.json").write_text(json.dumps(state))
+
+
+def test_a_plugin_claim_appears_in_claims_and_in_the_report(tmp_path, capsys):
+    plugin = tmp_path / "lab_claims.py"
+    plugin.write_text(textwrap.dedent(PLUGIN))
+    results = tmp_path / "results"
+    write_grid(results / "wrn_depth_grid", n=6, planned=125)
+    try:
+        assert main(["claims", "lab", "--plugin", str(plugin), "--results-dir", str(results)]) == 0
+        out = capsys.readouterr().out
+        assert "lab_depth_hurts  (Our lab (2026), Fig. 7)  HOLDS" in out and "6 trials" in out
+        assert main(["report", "wrn_depth_grid", "--results-dir", str(results)]) == 0
+        summary = (results / "wrn_depth_grid" / "report" / "summary.md").read_text()
+        claims = summary.split("## Claims", 1)[1]
+        assert "lab_depth_hurts" in claims and "lab_figure.png" in claims
+        # The built-in depth-grid claims wait for the whole grid (6 of 125 planned trials).
+        assert "6 of 125 planned trials have ended" in claims
+    finally:
+        CLAIMS.unregister("lab_depth_hurts")
+
+
+def test_claims_command_refuses_an_unknown_paper_and_a_missing_results_dir(tmp_path, capsys):
+    assert main(["claims", "nobody", "--results-dir", str(tmp_path)]) == 2
+    assert "no registered claim matches nobody" in capsys.readouterr().err
+    assert main(["claims", "huang", "--results-dir", str(tmp_path / "none")]) == 2
+    assert "holds no trials.parquet" in capsys.readouterr().err
+
+
+def test_claims_on_a_real_10_trial_grid_say_what_they_cannot_judge_yet(tmp_path):
+    import subprocess
+
+    results = tmp_path / "results"
+    run = [sys.executable, "sweep.py", "wrn_depth_grid", "--max-trials", "10", "--results-dir", str(results)]
+    assert subprocess.run([*run, "-q"], cwd=ROOT, capture_output=True, timeout=600).returncode == 0
+    out = subprocess.run(
+        [sys.executable, "sweep.py", "claims", "huang", "--results-dir", str(results)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "huang_last_stage_depth" in out.stdout
+    assert "needs at least 25 finished trials of wrn_depth_grid; it has 10" in out.stdout
+    assert "needs wrn_width_grid (not in this results dir)" in out.stdout
+    table = pd.read_parquet(results / "claims.parquet")
+    assert set(table["verdict"]) == {CANNOT_JUDGE} and len(table) == len(claims_for(["huang"]))
+    assert judge_all(results, claims_for(["huang"]))["reason"].equals(table["reason"])
