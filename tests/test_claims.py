@@ -230,6 +230,8 @@ def write_grid(directory: Path, n: int, planned: int) -> None:
 
 
 def test_a_plugin_claim_appears_in_claims_and_in_the_report(tmp_path, capsys):
+    import subprocess
+
     plugin = tmp_path / "lab_claims.py"
     plugin.write_text(textwrap.dedent(PLUGIN))
     results = tmp_path / "results"
@@ -238,14 +240,17 @@ def test_a_plugin_claim_appears_in_claims_and_in_the_report(tmp_path, capsys):
         assert main(["claims", "lab", "--plugin", str(plugin), "--results-dir", str(results)]) == 0
         out = capsys.readouterr().out
         assert "lab_depth_hurts  (Our lab (2026), Fig. 7)  HOLDS" in out and "6 trials" in out
-        assert main(["report", "wrn_depth_grid", "--results-dir", str(results)]) == 0
-        summary = (results / "wrn_depth_grid" / "report" / "summary.md").read_text()
-        claims = summary.split("## Claims", 1)[1]
-        assert "lab_depth_hurts" in claims and "lab_figure.png" in claims
-        # The built-in depth-grid claims wait for the whole grid (6 of 125 planned trials).
-        assert "6 of 125 planned trials have ended" in claims
     finally:
         CLAIMS.unregister("lab_depth_hurts")
+    # The report, in a process of its own, imports the plugin it is given.
+    report = [sys.executable, "sweep.py", "report", "wrn_depth_grid", "--results-dir", str(results)]
+    done = subprocess.run([*report, "--plugin", str(plugin)], cwd=ROOT, capture_output=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    summary = (results / "wrn_depth_grid" / "report" / "summary.md").read_text()
+    claims = summary.split("## Claims", 1)[1]
+    assert "lab_depth_hurts" in claims and "lab_figure.png" in claims
+    # The built-in depth-grid claims wait for the whole grid (6 of 125 planned trials).
+    assert "6 of 125 planned trials have ended" in claims
 
 
 def test_claims_command_refuses_an_unknown_paper_and_a_missing_results_dir(tmp_path, capsys):

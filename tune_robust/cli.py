@@ -203,6 +203,7 @@ def build_report_parser() -> argparse.ArgumentParser:
         help="another run of the same configs (e.g. a cheaper fidelity): report the rank correlation",
     )
     p.add_argument("--top", type=int, default=10, help="rows of the top-configs table (10)")
+    _repeatable(p, "--plugin", "plugins", "MODULE_OR_FILE.py", "import this plugin first (its claims too)")
     return p
 
 
@@ -213,11 +214,14 @@ def report(argv: list[str]) -> int:
     directory = Path(args.name)
     if not directory.is_dir():
         directory = Path(args.results_dir) / args.name
+    from tune_robust import plugins as plugin_loader
     from tune_robust.analysis.report import write_report
+    from tune_robust.errors import ConfigError
 
     try:
+        plugin_loader.load(plugin_loader.requested(args.plugins))
         files = write_report(directory, args.out, args.compare, args.top)
-    except (FileNotFoundError, KeyError, ValueError) as e:
+    except (ConfigError, FileNotFoundError, KeyError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     for name, path in files.items():

@@ -1,10 +1,10 @@
 """Plugins: how every component reaches its registry, the built-in ones and a user's own from outside
-this repository (models, attacks, training methods, datasets, sweeps, trainables, search methods).
+this repository (models, attacks, training methods, datasets, sweeps, trainables, search methods, claims).
 
 A plugin is a Python module (``my_lab.robust_models``), a package (each of its public modules is
 imported) or a file (``./my_model.py``) that registers components with the usual decorators
 (``register_model``, ``register_attack``, ``register_method``, ``register_dataset``, ``register_sweep``,
-``register_trainable``, ``register_search``) when imported.
+``register_trainable``, ``register_search``, ``register_claim``) when imported.
 
 The built-ins are plugins too: tune_robust's own pyproject declares one ``tune_robust.plugins`` entry
 point per kind (``models = "tune_robust.models"``, ``sweeps = "tune_robust.search_spaces"``, ...), and a
