@@ -265,7 +265,7 @@ def test_claims_on_a_real_10_trial_grid_say_what_they_cannot_judge_yet(tmp_path)
 
     results = tmp_path / "results"
     run = [sys.executable, "sweep.py", "wrn_depth_grid", "--max-trials", "10", "--results-dir", str(results)]
-    quick = ["--set", "train.epochs=1", "--set", "eval.sanity=false", "-q"]  # the claims only count trials
+    quick = ["--set", "train.epochs=2", "--set", "eval.sanity=false", "-q"]  # the claims only count trials
     assert subprocess.run([*run, *quick], cwd=ROOT, capture_output=True, timeout=600).returncode == 0
     out = subprocess.run(
         [sys.executable, "sweep.py", "claims", "huang", "--results-dir", str(results)],
