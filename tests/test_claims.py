@@ -281,3 +281,27 @@ def test_claims_on_a_real_10_trial_grid_say_what_they_cannot_judge_yet(tmp_path)
     table = pd.read_parquet(results / "claims.parquet")
     assert set(table["verdict"]) == {CANNOT_JUDGE} and len(table) == len(claims_for(["huang"]))
     assert judge_all(results, claims_for(["huang"]))["reason"].equals(table["reason"])
+
+
+def test_seeds_train_every_config_once_per_seed_and_refuse_a_second_seed_source():
+    from tune_robust.api import RunOptions, plan
+    from tune_robust.errors import ConfigError
+
+    p = plan("wrn_width_grid", RunOptions(seeds=(0, 1, 2), max_trials=7))
+    assert [c["train"]["seed"] for c in p.configs] == [0, 1, 2, 0, 1, 2, 0]
+    assert p.configs[0]["model"] == p.configs[2]["model"] != p.configs[3]["model"]
+    with pytest.raises(ConfigError, match=r"already searches train\.seed"):
+        plan("arch_reconfig", RunOptions(fidelity="mini", seeds=(0, 1)))
+    with pytest.raises(ConfigError, match="give one of them"):
+        plan("wrn_width_grid", RunOptions(seeds=(0, 1), sets=("train.seed=3",)))
+    assert main(["wrn_depth_grid", "--seeds", "1,1", "--dry-run"]) == 2
+
+
+def test_claims_run_seeds_only_the_sweeps_a_claim_compares_across_seeds():
+    from tune_robust.api import searches_seeds
+
+    seeded = {s for c in claims_for(["racl", "rnascl", "huang"]) for s in c.seeded}
+    assert {"racl_table1", "racl_ablation", "rnascl_train", "arch_reconfig"} <= seeded
+    assert "wrn_depth_grid" not in seeded
+    # The mini fidelity has seeds of its own; the paper fidelity takes --seeds.
+    assert searches_seeds("racl_table1", "mini") and not searches_seeds("racl_table1", "paper")

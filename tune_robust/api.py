@@ -44,10 +44,12 @@ def run_claim_sweeps(
     papers: Sequence[str], options: RunOptions, say: Callable[[str], None] = print
 ) -> list[dict[str, Any]]:
     """Run every sweep the claims of ``papers`` read, in order, into ``options.results_dir``: a sweep
-    whose planned trials have all ended is skipped, one interrupted is resumed, the others start. Each
-    sweep's summary, in order (an interrupted sweep ends the chain)."""
-    from tune_robust.analysis.claims import read_results
+    whose planned trials have all ended is skipped, one interrupted is resumed, the others start.
+    ``options.seeds`` go to the sweeps a claim compares across seeds (``Claim.seeded``) whose fidelity
+    has no seeds of its own. Each sweep's summary, in order (an interrupted sweep ends the chain)."""
+    from tune_robust.analysis.claims import claims_for, read_results
 
+    seeded = {s for c in claims_for(papers) for s in c.seeded}
     summaries = []
     for name in claim_sweeps(papers):
         present = _sweeps_in(options.results_dir, read_results)
@@ -55,13 +57,22 @@ def run_claim_sweeps(
         if done is not None and done.planned and len(done.results.trials) >= done.planned:
             say(f"{name}: all {done.planned} planned trials have ended; skipped")
             continue
-        p = plan(name, dataclasses.replace(options, resume=done is not None))
+        seeds = options.seeds if name in seeded and not searches_seeds(name, options.fidelity) else ()
+        p = plan(name, dataclasses.replace(options, resume=done is not None, seeds=seeds))
         say(f"{name}: {'resuming' if done is not None else 'running'} ({options.fidelity})")
         summary = run_plan(p, f"python sweep.py {name} --fidelity {options.fidelity}")
         summaries.append({"sweep": name, **summary})
         if summary["interrupted"]:
             break
     return summaries
+
+
+def searches_seeds(name: str, fidelity: str) -> bool:
+    from tune_robust.run.inputs import SEED_KEY
+    from tune_robust.sweeps import get_sweep
+
+    spec = get_sweep(name)
+    return fidelity in spec.fidelities and any(SEED_KEY in p for p in spec.points(fidelity=fidelity))
 
 
 def _sweeps_in(results_dir: str, read: Callable[[str], dict[str, Any]]) -> dict[str, Any]:

@@ -97,6 +97,7 @@ def _sweep_arguments(p: argparse.ArgumentParser) -> None:
         "(repeatable; a searched key is pinned to the value)",
     )
     p.add_argument("--max-trials", type=int, help="run only the first N configs of the grid")
+    _seeds_argument(p)
     p.add_argument("--cpus-per-trial", type=float, help="CPUs per trial (default: the sweep's, usually 1)")
     p.add_argument("--gpus-per-trial", type=float, help="GPUs per trial, fractions allowed (e.g. 0.25)")
     p.add_argument(
@@ -111,6 +112,30 @@ def _sweep_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--resume", action="store_true", help="continue an interrupted sweep in --results-dir")
     p.add_argument("--max-failures", type=int, default=0, help="retries per failing trial before ERROR")
+
+
+def seed_list(text: str) -> tuple[int, ...]:
+    """``--seeds 0,1,2`` -> (0, 1, 2)."""
+    try:
+        seeds = tuple(int(s) for s in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"give seeds as integers separated by commas, not {text!r}"
+        ) from None
+    if any(s < 0 for s in seeds):
+        raise argparse.ArgumentTypeError(f"seeds must be >= 0, got {text!r}")
+    return seeds
+
+
+def _seeds_argument(p: Arguments) -> None:
+    p.add_argument(
+        "--seeds",
+        type=seed_list,
+        default=(),
+        metavar="S1,S2,...",
+        help="train every config once per seed (train.seed), e.g. 0,1,2; the claims that compare "
+        "networks need several",
+    )
 
 
 def _checkpoint_arguments(p: argparse.ArgumentParser) -> None:
@@ -249,6 +274,7 @@ def build_claims_parser() -> argparse.ArgumentParser:
     p.add_argument("--cpus-per-trial", type=float, help="with --run: CPUs per trial")
     p.add_argument("--gpus-per-trial", type=float, help="with --run: GPUs per trial (fractions allowed)")
     p.add_argument("--address", help="with --run: join a running Ray cluster")
+    _seeds_argument(p)
     p.add_argument("--list", action="store_true", help="list the registered claims and exit")
     _repeatable(p, "--plugin", "plugins", "MODULE_OR_FILE.py", "import this plugin first (repeatable)")
     p.add_argument("-q", "--quiet", action="store_true", help="with --run: no progress line")
@@ -284,6 +310,7 @@ def claims(argv: list[str]) -> int:
                 cpus_per_trial=args.cpus_per_trial,
                 gpus_per_trial=args.gpus_per_trial,
                 address=args.address,
+                seeds=args.seeds,
                 plugins=tuple(loaded),
                 verbose=0 if args.quiet else 1,
             )

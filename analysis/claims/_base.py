@@ -117,6 +117,9 @@ class Claim:
     # of a grid is not the grid's top-k).
     min_trials: ClassVar[int] = 3
     complete: ClassVar[bool] = False
+    # Sweeps whose comparison needs several train.seed values: `sweep.py claims --run --seeds 0,1,2`
+    # trains them once per seed where their fidelity has no seeds of its own.
+    seeded: ClassVar[tuple[str, ...]] = ()
     # The accuracy column of the "did the networks learn" check, per sweep ("" = no check there).
     learned: ClassVar[Mapping[str, str]] = {}
 

@@ -249,6 +249,7 @@ class ReconfigGain(Claim):
     where = "Sec. 5, Table 2"
     statement = "The -R reconfiguration of a network is more robust than the network it reconfigures."
     sweeps = ("arch_reconfig",)
+    seeded = ("arch_reconfig",)
     columns = {"arch_reconfig": ("eval.label", ROBUST)}
     thresholds = (
         "paired by family and seed: holds when the 95% interval of mean(robust acc of -R minus the "

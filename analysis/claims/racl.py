@@ -115,6 +115,7 @@ class ConstraintLowersBound(Claim):
         "weights under Eq. 10's constraint, same rho)."
     )
     sweeps = (ABLATION,)
+    seeded = (ABLATION,)
     columns = {ABLATION: (LABEL, "model.eta", "model.rho", "trial_id")}
     thresholds = (
         "last epoch's search_bound_mu (expected ln bound) of the eta 0.9 CL search at the without-CL "
@@ -148,6 +149,7 @@ class CellMoreRobust(Claim):
         "PC-DARTS-searched cell (PGD-20 41.92% -> 49.34% on CIFAR-10 in the paper)."
     )
     sweeps = (TABLE1,)
+    seeded = (TABLE1,)
     columns = {TABLE1: (GENOTYPE, METHOD, ROBUST)}
     thresholds = (
         "pgd_at trials of the released RACL and PC_DARTS genotypes; best_robust_acc of RACL minus PC-DARTS, "

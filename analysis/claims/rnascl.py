@@ -73,6 +73,7 @@ class BeatsStandard(Claim):
         "under PGD-20 than the Standard student searched and trained with cross-entropy alone."
     )
     sweeps = (TRAIN,)
+    seeded = (TRAIN,)
     columns = {TRAIN: (LABEL, SEED, ROBUST)}
     thresholds = (
         "paired by train.seed: holds when the 95% interval of mean(test PGD-20 acc of the RNAS-CL student "
@@ -109,6 +110,7 @@ class AblationOrder(Claim):
         "with cross-layer connections tied at the top, as Fig. 5's text does not rank them)."
     )
     sweeps = (TRAIN,)
+    seeded = (TRAIN,)
     columns = {TRAIN: (LABEL, ROBUST)}
     thresholds = (
         "Kendall tau-b between the paradigm's rank (Standard 0, KL 1, ICC 2, RNAS-CL 2) and test PGD-20 "

@@ -24,6 +24,8 @@ class RunOptions:
     download: bool = False
     sets: tuple[str, ...] = ()
     max_trials: int | None = None
+    # Every grid point trained once per seed (train.seed), e.g. (0, 1, 2); empty: the sweep's own.
+    seeds: tuple[int, ...] = ()
     cpus_per_trial: float | None = None
     gpus_per_trial: float | None = None
     memory_per_trial: float | None = None  # GiB Ray reserves per trial (default: none declared)

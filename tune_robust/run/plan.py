@@ -13,6 +13,7 @@ from tune_robust.config import apply_override, flatten
 from tune_robust.errors import ConfigError
 from tune_robust.results.tracking import check_tracking
 from tune_robust.run import inputs, strategy, upstream
+from tune_robust.run.inputs import SEED_KEY
 from tune_robust.run.options import Plan, RunOptions
 from tune_robust.run.strategy import search_method
 from tune_robust.run.validate import check_writable, validate
@@ -34,6 +35,7 @@ def plan(name: str, options: RunOptions) -> Plan:
         if spec.inputs == "grid"
         else inputs.checkpoint_points(spec, options, base)
     )
+    points = _with_seeds(spec, options, points, [key for key, _ in sets])
     if options.max_trials is not None:
         points = points[: options.max_trials]
     configs = [_merge(base, p) for p in points]
@@ -57,6 +59,26 @@ def plan(name: str, options: RunOptions) -> Plan:
         strategy=chosen,
         notes=tuple(resolved.notes),
     )
+
+
+def _with_seeds(
+    spec: SweepSpec, options: RunOptions, points: list[dict[str, Any]], pinned: Sequence[str]
+) -> list[dict[str, Any]]:
+    """Each point once per --seeds value (seeds of one point next to each other)."""
+    if not options.seeds:
+        return points
+    what = f"--seeds {','.join(map(str, options.seeds))}"
+    if spec.inputs != "grid":
+        raise ConfigError(f"{what}: sweep {spec.name!r} evaluates given checkpoints; seeds apply to training")
+    if SEED_KEY in pinned:
+        raise ConfigError(f"{what} and --set {SEED_KEY}=...: give one of them")
+    if any(SEED_KEY in p for p in points):
+        raise ConfigError(
+            f"{what}: sweep {spec.name!r} ({options.fidelity}) already searches {SEED_KEY}; drop --seeds"
+        )
+    if len(set(options.seeds)) != len(options.seeds):
+        raise ConfigError(f"{what}: a seed is given twice")
+    return [{**p, SEED_KEY: seed} for p in points for seed in options.seeds]
 
 
 def _check_options(spec: SweepSpec, options: RunOptions) -> None:
