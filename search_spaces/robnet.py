@@ -81,8 +81,10 @@ SUPERNET_MINI: dict[str, Any] = {
     "train": {**SUPERNET_SMOKE["train"], "epochs": 10, "lr": 0.1},
     "eval": {"attacks": ("fgsm", "pgd20"), "sanity": False},
 }
-# Codes per budget the mini fidelity finetunes (and robnet_scratch trains from scratch).
+# Codes per budget the mini fidelity finetunes.
 MINI_PER_BUDGET = 8
+# Codes per budget robnet_sample finetunes (and robnet_scratch trains from scratch) at each fidelity.
+SAMPLE_PER_BUDGET = {"smoke": 1, "mini": 12, "paper": 50}
 
 
 def _finetune(supernet: dict[str, Any], epochs: int, lr: float) -> dict[str, Any]:
@@ -96,11 +98,14 @@ def _finetune(supernet: dict[str, Any], epochs: int, lr: float) -> dict[str, Any
     }
 
 
-def finetune_codes(per_budget: int, budgets: dict[str, int], seed: int = 0) -> list[str]:
+def finetune_codes(
+    per_budget: int, budgets: dict[str, int], seed: int = 0, filtered: bool = True
+) -> list[str]:
     """``per_budget`` distinct shared cell codes per budget (its number of separable convs), uniform
-    among those passing the density and direct-conv filters: each code's conv edges are a uniform
-    subset of that size, its identity bits fair coins (what the supernet's bernoulli-0.5 sampler gives,
-    conditioned on the budget), rejected until it passes the filters. Deterministic in ``seed``."""
+    among those passing the density and direct-conv filters (``filtered``; else among all codes of the
+    budget): each code's conv edges are a uniform subset of that size, its identity bits fair coins
+    (what the supernet's bernoulli-0.5 sampler gives, conditioned on the budget), rejected until it
+    passes the filters. Deterministic in ``seed``."""
     rng = random.Random(seed)
     out: list[str] = []
     for name, convs in budgets.items():
@@ -111,7 +116,8 @@ def finetune_codes(per_budget: int, budgets: dict[str, int], seed: int = 0) -> l
             conv_edges = set(rng.sample(range(EDGES), convs))
             cell = tuple(f"{rng.randint(0, 1)}{int(e in conv_edges)}" for e in range(EDGES))
             s = arch_stats([cell])
-            if s["arch_density"] >= MIN_DENSITY and s["arch_direct_conv_portion"] > MIN_DIRECT:
+            passes = s["arch_density"] >= MIN_DENSITY and s["arch_direct_conv_portion"] > MIN_DIRECT
+            if passes or not filtered:
                 found[format_code([cell])] = None
         if len(found) < per_budget:
             raise ConfigError(f"budget {name!r} ({convs} convs): only {len(found)} codes pass the filters")
@@ -163,6 +169,39 @@ def robnet_finetune() -> SweepSpec:
             "smoke": "1 code per budget (7/10/13 convs), 1 epoch PGD-3 AT from the smoke supernet",
             "mini": "8 codes per budget, 3 epochs PGD-3 AT (LR 0.01) from the mini supernet",
             "paper": "50 codes per budget, D >= 0.5, direct convs > 0.5, 3 epochs PGD-7 AT (LR 0.01: ours)",
+        },
+    )
+
+
+def sample_codes(fidelity: str) -> list[str]:
+    """robnet_sample's codes: SAMPLE_PER_BUDGET[fidelity] per budget, no filter (seed 1: other codes
+    than robnet_finetune's)."""
+    return finetune_codes(SAMPLE_PER_BUDGET[fidelity], BUDGETS, seed=1, filtered=False)
+
+
+@register_sweep
+def robnet_sample() -> SweepSpec:
+    """The architectures RobNet's findings are read from: cell-based codes sampled from the supernet
+    per budget with no density or direct-conv filter (those filters come from these findings), each
+    finetuned 3 epochs from the supernet's weights, as robnet_finetune's are."""
+    return SweepSpec(
+        name="robnet_sample",
+        description="RobNet: unfiltered sampled codes per budget, 3-epoch PGD-AT finetunes (its findings)",
+        trainable="adversarial_training",
+        fidelities={
+            "smoke": _finetune(SUPERNET_SMOKE, epochs=1, lr=0.02),
+            "mini": _finetune(SUPERNET_MINI, epochs=3, lr=0.01),
+            "paper": _finetune(SUPERNET_PAPER, epochs=3, lr=0.01),
+        },
+        space={"model.code": Grid(sample_codes("paper"))},
+        fidelity_space={f: {"model.code": Grid(sample_codes(f))} for f in ("smoke", "mini")},
+        upstream=(Upstream("init", sweep="robnet_supernet", where={"model.share": True}),),
+        rank_by="best_robust_acc",
+        rank_within="arch_sep_convs",
+        notes={
+            "smoke": "1 unfiltered code per budget, 1 epoch PGD-3 AT from the smoke supernet",
+            "mini": "12 unfiltered codes per budget, 3 epochs PGD-3 AT (LR 0.01) from the mini supernet",
+            "paper": "50 unfiltered codes per budget (ours), 3 epochs PGD-7 AT (LR 0.01: ours)",
         },
     )
 
@@ -278,24 +317,22 @@ def _first(codes: list[str], per_budget: int, of: int) -> list[str]:
 
 @register_sweep
 def robnet_scratch() -> SweepSpec:
-    """The premise of RobNet's sampling (supplement Sec. 6): robnet_finetune's codes trained from
-    scratch with the retraining recipe, so the 3-epoch finetune's ranking can be compared with the
-    ranking after full training (at the paper fidelity the first 10 codes of each budget)."""
+    """The premise of RobNet's sampling (supplement Sec. 6): robnet_sample's codes trained from scratch
+    with the retraining recipe, so the 3-epoch finetune's ranking can be compared with the ranking after
+    full training (at the paper fidelity the first 10 codes of each budget)."""
+    paper = SAMPLE_PER_BUDGET["paper"]
     return SweepSpec(
         name="robnet_scratch",
-        description="RobNet: robnet_finetune's codes trained from scratch (is the finetune's ranking right?)",
+        description="RobNet: robnet_sample's codes trained from scratch (is the finetune's ranking right?)",
         trainable="adversarial_training",
         fidelities={"smoke": RETRAIN_SMOKE, "mini": RETRAIN_MINI, "paper": RETRAIN_PAPER},
-        space={"model.code": Grid(_first(finetune_codes(50, BUDGETS), 10, 50))},
-        fidelity_space={
-            "smoke": {"model.code": Grid(finetune_codes(1, BUDGETS))},
-            "mini": {"model.code": Grid(finetune_codes(MINI_PER_BUDGET, BUDGETS))},
-        },
+        space={"model.code": Grid(_first(sample_codes("paper"), 10, paper))},
+        fidelity_space={f: {"model.code": Grid(sample_codes(f))} for f in ("smoke", "mini")},
         rank_by="best_robust_acc",
         notes={
-            "smoke": "robnet_finetune's smoke codes, 4 epochs PGD-3 AT from scratch",
-            "mini": "robnet_finetune's mini codes, 5 cells x 8 channels, 8 epochs PGD-3 AT from scratch",
-            "paper": "10 of robnet_finetune's codes per budget, the Table 1 recipe (200 epochs PGD-7 AT)",
+            "smoke": "robnet_sample's smoke codes, 4 epochs PGD-3 AT from scratch",
+            "mini": "robnet_sample's 36 mini codes, 5 cells x 8 channels, 8 epochs PGD-3 AT from scratch",
+            "paper": "10 of robnet_sample's codes per budget, the Table 1 recipe (200 epochs PGD-7 AT)",
         },
     )
 

@@ -3,8 +3,8 @@ Adversarial Attacks": the premise of the one-shot search that a 3-epoch finetune
 architectures like full training (supplement Sec. 6), the main paper's two cell-based findings (denser
 cells are more robust; under a small computational budget, convolutions on direct edges help more) and
 the FSP distance of deeper cells against the clean-minus-adversarial gap in the cell-free setting
-(supplement Sec. 5, Fig. 1), over the sweeps that reproduce them (robnet_finetune, robnet_scratch,
-robnet_free_search).
+(supplement Sec. 5, Fig. 1), over the sweeps that reproduce them (robnet_sample: unfiltered sampled
+codes, finetuned; robnet_scratch: the same codes from scratch; robnet_free_search).
 
 The main paper's text is not in papers/: its two cell-based findings are stated here as its section
 headings word them ("densely connected pattern benefits the network robustness"; "under small
@@ -32,7 +32,7 @@ from tune_robust.models.robnet_codes import arch_stats, parse_code
 PAPER = "Guo et al. (CVPR'20)"
 ROBUST = "best_robust_acc"
 CLEAN = "best_clean_acc"
-FINETUNE = "robnet_finetune"
+SAMPLE = "robnet_sample"
 SCRATCH = "robnet_scratch"
 FREE = "robnet_free_search"
 CODE = "model.code"
@@ -72,24 +72,24 @@ class FinetunePredictsScratch(Claim):
         "PGD-AT finetune from the supernet predicts their ranking after full adversarial training from "
         "scratch."
     )
-    sweeps = (FINETUNE, SCRATCH)
-    columns = {FINETUNE: (CODE, ROBUST), SCRATCH: (CODE, ROBUST)}
+    sweeps = (SAMPLE, SCRATCH)
+    columns = {SAMPLE: (CODE, ROBUST), SCRATCH: (CODE, ROBUST)}
     thresholds = (
         "codes in both sweeps (mean per code), budget = separable convs per cell of the code, budgets with "
         "one code dropped; each sweep's robust acc minus its budget's mean; holds: 95% bootstrap interval "
         "of Kendall tau(finetune, scratch) of those centred accuracies above 0; contradicted: below 0"
     )
-    figure = "Top configs table (robnet_finetune, robnet_scratch)"
+    figure = "Top configs table (robnet_sample, robnet_scratch)"
     complete = True
     min_trials = MIN_CODES
-    learned = {FINETUNE: ROBUST, SCRATCH: ROBUST}
+    learned = {SAMPLE: ROBUST, SCRATCH: ROBUST}
 
     def test(self, data: ClaimData) -> Finding:
         from scipy import stats
 
         both = pd.concat(
             [
-                per_code(data.trials(FINETUNE)).rename("finetune"),
+                per_code(data.trials(SAMPLE)).rename("finetune"),
                 per_code(data.trials(SCRATCH)).rename("scratch"),
             ],
             axis=1,
@@ -100,7 +100,7 @@ class FinetunePredictsScratch(Claim):
         both, budgets = both[shared], budgets[shared]
         if len(both) < MIN_CODES:
             raise MissingData(
-                f"{len(both)} codes of {FINETUNE} and {SCRATCH} are finished in both with another code of "
+                f"{len(both)} codes of {SAMPLE} and {SCRATCH} are finished in both with another code of "
                 f"their budget; the claim needs {MIN_CODES}"
             )
         centred = budget_centred(both, budgets)
@@ -128,28 +128,29 @@ class Density(Claim):
     paper = PAPER
     where = "main paper Sec. 4 (architecture density); supplement Sec. 6"
     statement = (
-        "Densely connected cells are more robust: across the finetuned cell-based architectures, robust "
-        "accuracy rises with architecture density D (ones over the bit slots of a cell's code)."
+        "Densely connected cells are more robust: among sampled cell-based architectures of the same "
+        "computational budget, robust accuracy after the finetune rises with architecture density D "
+        "(ones over the bit slots of a cell's code)."
     )
-    sweeps = (FINETUNE,)
-    columns = {FINETUNE: (DENSITY, ROBUST)}
+    sweeps = (SAMPLE,)
+    columns = {SAMPLE: (DENSITY, BUDGET, ROBUST)}
     thresholds = (
-        "over every finetuned code of all budgets (D counts the conv bits, so the budget is part of it); "
-        "holds: 95% interval of Spearman rho(D, robust acc) above 0; contradicted: below 0"
+        "D and robust acc each minus its budget's mean (D counts the conv bits, so the budget alone would "
+        "correlate them); holds: 95% interval of Spearman rho of the centred values above 0 and p < 0.05; "
+        "contradicted: below 0 and p < 0.05"
     )
     figure = "density_vs_robust.png"
     complete = True
     min_trials = MIN_CODES
-    learned = {FINETUNE: ROBUST}
+    learned = {SAMPLE: ROBUST}
 
     def test(self, data: ClaimData) -> Finding:
-        t = data.trials(FINETUNE)
-        r = correlation(t[DENSITY], t[ROBUST], "spearman")
-        finding = by_interval("Spearman rho(density, robust acc)", r, expect="above")
-        if BUDGET not in t:
-            return finding
+        t = data.trials(SAMPLE)
+        centred = budget_centred(t[[DENSITY, ROBUST]].astype(float), t[BUDGET])
+        r = correlation(centred[DENSITY], centred[ROBUST], "spearman")
+        finding = by_interval("Spearman rho(density, robust acc), within budgets", r, expect="above")
         within = ", ".join(spearman_note(g, DENSITY, f"{b:g} convs") for b, g in t.groupby(BUDGET))
-        return with_note(finding, f"within budgets: {within}")
+        return with_note(finding, f"per budget: {within}")
 
 
 @register_claim("robnet_small_budget_direct_convs")
@@ -161,8 +162,8 @@ class SmallBudgetDirectConvs(Claim):
         "among the finetuned codes of the smallest budget, robust accuracy rises with the portion of the "
         "4 direct edges that carry a conv."
     )
-    sweeps = (FINETUNE,)
-    columns = {FINETUNE: (BUDGET, DIRECT, ROBUST)}
+    sweeps = (SAMPLE,)
+    columns = {SAMPLE: (BUDGET, DIRECT, ROBUST)}
     thresholds = (
         "smallest budget = the fewest separable convs per cell among the finetuned codes; holds: 95% "
         "interval of Spearman rho(direct-conv portion, robust acc) over that budget's codes above 0; "
@@ -173,13 +174,13 @@ class SmallBudgetDirectConvs(Claim):
     complete = True
     # Six codes in the smallest budget and at least one other budget.
     min_trials = 2 * MIN_CODES
-    learned = {FINETUNE: ROBUST}
+    learned = {SAMPLE: ROBUST}
 
     def test(self, data: ClaimData) -> Finding:
-        t = data.trials(FINETUNE)
+        t = data.trials(SAMPLE)
         budgets = sorted(t[BUDGET].dropna().unique())
         if len(budgets) < 2:
-            raise MissingData(f"{FINETUNE} needs codes of at least 2 budgets; it has {len(budgets)}")
+            raise MissingData(f"{SAMPLE} needs codes of at least 2 budgets; it has {len(budgets)}")
         small, large = t[t[BUDGET] == budgets[0]], t[t[BUDGET] == budgets[-1]]
         if len(small) < MIN_CODES or small[DIRECT].nunique() < 2:
             raise MissingData(
