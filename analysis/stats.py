@@ -167,6 +167,10 @@ def _bootstrap(
     return low, high
 
 
+# Below this many pairs a correlation's p value comes from a permutation test.
+EXACT_BELOW = 20
+
+
 def correlation(
     x: Sequence[float] | pd.Series,
     y: Sequence[float] | pd.Series,
@@ -175,8 +179,8 @@ def correlation(
     seed: int = 0,
 ) -> dict[str, float]:
     """Spearman rho or Kendall tau between paired values (pairs with a missing value dropped), its p
-    value (scipy's test of no association) and a percentile-bootstrap interval over the pairs:
-    ``value``, ``low``, ``high``, ``p``, ``n``."""
+    value (scipy's test of no association; a permutation test below EXACT_BELOW pairs) and a
+    percentile-bootstrap interval over the pairs: ``value``, ``low``, ``high``, ``p``, ``n``."""
     from scipy import stats
 
     if method not in ("spearman", "kendall", "pearson"):
@@ -192,8 +196,19 @@ def correlation(
         value = float(fn(a, b).statistic)
         return 0.0 if math.isnan(value) else value
 
-    low, high = _bootstrap((pairs["x"].to_numpy(), pairs["y"].to_numpy()), stat, True, level, seed)
-    return {"value": float(test.statistic), "low": low, "high": high, "p": float(test.pvalue), "n": n}
+    x, y = pairs["x"].to_numpy(), pairs["y"].to_numpy()
+    low, high = _bootstrap((x, y), stat, True, level, seed)
+    p = float(test.pvalue)
+    if n < EXACT_BELOW:  # scipy's p is asymptotic: a permutation test (exact up to 7 pairs)
+        perm = stats.permutation_test(
+            (x,),
+            lambda u: stat(u, y),
+            permutation_type="pairings",
+            n_resamples=9999,
+            rng=np.random.default_rng(seed),
+        )
+        p = float(perm.pvalue)
+    return {"value": float(test.statistic), "low": low, "high": high, "p": p, "n": n}
 
 
 def mean_difference(

@@ -10,6 +10,7 @@ component (docs/claims.md).
 from __future__ import annotations
 
 from tune_robust.analysis.claims._base import (
+    ALPHA,
     CANNOT_JUDGE,
     CLAIMS,
     CONTRADICTED,
@@ -41,6 +42,7 @@ from tune_robust.analysis.claims._output import (
 )
 
 __all__ = [
+    "ALPHA",
     "CANNOT_JUDGE",
     "CLAIMS",
     "CLAIMS_FILE",

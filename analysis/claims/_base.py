@@ -32,8 +32,10 @@ VERDICTS = (HOLDS, CONTRADICTED, INCONCLUSIVE, CANNOT_JUDGE)
 
 # Networks count as having learned when their median accuracy is at least this far above chance.
 LEARN_MARGIN = 0.05
-# Confidence level of every interval a built-in claim prints.
+# Confidence level of every interval a built-in claim prints, and the p value a verdict against "no
+# effect" needs.
 LEVEL = 0.95
+ALPHA = 0.05
 
 
 class MissingData(Exception):
@@ -225,6 +227,8 @@ def judge(claim: type[Claim], sweeps: Mapping[str, SweepData]) -> Judgement:
         finding = claim().test(data)
     except MissingData as e:
         return Judgement(claim, None, CANNOT_JUDGE, str(e), learned, fidelity)
+    except ValueError as e:  # too few values left for a statistic (missing cells, one group empty)
+        return Judgement(claim, None, CANNOT_JUDGE, f"{type(e).__name__}: {e}", learned, fidelity)
     return Judgement(claim, finding, finding.verdict, finding.reason, learned, fidelity)
 
 
@@ -237,17 +241,24 @@ def _missing(claim: type[Claim], sweeps: Mapping[str, SweepData]) -> str:
         )
     for name in claim.sweeps:
         sweep = sweeps[name]
-        done, ended = len(sweep.finished), len(sweep.results.trials)
+        trials = sweep.results.trials
+        done, ended = len(sweep.finished), len(trials)
         if claim.complete and sweep.planned and ended < sweep.planned:
             return (
                 f"needs the whole {name} sweep: {ended} of {sweep.planned} planned trials have ended "
                 f"(continue it with --resume)"
             )
+        failed = int((trials["status"].astype(str) == "ERROR").sum()) if "status" in trials else 0
+        if claim.complete and failed:
+            return f"needs the whole {name} sweep: {failed} of its trials failed (the report lists them)"
         if done < claim.min_trials:
             return f"needs at least {claim.min_trials} finished trials of {name}; it has {done}"
         absent = [c for c in claim.columns.get(name, ()) if c not in sweep.finished]
         if absent:
             return f"{name} has no column {', '.join(absent)}"
+        empty = [c for c in claim.columns.get(name, ()) if sweep.finished[c].notna().sum() < claim.min_trials]
+        if empty:
+            return f"{name}: fewer than {claim.min_trials} finished trials have a value of {', '.join(empty)}"
     return ""
 
 
@@ -296,19 +307,31 @@ def by_interval(
 ) -> Finding:
     """The usual verdict: ``holds`` when the interval lies entirely on the expected side of ``bound``
     (``expect`` "above" or "below"), ``contradicted`` when it lies entirely on the other side, and
-    ``inconclusive`` (too little power at this n) when it contains ``bound``. ``result``: a dict of
-    :func:`tune_robust.analysis.stats.correlation` or ``mean_difference``."""
+    ``inconclusive`` (too little power at this n) when it contains ``bound``. Against a bound of 0 the
+    test's p value must also be below ``ALPHA`` (a bootstrap over a few seeds whose differences share a
+    sign excludes 0 at any p), and a degenerate interval (every resample the same) is inconclusive.
+    ``result``: a dict of :func:`tune_robust.analysis.stats.correlation` or ``mean_difference``."""
     if expect not in ("above", "below"):
         raise ValueError(f"expect must be 'above' or 'below', not {expect!r}")
     value, low, high, n = result["value"], result["low"], result["high"], int(result["n"])
+    p = result.get("p", math.nan)
     span = f"the {LEVEL:.0%} interval [{low:.3g}, {high:.3g}]{unit}"
-    if math.isnan(low) or math.isnan(high):
-        verdict, reason = INCONCLUSIVE, f"no interval (every resample gave {value:.3g}; n = {n})"
+    weak = bound == 0 and not p < ALPHA
+    if math.isnan(low) or math.isnan(high) or low == high:
+        verdict, reason = INCONCLUSIVE, f"no interval (every resample gave {low:.3g}; n = {n})"
+    elif weak and ((low > bound) or (high < bound)):
+        verdict, reason = (
+            INCONCLUSIVE,
+            f"{span} excludes 0 but p {p:.2g} >= {ALPHA:g}: too little power with n = {n}",
+        )
     elif (low > bound) if expect == "above" else (high < bound):
-        verdict, reason = HOLDS, f"{span} lies {expect} {bound:g}"
+        verdict, reason = HOLDS, f"{span} lies {expect} {bound:g}" + (f", p {p:.2g}" if bound == 0 else "")
     elif (high < bound) if expect == "above" else (low > bound):
         other = "below" if expect == "above" else "above"
-        verdict, reason = CONTRADICTED, f"{span} lies {other} {bound:g}"
+        verdict, reason = (
+            CONTRADICTED,
+            f"{span} lies {other} {bound:g}" + (f", p {p:.2g}" if bound == 0 else ""),
+        )
     else:
         verdict, reason = INCONCLUSIVE, f"{span} contains {bound:g}: too little power with n = {n}"
-    return Finding(statistic, value, low, high, result.get("p", math.nan), n, verdict, reason)
+    return Finding(statistic, value, low, high, p, n, verdict, reason)
