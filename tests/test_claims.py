@@ -4,6 +4,7 @@ its sweeps, the printed table, claims.parquet, the report's Claims section, a pl
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import sys
@@ -96,20 +97,47 @@ def test_mean_difference_paired_is_exact_for_few_seeds():
 
 
 @pytest.mark.parametrize(
-    ("low", "high", "expect", "verdict"),
+    ("low", "high", "p", "expect", "verdict"),
     [
-        (0.1, 0.3, "above", HOLDS),
-        (-0.3, -0.1, "above", CONTRADICTED),
-        (-0.1, 0.3, "above", INCONCLUSIVE),
-        (-0.3, -0.1, "below", HOLDS),
-        (0.1, 0.3, "below", CONTRADICTED),
+        (0.1, 0.3, 0.01, "above", HOLDS),
+        (-0.3, -0.1, 0.01, "above", CONTRADICTED),
+        (-0.1, 0.3, 0.4, "above", INCONCLUSIVE),
+        (-0.3, -0.1, 0.01, "below", HOLDS),
+        (0.1, 0.3, 0.01, "below", CONTRADICTED),
+        # A bootstrap of 4 seeds whose differences share a sign excludes 0 while the exact p is 2/16.
+        (0.1, 0.3, 0.125, "above", INCONCLUSIVE),
+        (0.2, 0.2, 0.01, "above", INCONCLUSIVE),
     ],
 )
-def test_by_interval_reads_the_interval_against_the_bound(low, high, expect, verdict):
+def test_by_interval_needs_the_interval_and_p_against_zero(low, high, p, expect, verdict):
+    result = {"value": (low + high) / 2, "low": low, "high": high, "p": p, "n": 9}
+    f = by_interval("s", result, expect=expect)
+    assert f.verdict == verdict and f.n == 9 and f.p == p
+
+
+def test_by_interval_against_another_bound_reads_the_interval_alone():
+    # rho in [-0.2, 0.1] lies below 0.3 whatever its p against 0.
     f = by_interval(
-        "s", {"value": (low + high) / 2, "low": low, "high": high, "p": 0.5, "n": 9}, expect=expect
+        "s", {"value": -0.05, "low": -0.2, "high": 0.1, "p": 0.7, "n": 40}, expect="below", bound=0.3
     )
-    assert f.verdict == verdict and f.n == 9
+    assert f.verdict == HOLDS
+
+
+def test_four_seeds_that_all_agree_cannot_hold():
+    r = mean_difference([0.80, 0.81, 0.83, 0.82], [0.70, 0.72, 0.71, 0.73], paired=True)
+    assert r["low"] > 0 and r["p"] == pytest.approx(2 / 16)
+    assert by_interval("gain", r).verdict == INCONCLUSIVE
+    six = mean_difference(
+        [0.80, 0.81, 0.83, 0.82, 0.8, 0.79], [0.70, 0.72, 0.71, 0.73, 0.7, 0.74], paired=True
+    )
+    assert six["p"] == pytest.approx(2 / 64) and by_interval("gain", six).verdict == HOLDS
+
+
+def test_a_small_correlation_gets_an_exact_permutation_p():
+    r = correlation([1, 2, 3, 4, 5], [2, 1, 4, 3, 5], "spearman")
+    x, y = np.array([1, 2, 3, 4, 5]), np.array([2, 1, 4, 3, 5])
+    rhos = [sp.spearmanr(x, np.array(perm)).statistic for perm in itertools.permutations(y)]
+    assert r["p"] == pytest.approx(np.mean(np.abs(rhos) >= abs(r["value"]) - 1e-12))
 
 
 def test_judge_says_what_is_missing_before_testing():
@@ -133,9 +161,29 @@ def test_a_complete_claim_waits_for_every_planned_trial():
     grid = rows([0.5, 0.6, 0.7, 0.8, 0.9, 0.95], x=[1, 2, 3, 4, 5, 6])
     partial = judge(Whole, {"toy": sweep_data("toy", grid, planned=10)})
     assert partial.verdict == CANNOT_JUDGE and "6 of 10 planned trials have ended" in partial.reason
-    # Failed and scheduler-stopped trials have ended too: the sweep is whole, they are not judged.
-    ended = pd.concat([grid, rows([0.1] * 4, x=[7, 8, 9, 10]).assign(status="ERROR")], ignore_index=True)
-    assert judge(Whole, {"toy": sweep_data("toy", ended, planned=10)}).verdict == HOLDS
+    # Scheduler-stopped trials have ended: the sweep is whole and they are not judged.
+    stopped = rows([0.1] * 4, x=[7, 8, 9, 10]).assign(stopped_by_scheduler=True)
+    whole = pd.concat([grid.assign(stopped_by_scheduler=False), stopped], ignore_index=True)
+    assert judge(Whole, {"toy": sweep_data("toy", whole, planned=10)}).verdict == HOLDS
+    # A failed trial leaves a hole in the grid: the claim waits for it.
+    failed = pd.concat([grid, rows([0.1] * 4, x=[7, 8, 9, 10]).assign(status="ERROR")], ignore_index=True)
+    holed = judge(Whole, {"toy": sweep_data("toy", failed, planned=10)})
+    assert holed.verdict == CANNOT_JUDGE and "4 of its trials failed" in holed.reason
+
+
+def test_a_statistic_that_cannot_be_computed_is_cannot_judge():
+    class Broken(Rising):
+        def test(self, data: ClaimData) -> Finding:
+            return by_interval("s", correlation([1.0, 2.0], [1.0, 2.0]))
+
+    grid = rows([0.5, 0.6, 0.7, 0.8, 0.9, 0.95], x=[1, 2, 3, 4, 5, 6])
+    j = judge(Broken, {"toy": sweep_data("toy", grid)})
+    assert j.verdict == CANNOT_JUDGE and "at least 3 pairs" in j.reason
+    sparse = grid.assign(x=[1.0, None, None, None, None, 6.0])
+    assert (
+        "fewer than 5 finished trials have a value of x"
+        in judge(Rising, {"toy": sweep_data("toy", sparse)}).reason
+    )
 
 
 def test_networks_at_chance_make_the_claim_inconclusive():
@@ -171,8 +219,7 @@ def test_every_builtin_claim_names_registered_sweeps_and_its_thresholds():
         assert "mini" in SWEEPS.get(c.sweeps[0])().fidelities, name
     for paper in ("huang", "robnet", "racl", "rnascl"):
         found = claims_for([paper])
-        if found:
-            assert all(paper in c.name for c in found)
+        assert len(found) >= 2 and all(c.name.startswith(paper + "_") for c in found)
 
 
 def test_claims_table_prints_and_round_trips_through_parquet(tmp_path):
