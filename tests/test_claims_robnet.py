@@ -95,8 +95,8 @@ def test_finetune_ranking_that_matches_scratch_within_budgets_holds() -> None:
     assert j.finding is not None
     expected = stats.kendalltau(centred(finetune), centred(scratch))
     assert j.finding.value == pytest.approx(expected.statistic)
-    # 36 codes: scipy's asymptotic p value.
-    assert j.finding.p == pytest.approx(expected.pvalue)
+    # The p value permutes codes within budgets (9,999 draws): near scipy's asymptotic one.
+    assert j.finding.p == pytest.approx(expected.pvalue, abs=0.05)
     assert j.finding.p < ALPHA
     assert j.finding.n == len(CODES)
 
@@ -113,7 +113,7 @@ def test_finetune_ranking_is_judged_within_budgets_not_across_them() -> None:
     assert j.finding is not None
     expected = stats.kendalltau(centred(finetune), centred(scratch))
     assert j.finding.value == pytest.approx(expected.statistic)
-    assert j.finding.p == pytest.approx(expected.pvalue)
+    assert j.finding.p == pytest.approx(expected.pvalue, abs=0.05)
     assert j.finding.value < 0
 
 
@@ -160,7 +160,7 @@ def test_density_verdict_follows_spearman_rho_of_budget_centred_values(effect: f
     assert j.finding is not None
     expected = stats.spearmanr(centred(table["arch_density"]), centred(table[ROBUST]))
     assert j.finding.value == pytest.approx(expected.statistic)
-    assert j.finding.p == pytest.approx(expected.pvalue)
+    assert j.finding.p == pytest.approx(expected.pvalue, abs=0.05)
     assert j.finding.p < ALPHA
     assert j.finding.n == len(CODES)
 
@@ -178,16 +178,10 @@ def test_density_does_not_hold_where_robust_acc_follows_only_the_budget() -> Non
     assert j.finding is not None
     expected = stats.spearmanr(centred(density), centred(robust))
     assert j.finding.value == pytest.approx(expected.statistic)
-    assert j.finding.p == pytest.approx(expected.pvalue)
+    assert j.finding.p == pytest.approx(expected.pvalue, abs=0.05)
     assert j.finding.p > ALPHA
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="robnet_density permutes the budget-centred pairs across budgets: with 2 codes per budget "
-    "each budget gives one sign, and 3 budgets that agree (within-budget permutation p = 2/8) hold at "
-    "p = 2/720",
-)
 def test_density_does_not_hold_on_three_budgets_of_two_codes() -> None:
     # Every budget's denser code is the more robust one: 3 signs, which agree by chance with p 1/4.
     table = pd.DataFrame(
@@ -199,7 +193,10 @@ def test_density_does_not_hold_on_three_budgets_of_two_codes() -> None:
     )
     flips = list(itertools.product((1, -1), repeat=3))
     assert sum(len(set(signs)) == 1 for signs in flips) / len(flips) == 0.25
-    assert judge_density(table).verdict != HOLDS
+    j = judge_density(table)
+    # Codes permuted within budgets: 3 agreeing signs (p 1/4), not 6! pairings.
+    assert j.verdict != HOLDS and j.finding is not None
+    assert j.finding.p == pytest.approx(0.25, abs=0.02)
 
 
 def test_density_cannot_be_judged_without_the_budget_column() -> None:

@@ -253,7 +253,8 @@ def _missing(claim: type[Claim], sweeps: Mapping[str, SweepData]) -> str:
             return f"needs the whole {name} sweep: {failed} of its trials failed (the report lists them)"
         if done < claim.min_trials:
             return f"needs at least {claim.min_trials} finished trials of {name}; it has {done}"
-        absent = [c for c in claim.columns.get(name, ()) if c not in sweep.finished]
+        needed = [*claim.columns.get(name, ()), *([claim.learned[name]] if claim.learned.get(name) else [])]
+        absent = [c for c in dict.fromkeys(needed) if c not in sweep.finished]
         if absent:
             return f"{name} has no column {', '.join(absent)}"
         empty = [c for c in claim.columns.get(name, ()) if sweep.finished[c].notna().sum() < claim.min_trials]
@@ -309,7 +310,7 @@ def by_interval(
     (``expect`` "above" or "below"), ``contradicted`` when it lies entirely on the other side, and
     ``inconclusive`` (too little power at this n) when it contains ``bound``. Against a bound of 0 the
     test's p value must also be below ``ALPHA`` (a bootstrap over a few seeds whose differences share a
-    sign excludes 0 at any p), and a degenerate interval (every resample the same) is inconclusive.
+    sign excludes 0 at any p).
     ``result``: a dict of :func:`tune_robust.analysis.stats.correlation` or ``mean_difference``."""
     if expect not in ("above", "below"):
         raise ValueError(f"expect must be 'above' or 'below', not {expect!r}")
@@ -317,7 +318,7 @@ def by_interval(
     p = result.get("p", math.nan)
     span = f"the {LEVEL:.0%} interval [{low:.3g}, {high:.3g}]{unit}"
     weak = bound == 0 and not p < ALPHA
-    if math.isnan(low) or math.isnan(high) or low == high:
+    if math.isnan(low) or math.isnan(high):
         verdict, reason = INCONCLUSIVE, f"no interval (every resample gave {low:.3g}; n = {n})"
     elif weak and ((low > bound) or (high < bound)):
         verdict, reason = (

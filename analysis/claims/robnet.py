@@ -26,7 +26,7 @@ from tune_robust.analysis.claims._base import (
     by_interval,
     register_claim,
 )
-from tune_robust.analysis.stats import correlation
+from tune_robust.analysis.stats import correlation, within_groups_correlation
 from tune_robust.models.robnet_codes import arch_stats, parse_code
 
 PAPER = "Guo et al. (CVPR'20)"
@@ -58,11 +58,6 @@ def code_budget(code: str) -> float:
     return arch_stats(parse_code(code))[BUDGET]
 
 
-def budget_centred(scores: pd.DataFrame, budgets: pd.Series) -> pd.DataFrame:
-    """Each column minus its mean within the row's budget."""
-    return scores - scores.groupby(budgets).transform("mean")
-
-
 @register_claim("robnet_finetune_predicts_scratch")
 class FinetunePredictsScratch(Claim):
     paper = PAPER
@@ -77,7 +72,8 @@ class FinetunePredictsScratch(Claim):
     thresholds = (
         "codes in both sweeps (mean per code), budget = separable convs per cell of the code, budgets with "
         "one code dropped; each sweep's robust acc minus its budget's mean; holds: 95% bootstrap interval "
-        "of Kendall tau(finetune, scratch) of those centred accuracies above 0; contradicted: below 0"
+        "of Kendall tau(finetune, scratch) of those centred accuracies above 0 and p < 0.05 (codes permuted "
+        "within budgets); contradicted: below 0 and p < 0.05"
     )
     figure = "Top configs table (robnet_sample, robnet_scratch)"
     complete = True
@@ -103,8 +99,7 @@ class FinetunePredictsScratch(Claim):
                 f"{len(both)} codes of {SAMPLE} and {SCRATCH} are finished in both with another code of "
                 f"their budget; the claim needs {MIN_CODES}"
             )
-        centred = budget_centred(both, budgets)
-        r = correlation(centred["finetune"], centred["scratch"], "kendall")
+        r = within_groups_correlation(both["finetune"], both["scratch"], budgets, "kendall")
         pooled = float(stats.kendalltau(both["finetune"], both["scratch"]).statistic)
         finding = by_interval("Kendall tau(finetune, scratch robust acc), within budgets", r, expect="above")
         return with_note(
@@ -136,8 +131,8 @@ class Density(Claim):
     columns = {SAMPLE: (DENSITY, BUDGET, ROBUST)}
     thresholds = (
         "D and robust acc each minus its budget's mean (D counts the conv bits, so the budget alone would "
-        "correlate them); holds: 95% interval of Spearman rho of the centred values above 0 and p < 0.05; "
-        "contradicted: below 0 and p < 0.05"
+        "correlate them); holds: 95% interval of Spearman rho of the centred values above 0 and p < 0.05 "
+        "(codes permuted within budgets); contradicted: below 0 and p < 0.05"
     )
     figure = "density_vs_robust.png"
     complete = True
@@ -146,8 +141,7 @@ class Density(Claim):
 
     def test(self, data: ClaimData) -> Finding:
         t = data.trials(SAMPLE)
-        centred = budget_centred(t[[DENSITY, ROBUST]].astype(float), t[BUDGET])
-        r = correlation(centred[DENSITY], centred[ROBUST], "spearman")
+        r = within_groups_correlation(t[DENSITY], t[ROBUST], t[BUDGET], "spearman")
         finding = by_interval("Spearman rho(density, robust acc), within budgets", r, expect="above")
         within = ", ".join(spearman_note(g, DENSITY, f"{b:g} convs") for b, g in t.groupby(BUDGET))
         return with_note(finding, f"per budget: {within}")
@@ -165,10 +159,10 @@ class SmallBudgetDirectConvs(Claim):
     sweeps = (SAMPLE,)
     columns = {SAMPLE: (BUDGET, DIRECT, ROBUST)}
     thresholds = (
-        "smallest budget = the fewest separable convs per cell among the finetuned codes; holds: 95% "
-        "interval of Spearman rho(direct-conv portion, robust acc) over that budget's codes above 0; "
-        "contradicted: below 0 (the largest budget's rho, where the paper finds the effect weaker, is "
-        "reported with it)"
+        "smallest budget = the fewest separable convs per cell among the sampled codes; holds: 95% "
+        "interval of Spearman rho(direct-conv portion, robust acc) over that budget's codes above 0 and p < "
+        "0.05; contradicted: below 0 and p < 0.05 (the largest budget's rho, where the paper finds the "
+        "effect weaker, is reported with it)"
     )
     figure = "budget_direct.png"
     complete = True
@@ -222,7 +216,7 @@ class FspGap(Claim):
     thresholds = (
         "deeper cells = the last screen.fsp_cells cells (the screen's own average); over the finetuned "
         "codes, holds: 95% interval of Spearman rho(mean FSP distance of those cells, clean acc - robust "
-        "acc) above 0; contradicted: below 0"
+        "acc) above 0 and p < 0.05; contradicted: below 0 and p < 0.05"
     )
     figure = "fsp_vs_gap.png"
     min_trials = MIN_CODES
