@@ -284,7 +284,7 @@ def within_groups_correlation(
         scale = np.linalg.norm(yc) or 1.0
 
         def stat(v: np.ndarray) -> float:
-            return float(a @ v) / scale
+            return float(a @ v) / float(scale)
 
     observed = abs(stat(yc))
     hits = 0
