@@ -351,3 +351,24 @@ def test_claims_run_seeds_only_the_sweeps_a_claim_compares_across_seeds():
     assert "wrn_depth_grid" not in seeded
     # The mini fidelity has seeds of its own; the paper fidelity takes --seeds.
     assert searches_seeds("racl_table1", "mini") and not searches_seeds("racl_table1", "paper")
+
+
+@pytest.mark.slow
+def test_claims_run_runs_a_papers_sweeps_in_order_then_skips_them(tmp_path):
+    import subprocess
+
+    results = tmp_path / "robnet"
+    cmd = [sys.executable, "sweep.py", "claims", "robnet", "--run", "--fidelity", "smoke", "-q"]
+    cmd += ["--results-dir", str(results)]
+    first = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=1200)
+    assert first.returncode == 0, first.stderr[-2000:]
+    order = [line.split(":")[0] for line in first.stdout.splitlines() if ": running (smoke)" in line]
+    assert order == ["robnet_supernet", "robnet_sample", "robnet_scratch", "robnet_free_search"]
+    assert {d.name for d in results.iterdir() if d.is_dir()} == set(order)
+    # Three codes per sweep at the smoke fidelity: the correlations cannot be judged yet.
+    table = pd.read_parquet(results / "claims.parquet")
+    assert set(table["claim"]) == {c.name for c in claims_for(["robnet"])}
+    assert (table["verdict"] == CANNOT_JUDGE).all()
+    again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0
+    assert again.stdout.count("planned trials have ended; skipped") == 4
