@@ -24,7 +24,13 @@ from tune_robust.analysis.claims import (
     SweepData,
     judge,
 )
-from tune_robust.analysis.claims.rnascl import ORDER, AblationOrder, BeatsStandard, TutorConcentration
+from tune_robust.analysis.claims.rnascl import (
+    ABLATION,
+    ORDER,
+    AblationOrder,
+    BeatsStandard,
+    TutorConcentration,
+)
 from tune_robust.analysis.load import SweepResults
 from tune_robust.models import create_model
 from tune_robust.models.oneshot import RECORD_VERSION
@@ -76,7 +82,11 @@ def train_sweep(pgd20: Mapping[str, Sequence[float]], clean: float = 0.9) -> Swe
 
 
 def judge_train(claim: type, pgd20: Mapping[str, Sequence[float]], clean: float = 0.9) -> Judgement:
-    return judge(claim, {"rnascl_train": train_sweep(pgd20, clean)})
+    # rnascl_ablation's four searches (their students are the rnascl_train rows).
+    searches = pd.DataFrame({"eval.label": list(ORDER), "best_robust_acc": 0.5, "best_clean_acc": 0.9})
+    return judge(
+        claim, {"rnascl_train": train_sweep(pgd20, clean), "rnascl_ablation": sweep(ABLATION, searches)}
+    )
 
 
 STANDARD = [0.20, 0.22, 0.18, 0.21, 0.19, 0.23]

@@ -203,7 +203,8 @@ class ClCellMoreRobust(Claim):
         "cell searched without it (PGD-10 48.12% -> 53.29% on CIFAR-10 in the paper). One derived cell per "
         "search (the best search of each setting): the seeds measure retraining noise, not search noise."
     )
-    sweeps = (RETRAIN,)
+    # racl_ablation searched the cells racl_retrain trains (its optional upstream): needed here.
+    sweeps = (RETRAIN, ABLATION)
     seeded = (RETRAIN,)
     columns = {RETRAIN: (LABEL,)}
     thresholds = (

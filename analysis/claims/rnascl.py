@@ -73,7 +73,8 @@ class BeatsStandard(Claim):
         "The student searched and trained with RNAS-CL (CE + KL + cross-layer attention) is more robust "
         "under PGD-20 than the Standard student searched and trained with cross-entropy alone."
     )
-    sweeps = (TRAIN,)
+    # rnascl_ablation searched the students rnascl_train trains (its optional upstream): needed here.
+    sweeps = (TRAIN, ABLATION)
     seeded = (TRAIN,)
     columns = {TRAIN: (LABEL, SEED, ROBUST)}
     thresholds = (
@@ -111,7 +112,8 @@ class AblationOrder(Claim):
         "The paradigms with cross-layer connections (ICC and RNAS-CL) are more robust than those without "
         '(Standard and KL): "The RNAS-CL and ICC models outperform their counterparts" (Sec. 4.3).'
     )
-    sweeps = (TRAIN,)
+    # rnascl_ablation searched the students rnascl_train trains (its optional upstream): needed here.
+    sweeps = (TRAIN, ABLATION)
     seeded = (TRAIN,)
     columns = {TRAIN: (LABEL, SEED, ROBUST)}
     thresholds = (
