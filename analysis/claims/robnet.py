@@ -6,10 +6,9 @@ the FSP distance of deeper cells against the clean-minus-adversarial gap in the 
 (supplement Sec. 5, Fig. 1), over the sweeps that reproduce them (robnet_sample: unfiltered sampled
 codes, finetuned; robnet_scratch: the same codes from scratch; robnet_free_search).
 
-The main paper's text is not in papers/: its two cell-based findings are stated here as its section
-headings word them ("densely connected pattern benefits the network robustness"; "under small
-computational budget, adding convolution operations to direct edges is more effective to improve model
-robustness")."""
+The main paper's text is not among the papers here: its two cell-based findings are stated as Huang et
+al. (Sec. 2) summarise them: "1) densely connected cells result in improved robustness; and 2) under
+certain computational budget, adding convolution operations to direct connection edge is effective"."""
 
 from __future__ import annotations
 
@@ -121,7 +120,7 @@ def spearman_note(trials: pd.DataFrame, x: str, label: str) -> str:
 @register_claim("robnet_density")
 class Density(Claim):
     paper = PAPER
-    where = "main paper Sec. 4 (architecture density); supplement Sec. 6"
+    where = "main paper, finding 1 (as Huang et al. Sec. 2 cite it); the density filter of supp. Sec. 6"
     statement = (
         "Densely connected cells are more robust: among sampled cell-based architectures of the same "
         "computational budget, robust accuracy after the finetune rises with architecture density D "
@@ -150,11 +149,11 @@ class Density(Claim):
 @register_claim("robnet_small_budget_direct_convs")
 class SmallBudgetDirectConvs(Claim):
     paper = PAPER
-    where = "main paper Sec. 4 (convolutions under a computational budget); supplement Sec. 6"
+    where = "main paper, finding 2 (as Huang et al. Sec. 2 cite it); the direct-conv filter of supp. Sec. 6"
     statement = (
         "Under a small computational budget, putting the convolutions on direct edges improves robustness: "
-        "among the finetuned codes of the smallest budget, robust accuracy rises with the portion of the "
-        "4 direct edges that carry a conv."
+        "among the sampled, finetuned codes of the smallest budget, robust accuracy rises with the portion "
+        "of the 4 direct edges that carry a conv."
     )
     sweeps = (SAMPLE,)
     columns = {SAMPLE: (BUDGET, DIRECT, ROBUST)}
