@@ -321,11 +321,18 @@ def _proxy(res: SweepResults, done: pd.DataFrame, rep: Report, compare: str | Pa
 def _claims(sweep_dir: Path, name: str, rep: Report) -> None:
     """The registered claims that read this sweep, judged on the sweeps of its results dir."""
     from tune_robust.analysis import claims
+    from tune_robust.errors import ConfigError
 
     chosen = claims.claims_for(sweeps=[name])
-    if chosen:
+    if not chosen:
+        return
+    heading = "Claims (sweep.py claims prints their thresholds)"
+    try:
         table = claims.judge_all(sweep_dir.resolve().parent, chosen)
-        rep.add("Claims (sweep.py claims prints their thresholds)", "table", claims.report_table(table))
+    except ConfigError as e:  # e.g. two runs of one sweep side by side: the report still gets written
+        rep.add(heading, "text", f"Not judged: {e}")
+        return
+    rep.add(heading, "table", claims.report_table(table))
 
 
 def _problems(trials: pd.DataFrame, rep: Report) -> None:

@@ -299,11 +299,23 @@ def test_a_plugin_claim_appears_in_claims_and_in_the_report(tmp_path, capsys):
     assert "6 of 125 planned trials have ended" in claims
 
 
-def test_claims_command_refuses_an_unknown_paper_and_a_missing_results_dir(tmp_path, capsys):
+def test_claims_command_refuses_bad_input_in_one_line(tmp_path, capsys):
     assert main(["claims", "nobody", "--results-dir", str(tmp_path)]) == 2
     assert "no registered claim matches nobody" in capsys.readouterr().err
     assert main(["claims", "huang", "--results-dir", str(tmp_path / "none")]) == 2
     assert "holds no trials.parquet" in capsys.readouterr().err
+    assert main(["claims", "huang", "--seeds", "0,1", "--results-dir", str(tmp_path)]) == 2
+    assert "--seeds apply to the sweeps --run runs" in capsys.readouterr().err
+    # The same sweep twice in one results dir, then a damaged sweep.json.
+    write_grid(tmp_path / "r" / "a", n=6, planned=125)
+    write_grid(tmp_path / "r" / "b", n=6, planned=125)
+    assert main(["claims", "huang", "--results-dir", str(tmp_path / "r")]) == 2
+    assert "holds sweep wrn_depth_grid twice (a/ and b/)" in capsys.readouterr().err
+    write_grid(tmp_path / "d" / "wrn_depth_grid", n=6, planned=125)
+    (tmp_path / "d" / "wrn_depth_grid" / "sweep.json").write_text("{cut sho")
+    assert main(["claims", "huang", "--results-dir", str(tmp_path / "d")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "sweep.json cannot be read" in err and "Traceback" not in err
 
 
 def test_claims_on_a_real_10_trial_grid_say_what_they_cannot_judge_yet(tmp_path):
@@ -340,7 +352,8 @@ def test_seeds_train_every_config_once_per_seed_and_refuse_a_second_seed_source(
         plan("arch_reconfig", RunOptions(fidelity="mini", seeds=(0, 1)))
     with pytest.raises(ConfigError, match="give one of them"):
         plan("wrn_width_grid", RunOptions(seeds=(0, 1), sets=("train.seed=3",)))
-    assert main(["wrn_depth_grid", "--seeds", "1,1", "--dry-run"]) == 2
+    with pytest.raises(SystemExit):  # argparse: "a seed is given twice"
+        main(["wrn_depth_grid", "--seeds", "1,1", "--dry-run"])
 
 
 def test_claims_run_seeds_only_the_sweeps_a_claim_compares_across_seeds():
@@ -372,3 +385,7 @@ def test_claims_run_runs_a_papers_sweeps_in_order_then_skips_them(tmp_path):
     again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0
     assert again.stdout.count("planned trials have ended; skipped") == 4
+    # Finished sweeps of another fidelity are not taken for this one's.
+    mini = [*cmd[:6], "mini", *cmd[7:]]
+    other = subprocess.run(mini, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert other.returncode == 2 and other.stderr.startswith("error: ") and "skipped" not in other.stdout

@@ -52,13 +52,16 @@ def run_claim_sweeps(
     seeded = {s for c in claims_for(papers) for s in c.seeded}
     summaries = []
     for name in claim_sweeps(papers):
-        present = _sweeps_in(options.results_dir, read_results)
-        done = present.get(name)
-        if done is not None and done.planned and len(done.results.trials) >= done.planned:
-            say(f"{name}: all {done.planned} planned trials have ended; skipped")
-            continue
+        done = _sweeps_in(options.results_dir, read_results).get(name)
         seeds = options.seeds if name in seeded and not searches_seeds(name, options.fidelity) else ()
+        if options.seeds and name in seeded and not seeds:
+            say(f"{name}: its {options.fidelity} fidelity has seeds of its own; --seeds not applied")
         p = plan(name, dataclasses.replace(options, resume=done is not None, seeds=seeds))
+        if done is not None:
+            preflight(p)  # the sweep there must have been run with these options (fidelity, seeds, ...)
+            if done.planned and len(done.results.trials) >= done.planned:
+                say(f"{name}: all {done.planned} planned trials have ended; skipped")
+                continue
         say(f"{name}: {'resuming' if done is not None else 'running'} ({options.fidelity})")
         summary = run_plan(p, f"python sweep.py {name} --fidelity {options.fidelity}")
         summaries.append({"sweep": name, **summary})

@@ -124,6 +124,8 @@ def seed_list(text: str) -> tuple[int, ...]:
         ) from None
     if any(s < 0 for s in seeds):
         raise argparse.ArgumentTypeError(f"seeds must be >= 0, got {text!r}")
+    if len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"a seed is given twice in {text!r}")
     return seeds
 
 
@@ -296,6 +298,9 @@ def claims(argv: list[str]) -> int:
             raise ConfigError(
                 f"no registered claim matches {', '.join(args.papers)}; sweep.py claims --list shows them"
             )
+        ran = [f for f, v in (("--seeds", args.seeds), ("--data-dir", args.data_dir)) if v]
+        if ran and not args.run:
+            raise ConfigError(f"{' and '.join(ran)} apply to the sweeps --run runs; add --run or drop them")
         if args.list:
             for c in chosen:
                 print(f"{c.name:34s} {c.paper}, {c.where}: {c.statement}")
@@ -319,7 +324,7 @@ def claims(argv: list[str]) -> int:
                 print("interrupted: run the same command again to continue", file=sys.stderr)
                 return 130
         table = registered.judge_all(args.results_dir, chosen)
-    except (ConfigError, FileNotFoundError) as e:
+    except (ConfigError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(registered.format_claims(table))

@@ -21,6 +21,7 @@ from typing import Any, ClassVar, TypeVar
 import pandas as pd
 
 from tune_robust.analysis.load import SweepResults, finished_trials, load_sweep, sweep_dirs
+from tune_robust.errors import ConfigError
 from tune_robust.registry import Registry
 
 HOLDS = "holds"
@@ -161,6 +162,11 @@ def read_results(results_dir: str | Path) -> dict[str, SweepData]:
         name = (
             str(res.trials["sweep"].iloc[0]) if len(res.trials) and "sweep" in res.trials else directory.name
         )
+        if name in out:
+            raise ConfigError(
+                f"{results_dir} holds sweep {name} twice ({out[name].path.name}/ and {directory.name}/); "
+                f"judge one run at a time: move one of them to another results dir"
+            )
         out[name] = SweepData(name, directory, res, _planned(directory))
     return out
 
@@ -169,7 +175,12 @@ def _planned(directory: Path) -> int | None:
     path = directory / "sweep.json"
     if not path.exists():
         return None
-    state = json.loads(path.read_text())
+    try:
+        state = json.loads(path.read_text())
+    except ValueError as e:
+        raise ConfigError(
+            f"{path} cannot be read ({e}); restore it or remove the sweep's directory"
+        ) from None
     fp = state.get("fingerprint", {})
     samples = fp.get("strategy", {}).get("num_samples")
     return int(samples) if samples else (len(fp.get("configs", [])) or None)

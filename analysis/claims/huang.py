@@ -63,7 +63,10 @@ class LastStageDepth(Claim):
     statement = "Reducing the last stage's depth improves robustness: robust accuracy falls as D3 grows."
     sweeps = (GRID,)
     columns = {GRID: ("model.depths", ROBUST)}
-    thresholds = "holds: 95% interval of Spearman rho(D3, robust acc) below 0; contradicted: above 0"
+    thresholds = (
+        "holds: 95% interval of Spearman rho(D3, robust acc) below 0 and p < 0.05; contradicted: above 0 "
+        "and p < 0.05"
+    )
     figure = "stage_effect_depths.png"
     complete = True
     min_trials = 25
@@ -230,7 +233,7 @@ class LastStageWidth(Claim):
     columns = {"wrn_width_grid": ("model.widths", ROBUST)}
     thresholds = (
         "holds: 95% interval of Spearman rho(W3, mean robust acc at that W3) over the rows with the other "
-        "stages at their widest below 0; contradicted: above 0"
+        "stages at their widest below 0 and p < 0.05 (exact permutation); contradicted: above 0 and p < 0.05"
     )
     figure = "stage_effect_widths.png"
     min_trials = 5

@@ -123,7 +123,8 @@ class ConstraintLowersBound(Claim):
     thresholds = (
         "last epoch's search_bound_mu (expected ln bound) of the eta 0.9 CL search at the without-CL "
         "searches' rho minus that of the without-CL search, paired by train.seed (unpaired where fewer "
-        "than 2 seeds have both); holds: 95% interval of the mean difference below 0; contradicted: above 0"
+        "than 2 seeds have both); holds: 95% interval of the mean difference below 0 and p < 0.05; "
+        "contradicted: above 0 and p < 0.05"
     )
     figure = "epochs.parquet search_bound_mu (racl_ablation)"
     min_trials = 4
@@ -157,7 +158,7 @@ class CellMoreRobust(Claim):
     thresholds = (
         "pgd_at trials of the released RACL and PC_DARTS genotypes; best_robust_acc of RACL minus PC-DARTS, "
         "paired by train.seed (unpaired where fewer than 2 seeds have both); holds: 95% interval of the "
-        "mean difference above 0; contradicted: below 0"
+        "mean difference above 0 and p < 0.05; contradicted: below 0 and p < 0.05"
     )
     figure = "Top configs table (racl_table1)"
     min_trials = 4
