@@ -151,6 +151,9 @@ def test_judge_says_what_is_missing_before_testing():
     ok = judge(Rising, {"toy": sweep_data("toy", grid)})
     assert ok.verdict == HOLDS and ok.finding is not None and ok.finding.value == pytest.approx(1.0)
     assert "median best_robust_acc 0.750, chance 0.10" in ok.learned
+    from tune_robust.analysis.claims._base import TABLE_COLUMNS
+
+    assert tuple(ok.row()) == TABLE_COLUMNS
 
 
 def test_a_complete_claim_waits_for_every_planned_trial():

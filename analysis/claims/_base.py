@@ -11,6 +11,7 @@ accuracy within ``LEARN_MARGIN`` of chance).
 
 from __future__ import annotations
 
+import abc
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -98,7 +99,7 @@ class ClaimData:
         return self.sweeps[sweep].results.table(name)
 
 
-class Claim:
+class Claim(abc.ABC):
     """A paper's finding as a check. Subclass it, set the attributes, write ``test`` and register the
     class with ``@register_claim("name")`` (in a plugin file or module, like any other component)."""
 
@@ -126,8 +127,9 @@ class Claim:
     # The accuracy column of the "did the networks learn" check, per sweep ("" = no check there).
     learned: ClassVar[Mapping[str, str]] = {}
 
+    @abc.abstractmethod
     def test(self, data: ClaimData) -> Finding:
-        raise NotImplementedError
+        """The claim's statistic and verdict on the finished trials of its sweeps."""
 
 
 C = TypeVar("C", bound=type[Claim])
@@ -184,6 +186,28 @@ def _planned(directory: Path) -> int | None:
     fp = state.get("fingerprint", {})
     samples = fp.get("strategy", {}).get("num_samples")
     return int(samples) if samples else (len(fp.get("configs", [])) or None)
+
+
+# The claims table's columns (claims.parquet), in order: one row per Judgement.
+TABLE_COLUMNS = (
+    "claim",
+    "paper",
+    "where",
+    "statement",
+    "statistic",
+    "value",
+    "low",
+    "high",
+    "p",
+    "n",
+    "verdict",
+    "reason",
+    "thresholds",
+    "learned",
+    "sweeps",
+    "fidelity",
+    "figure",
+)
 
 
 @dataclass(frozen=True)
@@ -306,7 +330,7 @@ def judge_all(results_dir: str | Path, claims: Sequence[type[Claim]]) -> pd.Data
     """The claims table of ``results_dir`` (one row per claim, columns as :meth:`Judgement.row`)."""
     sweeps = read_results(results_dir)
     rows = [judge(c, sweeps).row() for c in claims]
-    return pd.DataFrame(rows, columns=list(Judgement(Claim, None, "", "").row()))
+    return pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
 
 
 def by_interval(
