@@ -32,6 +32,7 @@ from tune_robust.analysis.claims._base import (
     judge_all,
     read_results,
     register_claim,
+    with_note,
 )
 from tune_robust.analysis.claims._output import (
     CLAIMS_FILE,
@@ -68,5 +69,6 @@ __all__ = [
     "register_claim",
     "report_table",
     "run_order",
+    "with_note",
     "write_claims",
 ]

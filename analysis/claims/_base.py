@@ -12,6 +12,7 @@ accuracy within ``LEARN_MARGIN`` of chance).
 from __future__ import annotations
 
 import abc
+import dataclasses
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -65,6 +66,11 @@ class Finding:
             raise ValueError(
                 f"a finding's verdict is holds, contradicted or inconclusive, not {self.verdict!r}"
             )
+
+
+def with_note(finding: Finding, note: str) -> Finding:
+    """``finding`` with ``note`` appended to its reason."""
+    return dataclasses.replace(finding, reason=f"{finding.reason}; {note}")
 
 
 @dataclass(frozen=True)

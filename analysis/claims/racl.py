@@ -7,8 +7,6 @@ reproduce them (racl_ablation, racl_retrain, racl_table1)."""
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pandas as pd
 
@@ -19,6 +17,7 @@ from tune_robust.analysis.claims._base import (
     MissingData,
     by_interval,
     register_claim,
+    with_note,
 )
 from tune_robust.analysis.stats import mean_difference
 
@@ -38,11 +37,6 @@ WITHOUT_CL = "without CL"
 ETA = 0.9
 GENOTYPE = "model.genotype"
 METHOD = "method.name"
-
-
-def with_note(finding: Finding, note: str) -> Finding:
-    """``finding`` with ``note`` appended to its reason."""
-    return dataclasses.replace(finding, reason=f"{finding.reason}; {note}")
 
 
 def seed_difference(first: pd.DataFrame, second: pd.DataFrame, value: str) -> tuple[dict[str, float], bool]:

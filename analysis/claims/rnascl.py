@@ -30,6 +30,7 @@ from tune_robust.analysis.claims._base import (
     MissingData,
     by_interval,
     register_claim,
+    with_note,
 )
 from tune_robust.analysis.stats import mean_difference
 
@@ -148,7 +149,7 @@ class AblationOrder(Claim):
             return dataclasses.replace(
                 finding, verdict=INCONCLUSIVE, reason=f"{finding.reason}, but not each above each: {order}"
             )
-        return dataclasses.replace(finding, reason=f"{finding.reason}; mean over seeds: {order}")
+        return with_note(finding, f"mean over seeds: {order}")
 
 
 def _config_value(value: Any) -> Any:

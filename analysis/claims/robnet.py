@@ -12,7 +12,6 @@ certain computational budget, adding convolution operations to direct connection
 
 from __future__ import annotations
 
-import dataclasses
 import re
 
 import pandas as pd
@@ -24,6 +23,7 @@ from tune_robust.analysis.claims._base import (
     MissingData,
     by_interval,
     register_claim,
+    with_note,
 )
 from tune_robust.analysis.stats import correlation, within_groups_correlation
 from tune_robust.models.robnet_codes import arch_stats, parse_code
@@ -40,11 +40,6 @@ DENSITY = "arch_density"
 DIRECT = "arch_direct_conv_portion"
 # Fewest architectures a correlation of a claim here is computed over.
 MIN_CODES = 6
-
-
-def with_note(finding: Finding, note: str) -> Finding:
-    """``finding`` with ``note`` appended to its reason."""
-    return dataclasses.replace(finding, reason=f"{finding.reason}; {note}")
 
 
 def per_code(trials: pd.DataFrame) -> pd.Series:
