@@ -263,3 +263,26 @@ def learning_curves(
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, title=label, title_fontsize=7, ncol=2)
     return _finish(fig, path)
+
+
+def replay_curves(curves: pd.DataFrame, path: str | Path | None = None, ylabel: str = "best so far") -> Any:
+    """A replay's best-so-far (and, where the table has params, hypervolume) against the share of the
+    grid's compute: per strategy and concurrency, the median over repeats and the 10-90% band
+    (``replay_curves.parquet``)."""
+    plt = _plt()
+    panels = ["best", *(["hypervolume"] if curves.get("hypervolume", pd.Series()).notna().any() else [])]
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.0 * len(panels), 4.2), squeeze=False)
+    for ax, panel in zip(axes[0], panels, strict=True):
+        for (strategy, concurrency), g in curves.groupby(["strategy", "concurrency"], sort=False):
+            by = g.groupby("compute_share")[panel]
+            x = 100 * by.median().index.to_numpy()
+            lo, mid, hi = (by.quantile(q).to_numpy() for q in (0.1, 0.5, 0.9))
+            name = strategy if curves["concurrency"].nunique() == 1 else f"{strategy} x{concurrency}"
+            (line,) = ax.plot(x, mid, label=name)
+            ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.15, linewidth=0)
+        ax.set_xlabel("compute spent (% of the whole grid's trial-hours)")
+        ax.set_ylabel(ylabel if panel == "best" else "hypervolume (share of the grid's)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    axes[0][0].set_title("median over repeats, 10-90% band", fontsize=9)
+    return _finish(fig, path)

@@ -144,6 +144,7 @@ def write_report(
     if "arch" in trials:
         _architectures(trials, out_dir, rep, files)
     _proxy(res, done, rep, compare)
+    _replay(sweep_dir, out_dir, rep, files)
     _claims(sweep_dir, name, rep)
     _problems(trials, rep)
     files["markdown"] = out_dir / "summary.md"
@@ -316,6 +317,26 @@ def _proxy(res: SweepResults, done: pd.DataFrame, rep: Report, compare: str | Pa
         )
     if lines:
         rep.add("Proxy fidelity (rank correlation)", "text", "\n\n".join(lines))
+
+
+def _replay(sweep_dir: Path, out_dir: Path, rep: Report, files: dict[str, Path]) -> None:
+    """The strategies ``sweep.py replay`` compared on this sweep (its newest replay), if any."""
+    from tune_robust.analysis import replay
+
+    runs_path = sweep_dir / replay.OUT_DIR / replay.RUNS_FILE
+    if not runs_path.exists():
+        return
+    runs = pd.read_parquet(runs_path)
+    rep.add(
+        "Search strategies replayed on this sweep (sweep.py replay)",
+        "text",
+        f"{runs['repeat'].nunique()} repeats per strategy; shares of the whole grid's compute in %, mean "
+        "[95% interval over repeats]; regret in the ranking metric's units.",
+    )
+    rep.add("", "table", replay.display_table(replay.summary(runs)))
+    files["replay"] = out_dir / "replay.png"
+    plots.replay_curves(pd.read_parquet(sweep_dir / replay.OUT_DIR / replay.CURVES_FILE), files["replay"])
+    rep.add("Best so far against compute", "figure", files["replay"].name)
 
 
 def _claims(sweep_dir: Path, name: str, rep: Report) -> None:

@@ -295,3 +295,21 @@ def within_groups_correlation(
         hits += abs(stat(shuffled)) >= observed - 1e-12
     out["p"] = float((hits + 1) / (draws + 1))
     return out
+
+
+def mean_interval(
+    values: Sequence[float] | np.ndarray, level: float = 0.95, seed: int = 0
+) -> dict[str, float]:
+    """The mean of ``values`` (missing ones dropped) and a percentile-bootstrap interval of it (2000
+    resamples): ``value``, ``low``, ``high``, ``n``; the interval is (value, value) for a constant sample
+    and NaN below 2 values."""
+    x = np.asarray(values, float)
+    x = x[~np.isnan(x)]
+    if not len(x):
+        return {"value": math.nan, "low": math.nan, "high": math.nan, "n": 0}
+    mean = float(x.mean())
+    if len(x) < 2:
+        return {"value": mean, "low": math.nan, "high": math.nan, "n": 1}
+    means = x[np.random.default_rng(seed).integers(0, len(x), size=(2000, len(x)))].mean(axis=1)
+    low, high = np.percentile(means, [50 * (1 - level), 50 * (1 + level)])
+    return {"value": mean, "low": float(low), "high": float(high), "n": len(x)}

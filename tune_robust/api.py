@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from tune_robust.analysis.summary import summarize
@@ -23,9 +24,13 @@ __all__ = [
     "describe",
     "plan",
     "preflight",
+    "replay",
+    "replay_source",
     "run_claim_sweeps",
     "run_plan",
 ]
+
+REPLAYED = ("grid", "random", "tpe", "random+asha")  # sweep.py replay's default strategies
 
 
 def run_plan(p: Plan, command: str = "") -> dict[str, Any]:
@@ -83,3 +88,43 @@ def _sweeps_in(results_dir: str, read: Callable[[str], dict[str, Any]]) -> dict[
         return read(results_dir)
     except FileNotFoundError:
         return {}
+
+
+def replay_source(
+    path: str | Path,
+    sets: Sequence[str] = (),
+    config: Sequence[str] = (),
+    metric: str = "val_robust_acc",
+    mode: str = "max",
+    rank_by: str | None = None,
+) -> Any:
+    """What ``sweep.py replay PATH`` replays on: a finished sweep's folder (its grid rebuilt from
+    sweep.json, ``sets`` changing it) or a Parquet/CSV table with ``config`` columns (docs/replay.md)."""
+    from tune_robust.analysis import replay as rp
+    from tune_robust.errors import ConfigError
+
+    path = Path(path)
+    if path.is_dir():
+        if config:
+            raise ConfigError("--config names a table's config columns; a sweep's come from its grid")
+        return rp.sweep_source(path, sets)
+    if sets:
+        raise ConfigError("--set changes a sweep's grid; a table's configs are its rows")
+    return rp.table_source(path, config, metric, mode, rank_by)
+
+
+def replay(
+    source: Any,
+    search: Sequence[str] = REPLAYED,
+    scheduler: Sequence[str] = ("fifo",),
+    concurrency: Sequence[int] = (2,),
+    repeats: int = 50,
+    seed: int = 0,
+    **options: Any,
+) -> Any:
+    """Replay ``search`` methods (``NAME+asha`` fixes a scheduler) under each ``scheduler`` on
+    ``source`` (``replay_source``); ``options``: num_samples, objectives, grace_period,
+    reduction_factor. Returns ``tune_robust.analysis.replay.Replayed`` (``.runs``, ``.curves``)."""
+    from tune_robust.analysis import replay as rp
+
+    return rp.replay(source, rp.strategies(search, scheduler), concurrency, repeats, seed, **options)

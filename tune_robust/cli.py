@@ -64,8 +64,8 @@ def _sweep_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "name",
         nargs="?",
-        help="registered sweep name (see --list), or `report NAME` (see report --help), or `claims` "
-        "(see claims --help)",
+        help="registered sweep name (see --list), or `report NAME` (see report --help), `claims` "
+        "(see claims --help) or `replay DIR` (see replay --help)",
     )
     p.add_argument("--list", action="store_true", help="list registered sweeps and exit")
     _repeatable(
@@ -332,12 +332,130 @@ def claims(argv: list[str]) -> int:
     return 0
 
 
+def _comma_list(cast: Any) -> Any:
+    def parse(text: str) -> tuple[Any, ...]:
+        try:
+            return tuple(cast(part.strip()) for part in text.split(",") if part.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}") from None
+
+    return parse
+
+
+def build_replay_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="sweep.py replay",
+        description="Replay search strategies on a finished sweep (or a table of per-epoch results) "
+        "without training: the same searchers and schedulers as a live sweep, a simulated clock with N "
+        "trials at a time, repeated over seeds. Prints compute to the grid's top configs and regret; "
+        "writes replay.parquet and replay_curves.parquet (sweep.py report draws them).",
+    )
+    p.add_argument(
+        "source",
+        help="a sweep folder (<results-dir>/<sweep>), a sweep name under --results-dir, or a .parquet / "
+        ".csv table (docs/replay.md; needs --config)",
+    )
+    p.add_argument("--results-dir", default="results", help="where a named sweep is (default: results)")
+    p.add_argument(
+        "--search",
+        type=_comma_list(str),
+        default=("grid", "random", "tpe", "random+asha"),
+        metavar="M1,M2,...",
+        help="search methods to replay, registered or a plugin's; NAME+asha fixes its scheduler "
+        "(default: grid,random,tpe,random+asha)",
+    )
+    p.add_argument(
+        "--scheduler",
+        type=_comma_list(str),
+        default=("fifo",),
+        metavar="S1,S2",
+        help="schedulers every --search method without its own runs under: fifo, asha (default: fifo)",
+    )
+    p.add_argument(
+        "--concurrency",
+        type=_comma_list(int),
+        default=(2,),
+        metavar="N1,N2,...",
+        help="trials at a time on the simulated clock (default: 2)",
+    )
+    p.add_argument("--repeats", type=int, default=50, help="replays per strategy, search seeds SEED.. (50)")
+    p.add_argument("--seed", type=int, default=0, help="the first repeat's search seed (0)")
+    p.add_argument("--num-samples", type=int, help="random/tpe/nsga2: trials per replay (as a live sweep)")
+    _repeatable(p, "--objective", "objectives", "METRIC:max|min", "tpe/nsga2 objective (as a live sweep)")
+    p.add_argument("--grace-period", type=int, default=1, help="asha: epochs before the first cut (1)")
+    p.add_argument("--reduction-factor", type=float, default=3.0, help="asha: the reduction factor (3)")
+    _repeatable(p, "--set", "sets", "KEY=VALUE", "a sweep: change its grid, e.g. pin a searched key")
+    g = p.add_argument_group("a table of your own (docs/replay.md)")
+    g.add_argument("--config", type=_comma_list(str), default=(), metavar="C1,C2", help="its config columns")
+    g.add_argument("--metric", default="val_robust_acc", help="the per-epoch metric strategies see")
+    g.add_argument("--mode", default="max", help="max or min: the metric's and --rank-by's direction")
+    g.add_argument("--rank-by", help="the column that ranks configs (default: --metric at the last epoch)")
+    p.add_argument(
+        "--out", help="write the Parquet files here (default: <sweep>/replay, or beside the table)"
+    )
+    _repeatable(
+        p, "--plugin", "plugins", "MODULE_OR_FILE.py", "import this plugin first (its search methods)"
+    )
+    return p
+
+
+def replay(argv: list[str]) -> int:
+    import time
+    from pathlib import Path
+
+    args = build_replay_parser().parse_args(argv)
+    from tune_robust import plugins as plugin_loader
+    from tune_robust.errors import ConfigError
+
+    try:
+        plugin_loader.load(plugin_loader.requested(args.plugins))
+        from tune_robust import api
+        from tune_robust.analysis import replay as rp
+
+        path = Path(args.source)
+        if not path.exists() and not path.suffix:
+            path = Path(args.results_dir) / args.source
+        source = api.replay_source(path, args.sets, args.config, args.metric, args.mode, args.rank_by)
+        started = time.perf_counter()
+        result = api.replay(
+            source,
+            args.search,
+            args.scheduler,
+            args.concurrency,
+            args.repeats,
+            args.seed,
+            num_samples=args.num_samples,
+            objectives=tuple(args.objectives),
+            grace_period=args.grace_period,
+            reduction_factor=args.reduction_factor,
+        )
+        seconds = time.perf_counter() - started
+        files = rp.write_replay(result, args.out or source.out_dir)
+    except (ConfigError, FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    o = source.objective
+    strategies = result.runs["strategy"].nunique()
+    print(
+        f"replay of {source.name}{f' ({source.fidelity})' if source.fidelity else ''}: {o.size} configs, "
+        f"the grid's compute {o.trial_seconds().sum() / 3600:.3f} trial-hours; {strategies} strategies x "
+        f"{len(args.concurrency)} concurrency x {args.repeats} repeats in {seconds:.1f} s"
+    )
+    print(f"top configs by {o.rank_by}; compute as % of the grid's (mean [95% interval over repeats]):")
+    print(rp.format_summary(rp.summary(result.runs)))
+    for name, f in files.items():
+        print(f"{name}: {f}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["report"]:
         return report(argv[1:])
     if argv[:1] == ["claims"]:
         return claims(argv[1:])
+    if argv[:1] == ["replay"]:
+        return replay(argv[1:])
     args = build_parser().parse_args(argv)
     from tune_robust.errors import ConfigError
 

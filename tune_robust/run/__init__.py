@@ -10,6 +10,16 @@ Modules, in the order a run uses them: ``options`` (RunOptions, Plan, Strategy: 
 
 from tune_robust.run.execute import execute, preflight
 from tune_robust.run.options import Plan, RunOptions, Strategy
-from tune_robust.run.plan import describe, plan, varying_keys
+from tune_robust.run.plan import describe, grid_configs, plan, varying_keys
 
-__all__ = ["Plan", "RunOptions", "Strategy", "describe", "execute", "plan", "preflight", "varying_keys"]
+__all__ = [
+    "Plan",
+    "RunOptions",
+    "Strategy",
+    "describe",
+    "execute",
+    "grid_configs",
+    "plan",
+    "preflight",
+    "varying_keys",
+]

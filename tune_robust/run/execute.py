@@ -3,7 +3,6 @@ only read; the results land in ``plan.sweep_dir`` (``tune_robust.analysis.summar
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from typing import Any
 
@@ -11,7 +10,7 @@ from tune_robust import cluster, snapshot
 from tune_robust.results.tracking import tracking_callbacks
 from tune_robust.run import resume
 from tune_robust.run.options import SWEEP_FILE, TUNE_DIR, Plan
-from tune_robust.run.strategy import search_method
+from tune_robust.run.strategy import build_scheduler, build_searcher
 
 
 def execute(p: Plan, trainable: Callable[[dict[str, Any]], None], command: str = "") -> str | None:
@@ -71,33 +70,15 @@ def _run(p: Plan, trainable: Callable[[dict[str, Any]], None], command: str, res
 
 def build_search(p: Plan) -> tuple[Any, Any, list[Any]]:
     """(search_alg, scheduler, extra callbacks) for ``p.strategy``."""
-    from tune_robust.searchers import SearchInputs
-    from tune_robust.searchers._asha import ASHA, SchedulerState
+    from tune_robust.searchers._asha import SchedulerState
     from tune_robust.searchers._generator import SweepSearch
 
-    s = p.strategy
-    inputs = SearchInputs(
-        configs=copy.deepcopy([dict(c) for c in p.configs]),  # a searcher never edits the plan
-        space=p.spec.space_for(p.options.fidelity),
-        pinned={item.split("=", 1)[0].strip(): True for item in p.options.sets},
-        num_samples=s.num_samples,
-        seed=s.search_seed,
-        objectives=s.objectives,
-    )
-    searcher = search_method(s.search).searcher(inputs)
+    searcher = build_searcher(p.strategy, p.configs, p.spec.space_for(p.options.fidelity), p.pinned)
     search_alg = SweepSearch(
         searcher, storage_dir=str(p.sweep_dir / TUNE_DIR), kept_dir=str(p.sweep_dir / snapshot.KEPT_DIR)
     )
-    if s.asha is None:
-        return search_alg, None, []
-    # metric/mode come from TuneConfig (the sweep's robust-accuracy metric); time is the epoch.
-    scheduler = ASHA(
-        time_attr="epoch",
-        max_t=s.asha.max_t,
-        grace_period=s.asha.grace_period,
-        reduction_factor=s.asha.reduction_factor,
-    )
-    return search_alg, scheduler, [SchedulerState(scheduler)]
+    scheduler = build_scheduler(p.strategy)
+    return search_alg, scheduler, [] if scheduler is None else [SchedulerState(scheduler)]
 
 
 def console_callbacks(p: Plan) -> list[Any]:

@@ -129,6 +129,11 @@ class Plan:
         return self.strategy.num_samples
 
     @property
+    def pinned(self) -> dict[str, bool]:
+        """The searched keys --set fixed (a search method leaves them out of its space)."""
+        return {item.split("=", 1)[0].strip(): True for item in self.options.sets}
+
+    @property
     def resources(self) -> dict[str, float]:
         """What Ray reserves per trial (memory in bytes, only when declared)."""
         memory = self.options.memory_per_trial

@@ -38,12 +38,7 @@ def plan(name: str, options: RunOptions) -> Plan:
     points = _with_seeds(spec, options, points, [key for key, _ in sets])
     if options.max_trials is not None:
         points = points[: options.max_trials]
-    configs = [_merge(base, p) for p in points]
-    if any(isinstance(v, Variants) for v in spec.space_for(options.fidelity).values()):
-        # A variant may replace a whole section: --set values win over it, as they do over a Grid.
-        for cfg in configs:
-            for key, raw in sets:
-                apply_override(cfg, key, raw)
+    configs = _configs(spec, options, base, sets, points)
     strategy.check_options(spec, options)  # cheap checks first: the next steps read data, build models
     resolved = upstream.resolve(spec, options, base, configs)
     chosen = strategy.resolve(spec, options, resolved.configs)
@@ -59,6 +54,32 @@ def plan(name: str, options: RunOptions) -> Plan:
         strategy=chosen,
         notes=tuple(resolved.notes),
     )
+
+
+def grid_configs(spec: SweepSpec, options: RunOptions) -> list[dict[str, Any]]:
+    """A grid sweep's trial configs under ``options`` (fidelity, --dataset, --set, --seeds), in grid
+    order, without validating models or data: what a search strategy chooses from."""
+    _check_fidelity(spec, options)
+    base, sets = _base_config(spec, options)
+    points = list(spec.points({key: True for key, _ in sets}, options.fidelity))
+    points = _with_seeds(spec, options, points, [key for key, _ in sets])
+    return _configs(spec, options, base, sets, points)
+
+
+def _configs(
+    spec: SweepSpec,
+    options: RunOptions,
+    base: Mapping[str, Any],
+    sets: Sequence[tuple[str, str]],
+    points: Sequence[Mapping[str, Any]],
+) -> list[dict[str, Any]]:
+    configs = [_merge(base, p) for p in points]
+    if any(isinstance(v, Variants) for v in spec.space_for(options.fidelity).values()):
+        # A variant may replace a whole section: --set values win over it, as they do over a Grid.
+        for cfg in configs:
+            for key, raw in sets:
+                apply_override(cfg, key, raw)
+    return configs
 
 
 def _with_seeds(
@@ -81,12 +102,16 @@ def _with_seeds(
     return [{**p, SEED_KEY: seed} for p in points for seed in options.seeds]
 
 
-def _check_options(spec: SweepSpec, options: RunOptions) -> None:
+def _check_fidelity(spec: SweepSpec, options: RunOptions) -> None:
     if options.fidelity not in spec.fidelities:
         raise ConfigError(
             f"sweep {spec.name!r} has no fidelity {options.fidelity!r}; choose from "
             f"{', '.join(spec.fidelities)}"
         )
+
+
+def _check_options(spec: SweepSpec, options: RunOptions) -> None:
+    _check_fidelity(spec, options)
     if options.max_trials is not None and options.max_trials < 1:
         raise ConfigError(f"--max-trials must be >= 1, got {options.max_trials}")
     if options.max_failures < 0:

@@ -3,6 +3,7 @@ resolved at plan time (``resolve``), and turned into Ray Tune objects at run tim
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -61,16 +62,15 @@ def resolve(spec: SweepSpec, options: RunOptions, configs: Sequence[Mapping[str,
     )
 
 
-def objective_list(given: Sequence[str]) -> tuple[str, ...]:
-    """``METRIC:max|min`` entries, checked (mode defaults to max)."""
+def objective_list(given: Sequence[str], metrics: Sequence[str] = OBJECTIVE_METRICS) -> tuple[str, ...]:
+    """``METRIC:max|min`` entries, checked against ``metrics`` (mode defaults to max)."""
     objectives = []
     for item in given:
         metric, _, mode = item.partition(":")
         mode = mode or "max"
-        if metric not in OBJECTIVE_METRICS or mode not in ("max", "min"):
+        if metric not in metrics or mode not in ("max", "min"):
             raise ConfigError(
-                f"--objective {item!r}: expected METRIC:max|min with METRIC one of "
-                f"{', '.join(OBJECTIVE_METRICS)}"
+                f"--objective {item!r}: expected METRIC:max|min with METRIC one of {', '.join(metrics)}"
             )
         objectives.append(f"{metric}:{mode}")
     if len(set(objectives)) != len(objectives):
@@ -80,10 +80,48 @@ def objective_list(given: Sequence[str]) -> tuple[str, ...]:
 
 def _asha(o: RunOptions, configs: Sequence[Mapping[str, Any]]) -> Asha:
     max_t = max(TrialConfig.from_dict(dict(c)).train.epochs for c in configs)
-    if not 1 <= o.grace_period < max_t:
+    return asha_settings(max_t, o.grace_period, o.reduction_factor)
+
+
+def asha_settings(max_t: int, grace_period: int, reduction_factor: float) -> Asha:
+    """ASHA's settings for trials of at most ``max_t`` epochs, checked."""
+    if not 1 <= grace_period < max_t:
         raise ConfigError(
-            f"--grace-period must be >= 1 epoch and below train.epochs ({max_t}), got {o.grace_period}"
+            f"--grace-period must be >= 1 epoch and below train.epochs ({max_t}), got {grace_period}"
         )
-    if o.reduction_factor <= 1:
-        raise ConfigError(f"--reduction-factor must be > 1, got {o.reduction_factor}")
-    return Asha(max_t=max_t, grace_period=o.grace_period, reduction_factor=o.reduction_factor)
+    if reduction_factor <= 1:
+        raise ConfigError(f"--reduction-factor must be > 1, got {reduction_factor}")
+    return Asha(max_t=max_t, grace_period=grace_period, reduction_factor=reduction_factor)
+
+
+def build_searcher(
+    s: Strategy, configs: Sequence[Mapping[str, Any]], space: Mapping[str, Any], pinned: Mapping[str, bool]
+) -> Any:
+    """The Ray Tune ``Searcher`` of ``s``'s search method over ``configs`` (drawn from ``space``; the
+    keys of ``pinned`` were fixed by --set): what a live sweep and a replay both run."""
+    from tune_robust.searchers import SearchInputs
+
+    inputs = SearchInputs(
+        configs=copy.deepcopy([dict(c) for c in configs]),  # a searcher never edits the plan
+        space=space,
+        pinned=pinned,
+        num_samples=s.num_samples,
+        seed=s.search_seed,
+        objectives=s.objectives,
+    )
+    return search_method(s.search).searcher(inputs)
+
+
+def build_scheduler(s: Strategy) -> Any:
+    """The trial scheduler of ``s``: ASHA with its settings (time unit: the epoch), or None for FIFO.
+    Its metric and mode come from Tune's ``set_search_properties`` (the sweep's metric)."""
+    if s.asha is None:
+        return None
+    from tune_robust.searchers._asha import ASHA
+
+    return ASHA(
+        time_attr="epoch",
+        max_t=s.asha.max_t,
+        grace_period=s.asha.grace_period,
+        reduction_factor=s.asha.reduction_factor,
+    )

@@ -1,0 +1,193 @@
+"""A finished grid sweep as a replay source: its grid rebuilt from sweep.json (the configs and search
+space a live run of any strategy would search), its trials.parquet + epochs.parquet as the objective."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tune_robust.analysis.load import finished_trials
+from tune_robust.analysis.replay._simulate import Log
+from tune_robust.analysis.replay._source import (
+    EPOCH,
+    FINAL_PASSES,
+    FINAL_SECONDS,
+    PASSES,
+    SECONDS,
+    SETUP,
+    Source,
+    objective_from_frame,
+    reorder,
+)
+from tune_robust.errors import ConfigError
+from tune_robust.results.schema import OBJECTIVE_METRICS
+from tune_robust.results.writer import config_columns
+
+OUT_DIR = "replay"  # <sweep>/replay/: the replay's tables
+
+
+def sweep_source(sweep_dir: str | Path, sets: Sequence[str] = ()) -> Source:
+    """The finished sweep in ``sweep_dir`` as a replay source; ``sets`` (--set KEY=VALUE) narrow or
+    change its grid. Every config of the grid must have a finished trial with all its epochs."""
+    from tune_robust.run import RunOptions, grid_configs
+    from tune_robust.run.resume import read_state
+    from tune_robust.sweeps import get_sweep
+
+    d = Path(sweep_dir)
+    for name in ("trials.parquet", "epochs.parquet"):
+        if not (d / name).is_file():
+            raise ConfigError(
+                f"{d} has no {name}: replay reads a sweep folder <results-dir>/<sweep> or a table"
+            )
+    state = read_state(d)
+    if not state.get("fingerprint"):
+        raise ConfigError(f"{d} has no sweep.json: replay rebuilds the grid from it (a table needs --config)")
+    recorded = state.get("options", {})
+    spec = get_sweep(state["fingerprint"]["sweep"])
+    if spec.inputs != "grid":
+        raise ConfigError(f"sweep {spec.name!r} runs one trial per checkpoint; replay applies to grid sweeps")
+    options = RunOptions(
+        fidelity=recorded.get("fidelity", "smoke"),
+        dataset=recorded.get("dataset"),
+        sets=(*recorded.get("sets", ()), *sets),
+        seeds=tuple(recorded.get("seeds", ())),
+    )
+    configs = grid_configs(spec, options)
+    if len(configs) < 2:
+        raise ConfigError(
+            f"sweep {spec.name!r} has {len(configs)} config under these options; nothing to search"
+        )
+    flat = [config_columns(c) for c in configs]
+    trials = pd.read_parquet(d / "trials.parquet")
+    _check_complete(trials)
+    keys = _keys(flat, finished_trials(trials), [item.split("=", 1)[0].strip() for item in sets])
+    frame = sweep_frame(trials, pd.read_parquet(d / "epochs.parquet"), keys)
+    held, objective = objective_from_frame(frame, keys, spec.metric, spec.mode, spec.rank_by)
+    where = {c: i for i, c in enumerate(held)}
+    wanted = [tuple(str(f.get(k)) for k in keys) for f in flat]
+    missing = [c for c in wanted if c not in where]
+    if missing:
+        example = ", ".join(f"{k}={v}" for k, v in zip(keys, missing[0], strict=True))
+        raise ConfigError(
+            f"{len(missing)} of the {len(configs)} configs of {spec.name} ({options.fidelity}"
+            f"{', --set ' + ' '.join(options.sets) if options.sets else ''}) have no finished trial in "
+            f"{d} (e.g. {example}); a replay runs only configs the table holds: finish the sweep "
+            "(--resume) or narrow the grid with --set"
+        )
+    return Source(
+        name=spec.name,
+        keys=tuple(keys),
+        metric=spec.metric,
+        mode=spec.mode,
+        configs=tuple(configs),
+        space=spec.space_for(options.fidelity),
+        pinned={item.split("=", 1)[0].strip(): True for item in options.sets},
+        objective=reorder(objective, [where[c] for c in wanted]),
+        out_dir=d / OUT_DIR,
+        fidelity=options.fidelity,
+    )
+
+
+def _keys(flat: Sequence[dict[str, Any]], done: pd.DataFrame, given: Sequence[str]) -> list[str]:
+    """The config columns that tell configs apart: those varying across the grid or the table's trials,
+    and those a replay's --set names (so a value the table never ran is not matched to another)."""
+    keys = []
+    for k in dict.fromkeys(k for f in flat for k in f):
+        varies = len({str(f.get(k)) for f in flat}) > 1 or (k in done and done[k].astype(str).nunique() > 1)
+        if varies or k in given:
+            if k not in done:
+                raise ConfigError(f"the sweep's trials.parquet has no column {k}; it cannot be replayed")
+            keys.append(k)
+    return keys
+
+
+def _check_complete(trials: pd.DataFrame) -> None:
+    if "stopped_by_scheduler" in trials and trials["stopped_by_scheduler"].fillna(False).astype(bool).any():
+        n = int(trials["stopped_by_scheduler"].fillna(False).astype(bool).sum())
+        raise ConfigError(
+            f"{n} trials of this sweep were stopped early by its scheduler, so their later epochs were "
+            "never run; a replay needs every epoch of every config: replay a sweep run with --scheduler fifo"
+        )
+
+
+def sweep_frame(trials: pd.DataFrame, epochs: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
+    """The finished trials' epochs in the replay table format: config columns, ``epoch``, the metrics
+    every epoch reports, ``seconds`` and ``attack_passes`` per epoch, and per trial its setup seconds
+    (wall seconds not spent in epochs or the suite), the suite's seconds and attack passes, params, macs
+    and the ranking columns."""
+    done = finished_trials(trials)
+    per_trial = [c for c in ("params", "macs", "best_robust_acc", "final_robust_acc") if c in done]
+    rows = _epoch_costs(epochs[epochs["trial_id"].isin(done["trial_id"])])
+    t = done.set_index("trial_id")
+    metrics = [c for c in OBJECTIVE_METRICS if c in rows and c not in per_trial]
+    columns = ["trial_id", EPOCH, *metrics, SECONDS, PASSES]
+    extra = _trial_costs(t, rows)
+    out = rows[columns].merge(t[[*keys, *per_trial]].join(extra), left_on="trial_id", right_index=True)
+    return out.drop(columns="trial_id").sort_values([*keys, EPOCH], kind="stable").reset_index(drop=True)
+
+
+def _epoch_costs(epochs: pd.DataFrame) -> pd.DataFrame:
+    rows = epochs.copy()
+    rows[SECONDS] = _col(rows, "train_seconds") + _col(rows, "eval_seconds")
+    rows[PASSES] = _col(rows, "train_attack_passes") + _col(rows, "val_attack_passes")
+    return rows
+
+
+def _trial_costs(t: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
+    """Per trial (``t`` indexed by trial_id): its final suite's seconds and attack passes, and its set-up
+    seconds (wall seconds spent outside its epochs and suite)."""
+    spent = rows.groupby("trial_id")[SECONDS].sum().reindex(t.index).fillna(0.0)
+    extra = pd.DataFrame(index=t.index)
+    extra[FINAL_SECONDS] = _col(t, "eval_suite_seconds")
+    extra[FINAL_PASSES] = _col(t, "attack_grad_passes")
+    wall = _col(t, "wall_seconds")
+    extra[SETUP] = np.where(wall > 0, np.clip(wall - spent - extra[FINAL_SECONDS], 0, None), 0.0)
+    return extra
+
+
+def run_log(sweep_dir: str | Path, source: Source) -> Log:
+    """A live run over ``source``'s configs (any strategy, e.g. ASHA) read as a replay's log: its epochs
+    in the order they ended, with the run's own recorded seconds, so ``measure`` compares it with
+    replays of the same strategy."""
+    d = Path(sweep_dir)
+    trials = pd.read_parquet(d / "trials.parquet").set_index("trial_id")
+    rows = _epoch_costs(pd.read_parquet(d / "epochs.parquet")).sort_values("epoch_end_time", kind="stable")
+    index = {label: i for i, label in enumerate(source.objective.labels)}
+    labels = (
+        trials[list(source.keys)]
+        .astype(str)
+        .apply(lambda r: ", ".join(f"{k}={v}" for k, v in r.items()), axis=1)
+    )
+    unknown = sorted(set(labels) - set(index))
+    if unknown:
+        raise ConfigError(f"{d} ran configs the source does not hold, e.g. {unknown[0]}")
+    costs = _trial_costs(trials, rows)
+    last = rows.groupby("trial_id")[EPOCH].transform("max")
+    stopped = trials.get("stopped_by_scheduler", pd.Series(False, index=trials.index)).fillna(False)
+    completed = (rows[EPOCH] == last) & ~rows["trial_id"].map(stopped).astype(bool)
+    completed &= rows["trial_id"].map(trials["status"]).eq("TERMINATED")
+    tid = rows["trial_id"]
+    seconds = rows[SECONDS] + np.where(rows[EPOCH] == 1, tid.map(costs[SETUP]), 0.0)
+    seconds += np.where(completed, tid.map(costs[FINAL_SECONDS]), 0.0)
+    passes = rows[PASSES] + np.where(completed, tid.map(costs[FINAL_PASSES]), 0.0)
+    end = rows["epoch_end_time"].to_numpy(float)
+    start = float(np.min(end - seconds.to_numpy(float)))
+    order = {t: n for n, t in enumerate(dict.fromkeys(tid))}
+    return Log(
+        end=end - start,
+        config=tid.map(labels).map(index).to_numpy(int),
+        trial=tid.map(order).to_numpy(int),
+        epoch=rows[EPOCH].to_numpy(int),
+        seconds=seconds.to_numpy(float),
+        passes=passes.to_numpy(float),
+        completed=completed.to_numpy(bool),
+        suggested=len(trials),
+    )
+
+
+def _col(df: pd.DataFrame, name: str) -> Any:
+    return df[name].astype(float).fillna(0.0) if name in df else pd.Series(0.0, index=df.index)
