@@ -188,10 +188,9 @@ def _check_epochs(
     seen = pd.DataFrame({"config": codes, "epoch": epoch})
     twice = seen.duplicated()
     if twice.any():
-        row = frame.loc[twice.to_numpy()].iloc[0]
-        where = ", ".join(f"{k}={row[k]}" for k in keys)
+        r = int(np.flatnonzero(twice.to_numpy())[0])
         raise ConfigError(
-            f"the table holds {where} epoch {row[EPOCH]} twice; a config's epochs must each be one row "
+            f"the table holds {_where(frame, keys, r)} epoch {epoch[r]} twice; a config's epochs must each be one row "
             "(add the column that tells them apart, e.g. the seed, to --config)"
         )
     count = np.bincount(codes, minlength=n)
@@ -199,12 +198,16 @@ def _check_epochs(
     np.maximum.at(top, codes, epoch)
     gap = np.flatnonzero(count != top)
     if len(gap):
-        row = frame.loc[codes == gap[0]].iloc[0]
-        where = ", ".join(f"{k}={row[k]}" for k in keys)
+        r = int(np.flatnonzero(codes == gap[0])[0])
         raise ConfigError(
-            f"{where} has {count[gap[0]]} epochs recorded up to epoch {top[gap[0]]}: every epoch from 1 "
+            f"{_where(frame, keys, r)} has {count[gap[0]]} epochs recorded up to epoch {top[gap[0]]}: every epoch from 1 "
             "to a config's last must be in the table"
         )
+
+
+def _where(frame: pd.DataFrame, keys: Sequence[str], row: int) -> str:
+    """Row ``row``'s config as ``key=value, ...``."""
+    return ", ".join(f"{k}={frame[k].iloc[row]}" for k in keys)
 
 
 def table_source(
