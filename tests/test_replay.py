@@ -190,7 +190,7 @@ def test_a_table_is_read_from_csv_as_from_parquet_and_other_files_are_refused(tm
     b = rp.replay(_source(tmp_path, frame, "t.parquet"), pairs, repeats=4).runs
     pd.testing.assert_frame_equal(a, b)
     (tmp_path / "t.json").write_text("{}")
-    with pytest.raises(ConfigError, match="as .parquet or .csv"):
+    with pytest.raises(ConfigError, match=r"as \.parquet or \.csv"):
         rp.table_source(tmp_path / "t.json", ["x"], "val_acc")
 
 
@@ -316,7 +316,9 @@ PLUGIN = textwrap.dedent(
 
     @register_model
     def replay_tiny_mlp(num_classes: int = 10, in_channels: int = 1, hidden: int = 16) -> nn.Module:
-        return nn.Sequential(nn.Flatten(), nn.Linear(64 * in_channels, hidden), nn.ReLU(), nn.Linear(hidden, num_classes))
+        width = 64 * in_channels
+        layers = [nn.Flatten(), nn.Linear(width, hidden), nn.ReLU(), nn.Linear(hidden, num_classes)]
+        return nn.Sequential(*layers)
 
 
     @register_sweep
@@ -384,7 +386,7 @@ def test_replay_through_sweep_py_with_a_plugin_search_method(tmp_path):
     last = trials[
         [
             (h, lr) in {(8, 0.1), (16, 0.02), (16, 0.1)}
-            for h, lr in zip(trials["model.hidden"], trials["train.lr"])
+            for h, lr in zip(trials["model.hidden"], trials["train.lr"], strict=True)
         ]
     ]
     assert len(last) == 3

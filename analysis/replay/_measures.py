@@ -79,7 +79,11 @@ def measure(log: Log, o: Objective) -> tuple[dict[str, Any], dict[str, np.ndarra
     return row, curves
 
 
-def hypervolume(accuracy: Sequence[float], params: Sequence[float], reference: tuple[float, float]) -> float:
+def hypervolume(
+    accuracy: Sequence[float] | np.ndarray,
+    params: Sequence[float] | np.ndarray,
+    reference: tuple[float, float],
+) -> float:
     """Area dominated by the points (higher ``accuracy``, fewer ``params``) and bounded by ``reference``
     (the worst accuracy, the most params)."""
     a = np.asarray(accuracy, float) - reference[0]

@@ -190,8 +190,8 @@ def _check_epochs(
     if twice.any():
         r = int(np.flatnonzero(twice.to_numpy())[0])
         raise ConfigError(
-            f"the table holds {_where(frame, keys, r)} epoch {epoch[r]} twice; a config's epochs must each be one row "
-            "(add the column that tells them apart, e.g. the seed, to --config)"
+            f"the table holds {_where(frame, keys, r)} epoch {epoch[r]} twice; a config's epochs must each "
+            "be one row (add the column that tells them apart, e.g. the seed, to --config)"
         )
     count = np.bincount(codes, minlength=n)
     top = np.zeros(n, dtype=int)
@@ -200,8 +200,8 @@ def _check_epochs(
     if len(gap):
         r = int(np.flatnonzero(codes == gap[0])[0])
         raise ConfigError(
-            f"{_where(frame, keys, r)} has {count[gap[0]]} epochs recorded up to epoch {top[gap[0]]}: every epoch from 1 "
-            "to a config's last must be in the table"
+            f"{_where(frame, keys, r)} has {count[gap[0]]} epochs recorded up to epoch {top[gap[0]]}: every "
+            "epoch from 1 to a config's last must be in the table"
         )
 
 
