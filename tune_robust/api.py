@@ -124,7 +124,8 @@ def replay(
 ) -> Any:
     """Replay ``search`` methods (``NAME+asha`` fixes a scheduler) under each ``scheduler`` on
     ``source`` (``replay_source``); ``options``: num_samples, objectives, grace_period,
-    reduction_factor. Returns ``tune_robust.analysis.replay.Replayed`` (``.runs``, ``.curves``)."""
+    reduction_factor, as a live sweep takes them. Returns ``tune_robust.analysis.replay.Replayed``
+    (``.runs``: one row per replay; ``.curves``: best so far against compute)."""
     from tune_robust.analysis import replay as rp
 
     return rp.replay(source, rp.strategies(search, scheduler), concurrency, repeats, seed, **options)

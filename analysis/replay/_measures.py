@@ -66,8 +66,13 @@ def measure(log: Log, o: Objective) -> tuple[dict[str, Any], dict[str, np.ndarra
     at = np.searchsorted(spent[done], CURVE * total, side="right") if len(done) else np.zeros(len(CURVE), int)
     sign = 1.0 if o.rank_mode == "max" else -1.0
     top = float(np.nanmax(signed))
-    curve_best = np.array([sign * best[j - 1] if j else np.nan for j in at])
-    curves = {"best": curve_best, "regret": np.array([top - best[j - 1] if j else np.nan for j in at])}
+    curves = {
+        "trial_hours": CURVE * total / 3600,
+        # attack passes spent by the last epoch within each budget
+        "attack_passes": np.concatenate([[0.0], passes])[np.searchsorted(spent, CURVE * total, side="right")],
+        "best": np.array([sign * best[j - 1] if j else np.nan for j in at]),
+        "regret": np.array([top - best[j - 1] if j else np.nan for j in at]),
+    }
     if "params" in o.per_config:
         hv = _prefix_hypervolumes(o, log.config[done])
         curves["hypervolume"] = np.array([hv[j - 1] if j else 0.0 for j in at])

@@ -96,16 +96,21 @@ def replay(
     concurrency: Sequence[int] = (2,),
     repeats: int = 50,
     seed: int = 0,
-    **options: object,
+    num_samples: int | None = None,
+    objectives: Sequence[str] = (),
+    grace_period: int = 1,
+    reduction_factor: float = 3.0,
 ) -> Replayed:
     """Replay each (search, scheduler) pair at each ``concurrency`` (trials at a time), ``repeats``
-    times (search seeds ``seed``, ``seed + 1``, ...); ``options`` go to :func:`resolve` (num_samples,
-    objectives, grace_period, reduction_factor)."""
+    times (search seeds ``seed``, ``seed + 1``, ...); the other options as :func:`resolve` takes them."""
     if repeats < 1 or any(w < 1 for w in concurrency):
         raise ConfigError(f"--repeats and --concurrency must be >= 1, got {repeats} and {list(concurrency)}")
     import optuna
 
-    chosen = [resolve(source, search, scheduler, **options) for search, scheduler in pairs]  # type: ignore[arg-type]
+    chosen = [
+        resolve(source, search, scheduler, num_samples, objectives, grace_period, reduction_factor)
+        for search, scheduler in pairs
+    ]
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # not one "study created" line per replay
     try:

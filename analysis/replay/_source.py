@@ -216,7 +216,6 @@ def table_source(
     metric: str,
     mode: str = "max",
     rank_by: str | None = None,
-    out: str | Path | None = None,
 ) -> Source:
     """A table a user brings (Parquet or CSV; docs/replay.md): configs are the distinct values of the
     ``keys`` columns. When the table holds every combination of the keys' values, each key is one
@@ -246,7 +245,7 @@ def table_source(
         space=space,
         pinned={},
         objective=reorder(objective, order),
-        out_dir=Path(out) if out else path.with_name(f"{path.stem}_replay"),
+        out_dir=path.with_name(f"{path.stem}_replay"),
     )
 
 
