@@ -335,7 +335,10 @@ def _replay(sweep_dir: Path, out_dir: Path, rep: Report, files: dict[str, Path])
     )
     rep.add("", "table", replay.display_table(replay.summary(runs)))
     files["replay"] = out_dir / "replay.png"
-    plots.replay_curves(pd.read_parquet(sweep_dir / replay.OUT_DIR / replay.CURVES_FILE), files["replay"])
+    curves = pd.read_parquet(sweep_dir / replay.OUT_DIR / replay.CURVES_FILE)
+    plots.replay_curves(
+        curves, files["replay"], ylabel=f"best {runs.get('rank_by', pd.Series(['value'])).iloc[0]} so far"
+    )
     rep.add("Best so far against compute", "figure", files["replay"].name)
 
 

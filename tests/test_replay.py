@@ -168,7 +168,12 @@ def test_a_table_of_every_combination_is_searched_dimension_by_dimension(tmp_pat
         (lambda f: f.assign(seconds=-1.0), {}, "seconds must hold numbers >= 0"),
         (lambda f: f.assign(val_acc="high"), {}, "val_acc must be numeric"),
         (lambda f: f[f["epoch"] == 1].drop(columns="epoch"), {"scheduler": "asha"}, "asha needs per-epoch"),
-        (lambda f: f, {"search": "nsga2"}, "optimises params, which the table does not hold"),
+        (lambda f: f, {"search": "nsga2"}, "optimises params, which the table's trials do not report"),
+        (
+            lambda f: f.assign(test_acc=np.where(f["x"] == 2, np.nan, f["test_acc"])),
+            {},
+            "test_acc is empty at",
+        ),
         (lambda f: f, {"search": "tpe", "objectives": ("loss:min",)}, "optimises loss"),
         (lambda f: f, {"search": "random", "num_samples": 9}, "the grid has 3, --num-samples 9"),
         (lambda f: f, {"search": "no_such_method"}, "--search"),
@@ -194,10 +199,12 @@ def test_a_table_is_read_from_csv_as_from_parquet_and_other_files_are_refused(tm
         rp.table_source(tmp_path / "t.json", ["x"], "val_acc")
 
 
-def _finished_grid(d: Path, drop: int = 0, stopped: bool = False) -> pd.DataFrame:
-    """A finished smoke wrn_depth_grid written as the runner writes it (without training): every config
-    of the grid, 5 epochs, numbers from a fixed random draw; ``drop`` leaves the last configs out."""
-    spec = get_sweep("wrn_depth_grid")
+def _finished_grid(
+    d: Path, drop: int = 0, stopped: bool = False, sweep: str = "wrn_depth_grid"
+) -> pd.DataFrame:
+    """A finished smoke grid written as the runner writes it (without training): every config of the
+    grid, 5 epochs, numbers from a fixed random draw; ``drop`` leaves the last configs out."""
+    spec = get_sweep(sweep)
     configs = grid_configs(spec, RunOptions())
     rng = np.random.default_rng(1)
     trials, epochs = [], []
@@ -228,7 +235,7 @@ def _finished_grid(d: Path, drop: int = 0, stopped: bool = False) -> pd.DataFram
     pd.DataFrame(trials).to_parquet(d / "trials.parquet")
     pd.DataFrame(epochs).to_parquet(d / "epochs.parquet")
     state = {
-        "fingerprint": {"sweep": "wrn_depth_grid", "fidelity": "smoke"},
+        "fingerprint": {"sweep": sweep, "fidelity": "smoke"},
         "options": {"fidelity": "smoke"},
     }
     (d / "sweep.json").write_text(json.dumps(state))
@@ -261,6 +268,24 @@ def test_a_finished_sweep_replays_over_its_own_grid_and_search_space(tmp_path):
     assert live["returns"] == replayed["returns"]
     numbers = [k for k, v in replayed.items() if not isinstance(v, str)]
     assert [live[k] for k in numbers] == pytest.approx([replayed[k] for k in numbers], nan_ok=True)
+
+
+def test_a_sweep_whose_configs_set_different_keys_matches_its_trials(tmp_path):
+    # arch_zoo_at: each architecture sets its own model keys, so a column is empty where a config has no
+    # such key, and an int column with gaps reads back from Parquet as float
+    d = tmp_path / "arch_zoo_at"
+    trials = _finished_grid(d, sweep="arch_zoo_at")
+    assert trials.isna().any().any()
+    source = rp.sweep_source(d)
+    assert source.objective.size == len(trials)
+    by_label = dict(zip(source.objective.labels, source.objective.rank, strict=True))
+    assert sorted(by_label.values()) == sorted(trials["best_robust_acc"])
+    # the test number ranks configs but no trial reports it before it ends
+    assert "best_robust_acc" not in source.objective.report(
+        0, 1
+    ) and "val_robust_acc" in source.objective.report(0, 1)
+    with pytest.raises(ConfigError, match="which the table's trials do not report"):
+        rp.resolve(source, "tpe", "fifo", objectives=("best_robust_acc:max",))
 
 
 def _write_as_run(d: Path, grid: pd.DataFrame, log: rp.Log, source: rp.Source) -> None:
@@ -403,3 +428,70 @@ def test_replay_through_sweep_py_with_a_plugin_search_method(tmp_path):
     out = _cli("replay", str(d), "--plugin", str(plugin), "--set", "train.epochs=9")
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and "have no finished trial" in out.stderr
     assert len(pd.read_parquet(d / "replay" / "replay.parquet")) == 16
+
+
+@pytest.mark.parametrize("scheduler", ["fifo", "asha"])
+def test_the_searcher_hears_what_rays_controller_tells_it_in_its_order(tmp_path, scheduler):
+    from tune_robust.searchers import SEARCHES, SearchMethod, register_search
+    from tune_robust.searchers._points import PointsSearcher
+
+    calls: list[tuple[object, ...]] = []
+
+    class Recording(PointsSearcher):
+        def suggest(self, trial_id):
+            calls.append(("suggest", trial_id[-1]))
+            return super().suggest(trial_id)
+
+        def on_trial_result(self, trial_id, result):
+            calls.append(("result", trial_id[-1], result["epoch"]))
+
+        def on_trial_complete(self, trial_id, result=None, error=False):
+            calls.append(("complete", trial_id[-1], result["epoch"]))
+
+    @register_search("recording")
+    class RecordingMethod(SearchMethod):
+        def searcher(self, inputs):
+            return Recording(list(inputs.configs))
+
+    try:
+        # 3 configs of 2 one-second epochs, 2 at a time; values rise so that ASHA cuts none
+        source = _source(tmp_path, _table({1: [1, 1], 2: [1, 1], 3: [1, 1]}, {1: 0.1, 2: 0.2, 3: 0.3}))
+        rp.simulate(source, rp.resolve(source, "recording", scheduler), 2)
+    finally:
+        SEARCHES.unregister("recording")
+    # Ray: trials 0 and 1 start, 2 is suggested ahead; each epoch's result reaches the searcher unless
+    # the scheduler stops the trial (ASHA at max_t, the last epoch); completion with the last result
+    last = [] if scheduler == "asha" else [("result", "0", 2)]
+    expected = [("suggest", "0"), ("suggest", "1"), ("suggest", "2"), ("result", "0", 1), ("result", "1", 1)]
+    expected += [*last, ("complete", "0", 2), *[(c[0], "1", c[2]) for c in last], ("complete", "1", 2)]
+    expected += [("result", "2", 1), *[(c[0], "2", c[2]) for c in last], ("complete", "2", 2)]
+    assert calls == expected
+
+
+def test_a_minimised_metric_ranks_the_lowest_first_and_regret_stays_positive(tmp_path):
+    frame = _table({1: [1, 1], 2: [1, 1], 3: [1, 1]}, {1: 0.3, 2: 0.1, 3: 0.2})
+    source = _source(tmp_path, frame, mode="min")
+    assert rp.is_top(source.objective, 1).tolist() == [False, True, False]
+    row, curves = rp.measure(rp.simulate(source, rp.resolve(source, "grid", "fifo"), 1), source.objective)
+    assert row["returns"] == "x=2" and row["returns_value"] == pytest.approx(0.1)
+    # after x=1 (2 of 6 s) the best so far is 0.3: regret 0.2; all three done: 0
+    assert curves["regret"][40] == pytest.approx(0.2) and curves["regret"][-1] == pytest.approx(0.0)
+    assert (curves["regret"][~np.isnan(curves["regret"])] >= 0).all()
+
+
+def test_hypervolume_along_the_curve_and_a_gap_left_out_of_the_report(tmp_path):
+    frame = _table(
+        {1: [1, 1], 2: [5, 5], 3: [1, 1], 4: [1, 1]},
+        {1: 0.1, 2: 0.3, 3: 0.2, 4: 0.4},
+        params={1: 4, 2: 3, 3: 2, 4: 1},
+    )
+    source = _source(tmp_path, frame)
+    row, curves = rp.measure(rp.simulate(source, rp.resolve(source, "grid", "fifo"), 2), source.objective)
+    # reference: 1% beyond the worst value and the most params: (0.1 - 0.003, 4 + 0.03). At 4 s x=1 and
+    # x=3 are done and x=3 dominates x=1: 0.103 x 2.03; the grid's front is x=4 alone: 0.303 x 3.03
+    assert row["hypervolume_25"] == pytest.approx((0.103 * 2.03) / (0.303 * 3.03))
+    assert curves["hypervolume"][-1] == pytest.approx(1.0) and curves["attack_passes"][-1] == 0
+    gap = frame.astype({"val_acc": float})
+    gap.loc[(gap["x"] == 1) & (gap["epoch"] == 1), "val_acc"] = np.nan
+    report = _source(tmp_path, gap, "gap.parquet").objective.report(0, 1)
+    assert "val_acc" not in report and report["params"] == 4 and report["epoch"] == 1

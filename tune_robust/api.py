@@ -94,23 +94,27 @@ def replay_source(
     path: str | Path,
     sets: Sequence[str] = (),
     config: Sequence[str] = (),
-    metric: str = "val_robust_acc",
-    mode: str = "max",
+    metric: str | None = None,
+    mode: str | None = None,
     rank_by: str | None = None,
 ) -> Any:
     """What ``sweep.py replay PATH`` replays on: a finished sweep's folder (its grid rebuilt from
-    sweep.json, ``sets`` changing it) or a Parquet/CSV table with ``config`` columns (docs/replay.md)."""
+    sweep.json, ``sets`` changing it; metric, mode and ranking are the sweep's) or a Parquet/CSV table
+    with ``config`` columns, ``metric`` (default val_robust_acc), ``mode`` (max) and ``rank_by``
+    (docs/replay.md)."""
     from tune_robust.analysis import replay as rp
     from tune_robust.errors import ConfigError
 
     path = Path(path)
+    table_options = {"--config": config, "--metric": metric, "--mode": mode, "--rank-by": rank_by}
     if path.is_dir():
-        if config:
-            raise ConfigError("--config names a table's config columns; a sweep's come from its grid")
+        given = [flag for flag, value in table_options.items() if value]
+        if given:
+            raise ConfigError(f"{', '.join(given)} describe a table; a sweep's come from its grid and spec")
         return rp.sweep_source(path, sets)
     if sets:
         raise ConfigError("--set changes a sweep's grid; a table's configs are its rows")
-    return rp.table_source(path, config, metric, mode, rank_by)
+    return rp.table_source(path, config, metric or "val_robust_acc", mode or "max", rank_by)
 
 
 def replay(

@@ -387,8 +387,8 @@ def build_replay_parser() -> argparse.ArgumentParser:
     _repeatable(p, "--set", "sets", "KEY=VALUE", "a sweep: change its grid, e.g. pin a searched key")
     g = p.add_argument_group("a table of your own (docs/replay.md)")
     g.add_argument("--config", type=_comma_list(str), default=(), metavar="C1,C2", help="its config columns")
-    g.add_argument("--metric", default="val_robust_acc", help="the per-epoch metric strategies see")
-    g.add_argument("--mode", default="max", help="max or min: the metric's and --rank-by's direction")
+    g.add_argument("--metric", help="the per-epoch metric strategies see (default: val_robust_acc)")
+    g.add_argument("--mode", help="max or min: the metric's and --rank-by's direction (default: max)")
     g.add_argument("--rank-by", help="the column that ranks configs (default: --metric at the last epoch)")
     p.add_argument(
         "--out", help="write the Parquet files here (default: <sweep>/replay, or beside the table)"

@@ -103,11 +103,18 @@ def hypervolume(
     return area
 
 
+def _reference(signed: np.ndarray, params: np.ndarray) -> tuple[float, float]:
+    """1% of each range beyond the grid's worst value and most parameters, so the extreme configs of a
+    front count too."""
+    span = [float(np.nanmax(v) - np.nanmin(v)) or 1.0 for v in (signed, params)]
+    return float(np.nanmin(signed)) - 0.01 * span[0], float(np.nanmax(params)) + 0.01 * span[1]
+
+
 def _prefix_hypervolumes(o: Objective, configs: np.ndarray) -> np.ndarray:
     """The hypervolume of (rank value, params) of the first j completed configs, j = 1..len, as a share
-    of the whole table's (reference: the table's worst value and most params)."""
+    of the whole table's (reference point: ``_reference``)."""
     signed, params = _signed(o), o.per_config["params"]
-    reference = (float(np.nanmin(signed)), float(np.nanmax(params)))
+    reference = _reference(signed, params)
     whole = hypervolume(signed, params, reference)
     if not whole > 0:
         return np.full(len(configs), np.nan)

@@ -64,13 +64,13 @@ def resolve(
     chosen: tuple[str, ...] = ()
     if method.objectives:
         given = objectives or method.default_objectives(source.metric, source.mode)
-        absent = [g.split(":")[0] for g in given if g.split(":")[0] not in o.metrics]
+        absent = [g.split(":")[0] for g in given if g.split(":")[0] not in source.objectives]
         if absent:
             raise ConfigError(
-                f"--search {search} optimises {', '.join(absent)}, which the table does not hold; it "
-                f"holds {', '.join(o.metrics)} (choose with --objective)"
+                f"--search {search} optimises {', '.join(absent)}, which the table's trials do not report; "
+                f"they report {', '.join(source.objectives)} (choose with --objective)"
             )
-        chosen = objective_list(given, o.metrics)
+        chosen = objective_list(given, source.objectives)
     elif objectives:
         raise ConfigError(f"--objective applies to model-based searches (e.g. tpe, nsga2), not {search}")
     asha = None
@@ -79,7 +79,7 @@ def resolve(
             raise ConfigError(
                 "--scheduler asha needs per-epoch results; the table holds one epoch per config"
             )
-        asha = asha_settings(int(o.epochs.max()), grace_period, reduction_factor)
+        asha = asha_settings(source.max_t, grace_period, reduction_factor)
     return Strategy(
         search=search,
         scheduler=scheduler,
@@ -129,9 +129,8 @@ def _replay_all(
                 s = dataclasses.replace(strategy, search_seed=seed + r)
                 row, curve = measure(simulate(source, s, w), source.objective)
                 key = {"strategy": label(s.search, s.scheduler), "concurrency": w, "repeat": r}
-                runs.append(
-                    {**key, "search": s.search, "scheduler": s.scheduler, "search_seed": seed + r, **row}
-                )
+                named = {"search": s.search, "scheduler": s.scheduler, "search_seed": seed + r}
+                runs.append({**key, **named, "rank_by": source.objective.rank_by, **row})
                 curves.append(pd.DataFrame({**key, "compute_share": CURVE, **curve}))
     return Replayed(pd.DataFrame(runs), pd.concat(curves, ignore_index=True))
 
@@ -154,6 +153,7 @@ def summary(runs: pd.DataFrame) -> pd.DataFrame:
         for m in measures:
             stat = mean_interval(g[m].to_numpy(float))
             row[m], row[f"{m}_low"], row[f"{m}_high"] = stat["value"], stat["low"], stat["high"]
+            row[f"{m}_n"] = stat["n"]  # repeats with a value (regret: those where a trial had completed)
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -165,13 +165,16 @@ def format_summary(table: pd.DataFrame) -> str:
 
 def display_table(table: pd.DataFrame) -> pd.DataFrame:
     """:func:`summary` as printed: shares of the grid's compute in %, regret in the ranking metric's
-    units, each mean [95% interval]."""
+    units, each mean [95% interval]; "(k/n)": the mean is over the k repeats where a trial had completed
+    by then."""
 
-    def cell(row: pd.Series, m: str, scale: float = 1.0, digits: int = 1) -> str:
+    def cell(row: pd.Series, m: str, scale: float = 1.0, digits: int = 1, count: bool = False) -> str:
         v, lo, hi = (row[m] * scale, row[f"{m}_low"] * scale, row[f"{m}_high"] * scale)
         if np.isnan(v):
             return "-"
-        return f"{v:.{digits}f}" if np.isnan(lo) else f"{v:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+        text = f"{v:.{digits}f}" if np.isnan(lo) else f"{v:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+        n = int(row.get(f"{m}_n", row["repeats"]))
+        return f"{text} ({n}/{row['repeats']})" if count and n < row["repeats"] else text
 
     out = []
     for _, r in table.iterrows():
@@ -186,7 +189,7 @@ def display_table(table: pd.DataFrame) -> pd.DataFrame:
             "to top-5 %": cell(r, "top5_share", 100),
         }
         line.update(
-            {f"regret@{round(f * 100)}%": cell(r, f"regret_{round(f * 100)}", 1, 4) for f in FRACTIONS}
+            {f"regret@{round(f * 100)}%": cell(r, f"regret_{round(f * 100)}", 1, 4, True) for f in FRACTIONS}
         )
         if "hypervolume_50" in r and not np.isnan(r["hypervolume_50"]):
             line["hypervolume@50%"] = cell(r, "hypervolume_50", 1, 3)

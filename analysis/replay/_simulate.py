@@ -78,6 +78,8 @@ def simulate(source: Source, strategy: Strategy, workers: int) -> Log:
     run.searcher.set_search_properties(source.metric, source.mode, {})
     run.scheduler.set_search_properties(source.metric, source.mode)
     run.index = {config_key(c): i for i, c in enumerate(source.configs)}
+    if len(run.index) < len(source.configs):
+        raise ConfigError("the replay's configs hold a config twice; each config must be one")
     _fill(run, 0.0)
     while run.clock:
         now, _, trial = heapq.heappop(run.clock)
@@ -164,6 +166,6 @@ def _epoch_ended(run: _Run, now: float, trial: ReplayTrial) -> None:
         run.scheduler.on_trial_complete(None, trial, result)
         run.searcher.on_trial_complete(trial.trial_id, result)
         run.running -= 1
-        _fill(run, now)
     else:
         _start_epoch(run, now, trial)
+    _fill(run, now)  # Ray asks the searcher again at every step until a trial is pending

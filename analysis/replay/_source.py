@@ -5,6 +5,7 @@ brings (Parquet or CSV, one row per config and epoch; docs/replay.md) become the
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,10 +55,13 @@ class Objective:
         return [*self.per_epoch, *self.per_config]
 
     def report(self, i: int, epoch: int) -> dict[str, Any]:
-        """What config ``i``'s trial reports after ``epoch`` (1-based), as the trainable does."""
+        """What config ``i``'s trial reports after ``epoch`` (1-based), as the trainable does: a metric
+        the table lacks for that epoch is left out, as a live epoch without it leaves it out."""
         out: dict[str, Any] = {EPOCH: epoch, "training_iteration": epoch}
-        out.update({k: float(v[i, epoch - 1]) for k, v in self.per_epoch.items()})
-        out.update({k: float(v[i]) for k, v in self.per_config.items()})
+        out.update(
+            {k: float(v[i, epoch - 1]) for k, v in self.per_epoch.items() if not np.isnan(v[i, epoch - 1])}
+        )
+        out.update({k: float(v[i]) for k, v in self.per_config.items() if not np.isnan(v[i])})
         return out
 
     def trial_seconds(self) -> np.ndarray:
@@ -81,6 +85,8 @@ class Source:
     pinned: Mapping[str, bool]
     objective: Objective
     out_dir: Path  # where the replay's tables go
+    objectives: tuple[str, ...]  # the metrics a strategy may optimise (--objective)
+    max_t: int  # ASHA's max_t: the most epochs a trial of the grid trains
     fidelity: str = ""
 
 
@@ -125,10 +131,21 @@ def objective_from_frame(
         out[codes[is_last]] = frame.loc[is_last, column].to_numpy(dtype=float)
         return out
 
-    numeric = [c for c in frame.columns if c not in (*keys, EPOCH, *COSTS) and _numeric(frame[c])]
+    # What trials report: every numeric column but the ranking one (a live trial reports its test
+    # numbers only with its last epoch, and a scheduler must not see them earlier).
+    rank_by = rank_by or metric
+    hidden = {*keys, EPOCH, *COSTS, *([rank_by] if rank_by != metric else [])}
+    numeric = [c for c in frame.columns if c not in hidden and _numeric(frame[c])]
     constant = frame.groupby(codes)[numeric].nunique(dropna=False).max() <= 1 if numeric else pd.Series()
     per_config = {c: at_last(c) for c in numeric if bool(constant.get(c, False)) and c != metric}
     per_epoch = {c: grid(c, np.nan) for c in numeric if c not in per_config}
+    rank = at_last(rank_by)
+    if np.isnan(rank).any():
+        r = int(np.flatnonzero(codes == int(np.flatnonzero(np.isnan(rank))[0]))[-1])
+        raise ConfigError(
+            f"the ranking column {rank_by} is empty at the last epoch of {_where(frame, keys, r)}; every "
+            "config needs its final value"
+        )
     zeros = np.zeros(n)
     objective = Objective(
         labels=tuple(", ".join(f"{k}={v}" for k, v in zip(keys, c, strict=True)) for c in configs),
@@ -140,8 +157,8 @@ def objective_from_frame(
         setup_seconds=at_last(SETUP) if SETUP in frame else zeros,
         final_seconds=at_last(FINAL_SECONDS) if FINAL_SECONDS in frame else zeros,
         final_passes=at_last(FINAL_PASSES) if FINAL_PASSES in frame else zeros,
-        rank=at_last(rank_by or metric),
-        rank_by=rank_by or metric,
+        rank=rank,
+        rank_by=rank_by,
         rank_mode=mode,
         has_passes=PASSES in frame,
     )
@@ -227,10 +244,10 @@ def table_source(
     frame = read_frame(path)
     configs, objective = objective_from_frame(frame, keys, metric, mode, rank_by)
     values = [_ordered(frame[k]) for k in keys]
-    product = [tuple(str(v) for v in c) for c in itertools.product(*values)]
-    if len(product) == len(configs) and set(product) == set(configs):
+    if math.prod(len(v) for v in values) == len(configs):  # every combination is in the table
         space: dict[str, Any] = {k: Grid(v) for k, v in zip(keys, values, strict=True)}
-        order = [configs.index(c) for c in product]
+        where = {c: i for i, c in enumerate(configs)}
+        order = [where[tuple(str(v) for v in c)] for c in itertools.product(*values)]
         points = [dict(zip(keys, c, strict=True)) for c in itertools.product(*values)]
     else:
         space = {" + ".join(keys): Grid(configs)}
@@ -246,6 +263,8 @@ def table_source(
         pinned={},
         objective=reorder(objective, order),
         out_dir=path.with_name(f"{path.stem}_replay"),
+        objectives=tuple(objective.metrics),
+        max_t=int(objective.epochs.max()),
     )
 
 

@@ -3,6 +3,7 @@ space a live run of any strategy would search), its trials.parquet + epochs.parq
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from tune_robust.analysis.replay._source import (
     objective_from_frame,
     reorder,
 )
+from tune_robust.config import TrialConfig
 from tune_robust.errors import ConfigError
 from tune_robust.results.schema import OBJECTIVE_METRICS
 from tune_robust.results.writer import config_columns
@@ -68,7 +70,9 @@ def sweep_source(sweep_dir: str | Path, sets: Sequence[str] = ()) -> Source:
     frame = sweep_frame(trials, pd.read_parquet(d / "epochs.parquet"), keys)
     held, objective = objective_from_frame(frame, keys, spec.metric, spec.mode, spec.rank_by)
     where = {c: i for i, c in enumerate(held)}
-    wanted = [tuple(str(f.get(k)) for k in keys) for f in flat]
+    wanted = [tuple(cell(f.get(k)) for k in keys) for f in flat]
+    if len(set(wanted)) < len(wanted):
+        raise ConfigError(f"sweep {spec.name!r} holds a config twice under these options; nothing to replay")
     missing = [c for c in wanted if c not in where]
     if missing:
         example = ", ".join(f"{k}={v}" for k, v in zip(keys, missing[0], strict=True))
@@ -88,8 +92,20 @@ def sweep_source(sweep_dir: str | Path, sets: Sequence[str] = ()) -> Source:
         pinned={item.split("=", 1)[0].strip(): True for item in options.sets},
         objective=reorder(objective, [where[c] for c in wanted]),
         out_dir=d / OUT_DIR,
+        objectives=tuple(m for m in OBJECTIVE_METRICS if m in objective.metrics),
+        max_t=max(TrialConfig.from_dict(c).train.epochs for c in configs),
         fidelity=options.fidelity,
     )
+
+
+def cell(value: Any) -> str:
+    """A config value as a key that reads the same from a rebuilt config and from trials.parquet (an
+    empty cell, None and NaN alike; a whole float as an int, as a gap turns an int column float)."""
+    if value is None or (isinstance(value, (float, np.floating)) and math.isnan(value)):
+        return ""
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    return str(value.item() if isinstance(value, np.generic) else value)
 
 
 def _keys(flat: Sequence[dict[str, Any]], done: pd.DataFrame, given: Sequence[str]) -> list[str]:
@@ -97,7 +113,7 @@ def _keys(flat: Sequence[dict[str, Any]], done: pd.DataFrame, given: Sequence[st
     and those a replay's --set names (so a value the table never ran is not matched to another)."""
     keys = []
     for k in dict.fromkeys(k for f in flat for k in f):
-        varies = len({str(f.get(k)) for f in flat}) > 1 or (k in done and done[k].astype(str).nunique() > 1)
+        varies = len({cell(f.get(k)) for f in flat}) > 1 or (k in done and done[k].map(cell).nunique() > 1)
         if varies or k in given:
             if k not in done:
                 raise ConfigError(f"the sweep's trials.parquet has no column {k}; it cannot be replayed")
@@ -120,9 +136,10 @@ def sweep_frame(trials: pd.DataFrame, epochs: pd.DataFrame, keys: Sequence[str])
     (wall seconds not spent in epochs or the suite), the suite's seconds and attack passes, params, macs
     and the ranking columns."""
     done = finished_trials(trials)
-    per_trial = [c for c in ("params", "macs", "best_robust_acc", "final_robust_acc") if c in done]
+    per_trial = [c for c in ("params", "macs", "best_robust_acc") if c in done]
     rows = _epoch_costs(epochs[epochs["trial_id"].isin(done["trial_id"])])
     t = done.set_index("trial_id")
+    t = t.assign(**{k: t[k].map(cell) for k in keys})
     metrics = [c for c in OBJECTIVE_METRICS if c in rows and c not in per_trial]
     columns = ["trial_id", EPOCH, *metrics, SECONDS, PASSES]
     extra = _trial_costs(t, rows)
@@ -155,13 +172,15 @@ def run_log(sweep_dir: str | Path, source: Source) -> Log:
     replays of the same strategy."""
     d = Path(sweep_dir)
     trials = pd.read_parquet(d / "trials.parquet").set_index("trial_id")
-    rows = _epoch_costs(pd.read_parquet(d / "epochs.parquet")).sort_values("epoch_end_time", kind="stable")
+    epochs = pd.read_parquet(d / "epochs.parquet")
+    absent = [c for c in ("epoch_end_time", *source.keys) if c not in epochs and c not in trials]
+    if absent:
+        raise ConfigError(f"{d} has no column {', '.join(absent)}: it cannot be read as a run of this grid")
+    epochs = epochs[epochs["trial_id"].isin(trials.index)]  # epochs of a trial that never ended: left out
+    rows = _epoch_costs(epochs).sort_values("epoch_end_time", kind="stable")
     index = {label: i for i, label in enumerate(source.objective.labels)}
-    labels = (
-        trials[list(source.keys)]
-        .astype(str)
-        .apply(lambda r: ", ".join(f"{k}={v}" for k, v in r.items()), axis=1)
-    )
+    keyed = trials[list(source.keys)].map(cell)
+    labels = keyed.apply(lambda r: ", ".join(f"{k}={v}" for k, v in r.items()), axis=1)
     unknown = sorted(set(labels) - set(index))
     if unknown:
         raise ConfigError(f"{d} ran configs the source does not hold, e.g. {unknown[0]}")
