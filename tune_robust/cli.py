@@ -359,7 +359,6 @@ def build_replay_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--search",
         type=_comma_list(str),
-        default=("grid", "random", "tpe", "random+asha"),
         metavar="M1,M2,...",
         help="search methods to replay, registered or a plugin's; NAME+asha fixes its scheduler "
         "(default: grid,random,tpe,random+asha)",
@@ -419,7 +418,7 @@ def replay(argv: list[str]) -> int:
         started = time.perf_counter()
         result = api.replay(
             source,
-            args.search,
+            args.search or api.REPLAYED,
             args.scheduler,
             args.concurrency,
             args.repeats,
