@@ -249,12 +249,13 @@ def test_a_finished_sweep_replays_over_its_own_grid_and_search_space(tmp_path):
     assert source.objective.size == 125 and source.keys == ("model.depths",)
     assert list(source.space) == ["model.depths"] and source.metric == "val_robust_acc"
     assert source.objective.rank_by == "best_robust_acc"
-    # The objective of each config is its own trial's: rank values and set-up (12 - 5 x 1.5 - 2 = 2.5 s)
+    # The objective of each config is its own trial's: rank values, and at its end the suite (2 s) and the
+    # rest of its wall seconds outside epochs (12 - 5 x 1.5 - 2 = 2.5 s)
     by_label = dict(zip(source.objective.labels, source.objective.rank, strict=True))
     assert all(
         by_label[f"model.depths={r['model.depths']}"] == r["best_robust_acc"] for _, r in trials.iterrows()
     )
-    assert (source.objective.setup_seconds == 2.5).all() and (source.objective.final_seconds == 2.0).all()
+    assert (source.objective.setup_seconds == 0).all() and (source.objective.final_seconds == 4.5).all()
     result = rp.replay(source, rp.strategies(["grid", "random", "tpe", "random+asha"]), repeats=2)
     runs = result.runs.set_index(["strategy", "repeat"])
     assert runs.loc[("tpe", 0), "trials"] == 32 and runs.loc[("grid", 0), "compute_share"] == 1.0
@@ -268,6 +269,11 @@ def test_a_finished_sweep_replays_over_its_own_grid_and_search_space(tmp_path):
     assert live["returns"] == replayed["returns"]
     numbers = [k for k, v in replayed.items() if not isinstance(v, str)]
     assert [live[k] for k in numbers] == pytest.approx([replayed[k] for k in numbers], nan_ok=True)
+    # A live trial that was stopped spends a little wall time outside its epochs too: counted as it ends
+    _write_as_run(tmp_path / "live2", trials, log, source, stopped_extra=0.25)
+    live2 = rp.measure(rp.run_log(tmp_path / "live2", source), source.objective)[0]
+    stopped = len(set(log.trial)) - int(log.completed.sum())
+    assert live2["trial_hours"] == pytest.approx(replayed["trial_hours"] + 0.25 * stopped / 3600)
 
 
 def test_a_sweep_whose_configs_set_different_keys_matches_its_trials(tmp_path):
@@ -288,7 +294,9 @@ def test_a_sweep_whose_configs_set_different_keys_matches_its_trials(tmp_path):
         rp.resolve(source, "tpe", "fifo", objectives=("best_robust_acc:max",))
 
 
-def _write_as_run(d: Path, grid: pd.DataFrame, log: rp.Log, source: rp.Source) -> None:
+def _write_as_run(
+    d: Path, grid: pd.DataFrame, log: rp.Log, source: rp.Source, stopped_extra: float = 0.0
+) -> None:
     """``log`` written as the runner would have written that run (its epochs, their end times)."""
     d.mkdir()
     o = source.objective
@@ -306,8 +314,8 @@ def _write_as_run(d: Path, grid: pd.DataFrame, log: rp.Log, source: rp.Source) -
         label = o.labels[config_of[tid]].split("=", 1)[1]
         row = {**grid[grid["model.depths"] == label].iloc[0].to_dict(), "trial_id": tid}
         row["stopped_by_scheduler"] = epochs_run < 5
-        if row["stopped_by_scheduler"]:  # no suite ran: its wall seconds are its set-up and epochs
-            row["wall_seconds"], row["eval_suite_seconds"] = 2.5 + 1.5 * epochs_run, np.nan
+        if row["stopped_by_scheduler"]:  # no suite ran: its wall seconds are its epochs and the extra
+            row["wall_seconds"], row["eval_suite_seconds"] = stopped_extra + 1.5 * epochs_run, np.nan
         trials.append(row)
     epochs.to_parquet(d / "epochs.parquet")
     pd.DataFrame(trials).to_parquet(d / "trials.parquet")

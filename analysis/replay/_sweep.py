@@ -19,7 +19,6 @@ from tune_robust.analysis.replay._source import (
     FINAL_SECONDS,
     PASSES,
     SECONDS,
-    SETUP,
     Source,
     objective_from_frame,
     reorder,
@@ -132,9 +131,11 @@ def _check_complete(trials: pd.DataFrame) -> None:
 
 def sweep_frame(trials: pd.DataFrame, epochs: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
     """The finished trials' epochs in the replay table format: config columns, ``epoch``, the metrics
-    every epoch reports, ``seconds`` and ``attack_passes`` per epoch, and per trial its setup seconds
-    (wall seconds not spent in epochs or the suite), the suite's seconds and attack passes, params, macs
-    and the ranking columns."""
+    every epoch reports, ``seconds`` and ``attack_passes`` per epoch, and per trial params, macs, the
+    ranking column and its ``final_seconds`` / ``final_attack_passes``: the test suite and the trial's
+    other wall seconds (state saves, the final test evaluation, set-up). Those come mostly at the end of
+    a trial that completes (a trial ASHA stops after one epoch spends about a tenth of them), so they are
+    charged when it completes."""
     done = finished_trials(trials)
     per_trial = [c for c in ("params", "macs", "best_robust_acc") if c in done]
     rows = _epoch_costs(epochs[epochs["trial_id"].isin(done["trial_id"])])
@@ -142,7 +143,10 @@ def sweep_frame(trials: pd.DataFrame, epochs: pd.DataFrame, keys: Sequence[str])
     t = t.assign(**{k: t[k].map(cell) for k in keys})
     metrics = [c for c in OBJECTIVE_METRICS if c in rows and c not in per_trial]
     columns = ["trial_id", EPOCH, *metrics, SECONDS, PASSES]
-    extra = _trial_costs(t, rows)
+    costs = _trial_costs(t, rows)
+    extra = pd.DataFrame(
+        {FINAL_SECONDS: costs[FINAL_SECONDS] + costs[OTHER], FINAL_PASSES: costs[FINAL_PASSES]}
+    )
     out = rows[columns].merge(t[[*keys, *per_trial]].join(extra), left_on="trial_id", right_index=True)
     return out.drop(columns="trial_id").sort_values([*keys, EPOCH], kind="stable").reset_index(drop=True)
 
@@ -154,16 +158,19 @@ def _epoch_costs(epochs: pd.DataFrame) -> pd.DataFrame:
     return rows
 
 
+OTHER = "other_seconds"
+
+
 def _trial_costs(t: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
-    """Per trial (``t`` indexed by trial_id): its final suite's seconds and attack passes, and its set-up
-    seconds (wall seconds spent outside its epochs and suite)."""
+    """Per trial (``t`` indexed by trial_id): its test suite's seconds and attack passes, and its other
+    wall seconds (outside its epochs and suite)."""
     spent = rows.groupby("trial_id")[SECONDS].sum().reindex(t.index).fillna(0.0)
-    extra = pd.DataFrame(index=t.index)
-    extra[FINAL_SECONDS] = _col(t, "eval_suite_seconds")
-    extra[FINAL_PASSES] = _col(t, "attack_grad_passes")
+    costs = pd.DataFrame(index=t.index)
+    costs[FINAL_SECONDS] = _col(t, "eval_suite_seconds")
+    costs[FINAL_PASSES] = _col(t, "attack_grad_passes")
     wall = _col(t, "wall_seconds")
-    extra[SETUP] = np.where(wall > 0, np.clip(wall - spent - extra[FINAL_SECONDS], 0, None), 0.0)
-    return extra
+    costs[OTHER] = np.where(wall > 0, np.clip(wall - spent - costs[FINAL_SECONDS], 0, None), 0.0)
+    return costs
 
 
 def run_log(sweep_dir: str | Path, source: Source) -> Log:
@@ -190,7 +197,7 @@ def run_log(sweep_dir: str | Path, source: Source) -> Log:
     completed = (rows[EPOCH] == last) & ~rows["trial_id"].map(stopped).astype(bool)
     completed &= rows["trial_id"].map(trials["status"]).eq("TERMINATED")
     tid = rows["trial_id"]
-    seconds = rows[SECONDS] + np.where(rows[EPOCH] == 1, tid.map(costs[SETUP]), 0.0)
+    seconds = rows[SECONDS] + np.where(rows[EPOCH] == last, tid.map(costs[OTHER]), 0.0)
     seconds += np.where(completed, tid.map(costs[FINAL_SECONDS]), 0.0)
     passes = rows[PASSES] + np.where(completed, tid.map(costs[FINAL_PASSES]), 0.0)
     end = rows["epoch_end_time"].to_numpy(float)
