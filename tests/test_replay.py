@@ -16,6 +16,7 @@ import pytest
 from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 
 from tune_robust.analysis import replay as rp
+from tune_robust.analysis.report import write_report
 from tune_robust.errors import ConfigError
 from tune_robust.results.writer import config_columns
 from tune_robust.run import grid_configs
@@ -364,14 +365,14 @@ PLUGIN = textwrap.dedent(
                 "smoke": {
                     "data": {"dataset": "digits", "val_fraction": 0.15},
                     "model": {"arch": "replay_tiny_mlp"},
-                    "train": {"epochs": 3, "batch_size": 64, "lr": 0.05, "warmup_epochs": 0},
+                    "train": {"epochs": 2, "batch_size": 64, "lr": 0.05, "warmup_epochs": 0},
                     "method": {"name": "standard"},
                     "attack": {"name": "none"},
                     "eval_attack": {"name": "fgsm", "eps": 0.1},
                     "eval": {"attacks": ("fgsm",), "sanity": False, "metrics": False},
                 }
             },
-            space={"model.hidden": Grid([4, 8, 16]), "train.lr": Grid([0.02, 0.1])},
+            space={"model.hidden": Grid([4, 16]), "train.lr": Grid([0.02, 0.1])},
         )
 
 
@@ -407,7 +408,7 @@ def test_replay_through_sweep_py_with_a_plugin_search_method(tmp_path):
     search = "grid,random,last_three,random+asha"
     out = _cli("replay", str(d), "--plugin", str(plugin), "--search", search, "--repeats", "4")
     assert out.returncode == 0, out.stderr[-3000:]
-    assert "replay of replay_grid (smoke): 6 configs" in out.stdout
+    assert "replay of replay_grid (smoke): 4 configs" in out.stdout
     runs = pd.read_parquet(d / "replay" / "replay.parquet")
     assert sorted(runs["strategy"].unique()) == sorted(search.split(","))
     assert len(runs) == 16 and (runs["concurrency"] == 2).all()
@@ -418,7 +419,7 @@ def test_replay_through_sweep_py_with_a_plugin_search_method(tmp_path):
     trials = pd.read_parquet(d / "trials.parquet")
     last = trials[
         [
-            (h, lr) in {(8, 0.1), (16, 0.02), (16, 0.1)}
+            (h, lr) in {(4, 0.1), (16, 0.02), (16, 0.1)}
             for h, lr in zip(trials["model.hidden"], trials["train.lr"], strict=True)
         ]
     ]
@@ -428,8 +429,7 @@ def test_replay_through_sweep_py_with_a_plugin_search_method(tmp_path):
     )
     assert (runs[runs["strategy"] == "grid"]["compute_share"] == 1.0).all()
     # The report draws the replay
-    out = _cli("report", str(d))
-    assert out.returncode == 0, out.stderr[-3000:]
+    write_report(d)
     md = (d / "report" / "summary.md").read_text()
     assert "Search strategies replayed" in md and (d / "report" / "replay.png").stat().st_size > 10_000
     # A grid wider than the sweep (epochs it never ran) is refused in one line, the earlier replay kept
