@@ -110,7 +110,8 @@ def replay_source(
     if path.is_dir():
         given = [flag for flag, value in table_options.items() if value]
         if given:
-            raise ConfigError(f"{', '.join(given)} describe a table; a sweep's come from its grid and spec")
+            verb = "describes" if len(given) == 1 else "describe"
+            raise ConfigError(f"{', '.join(given)} {verb} a table; a sweep's come from its grid and spec")
         return rp.sweep_source(path, sets)
     if sets:
         raise ConfigError("--set changes a sweep's grid; a table's configs are its rows")
