@@ -170,6 +170,13 @@ def config_keys(df: pd.DataFrame) -> list[str]:
     ]
 
 
+def numeric_column(df: pd.DataFrame, name: str) -> pd.Series:
+    """Column ``name`` as numbers, missing values (and a missing column) as 0: cost columns summed."""
+    if name not in df:
+        return pd.Series(0.0, index=df.index)
+    return pd.to_numeric(df[name], errors="coerce").fillna(0.0)
+
+
 def finished_trials(trials: pd.DataFrame) -> pd.DataFrame:
     """Trials that ran to the end with a result: terminated, a ``best_robust_acc`` (where the sweep
     reports one), and not stopped early by a scheduler."""

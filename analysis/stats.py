@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tune_robust.analysis.load import config_keys
+from tune_robust.analysis.load import config_keys, numeric_column
 
 Objectives = Mapping[str, str] | Sequence[str]
 
@@ -131,9 +131,7 @@ def cost_totals(trials: pd.DataFrame) -> dict[str, float]:
         return {}
 
     def col(name: str) -> pd.Series:
-        if name not in trials:
-            return pd.Series(0.0, index=trials.index)
-        return pd.to_numeric(trials[name], errors="coerce").fillna(0.0)
+        return numeric_column(trials, name)
 
     wall = col("wall_seconds")
     return {

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tune_robust.analysis.load import finished_trials
+from tune_robust.analysis.load import finished_trials, numeric_column
 from tune_robust.analysis.replay._simulate import Log
 from tune_robust.analysis.replay._source import (
     EPOCH,
@@ -153,8 +153,8 @@ def sweep_frame(trials: pd.DataFrame, epochs: pd.DataFrame, keys: Sequence[str])
 
 def _epoch_costs(epochs: pd.DataFrame) -> pd.DataFrame:
     rows = epochs.copy()
-    rows[SECONDS] = _col(rows, "train_seconds") + _col(rows, "eval_seconds")
-    rows[PASSES] = _col(rows, "train_attack_passes") + _col(rows, "val_attack_passes")
+    rows[SECONDS] = numeric_column(rows, "train_seconds") + numeric_column(rows, "eval_seconds")
+    rows[PASSES] = numeric_column(rows, "train_attack_passes") + numeric_column(rows, "val_attack_passes")
     return rows
 
 
@@ -166,9 +166,9 @@ def _trial_costs(t: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
     wall seconds (outside its epochs and suite)."""
     spent = rows.groupby("trial_id")[SECONDS].sum().reindex(t.index).fillna(0.0)
     costs = pd.DataFrame(index=t.index)
-    costs[FINAL_SECONDS] = _col(t, "eval_suite_seconds")
-    costs[FINAL_PASSES] = _col(t, "attack_grad_passes")
-    wall = _col(t, "wall_seconds")
+    costs[FINAL_SECONDS] = numeric_column(t, "eval_suite_seconds")
+    costs[FINAL_PASSES] = numeric_column(t, "attack_grad_passes")
+    wall = numeric_column(t, "wall_seconds")
     costs[OTHER] = np.where(wall > 0, np.clip(wall - spent - costs[FINAL_SECONDS], 0, None), 0.0)
     return costs
 
@@ -213,7 +213,3 @@ def run_log(sweep_dir: str | Path, source: Source) -> Log:
         completed=completed.to_numpy(bool),
         suggested=len(trials),
     )
-
-
-def _col(df: pd.DataFrame, name: str) -> Any:
-    return df[name].astype(float).fillna(0.0) if name in df else pd.Series(0.0, index=df.index)
