@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test test-slow test-grid lint bench clean
+.PHONY: setup run test test-slow test-grid lint bench clean robustbench
 
 setup: $(STAMP)
 
@@ -27,6 +27,16 @@ $(STAMP): pyproject.toml
 
 run: setup
 	$(PY) sweep.py wrn_depth_grid
+
+# The [robustbench] extra (robustbench: checkpoints) beside the installed torch: that torch version is
+# pinned, so pip picks its torchvision and never swaps a CPU torch for a CUDA one; a CPU torch also
+# reads PyTorch's CPU index, whose torchvision loads without CUDA (PyPI's does not). Then a check.
+TORCH_PIN = $$($(PY) -c 'import torch; print(torch.__version__)')
+CPU_INDEX = $$($(PY) -c 'import torch; print("" if torch.version.cuda else "--extra-index-url https://download.pytorch.org/whl/cpu")')
+
+robustbench: setup
+	$(PY) -m pip install -q -e ".[robustbench]" "torch==$(TORCH_PIN)" $(CPU_INDEX)
+	@$(PY) -c "import robustbench" 2>/dev/null || { echo "robustbench is installed but does not import with this torch (its torchvision needs the matching build; see README, RobustBench models)"; exit 1; }
 
 # mypy cannot follow setuptools' editable finder (search_spaces/, trainables/ and analysis/ install as
 # tune_robust.*), so it reads the installed layout from a tree of links rebuilt here each time.

@@ -17,6 +17,7 @@ from tune_robust.analysis.load import SweepResults, config_keys, finished_trials
 from tune_robust.analysis.stats import (
     cost_totals,
     fidelity_correlation,
+    leaderboard_comparison,
     pareto_front,
     rank_correlation,
     top_k,
@@ -143,6 +144,7 @@ def write_report(
         rep.add("Validation robust accuracy per epoch", "figure", files["learning_curves"].name)
     if "arch" in trials:
         _architectures(trials, out_dir, rep, files)
+    _leaderboard(done, rep)
     _proxy(res, done, rep, compare)
     _replay(sweep_dir, out_dir, rep, files)
     _claims(sweep_dir, name, rep)
@@ -340,6 +342,22 @@ def _replay(sweep_dir: Path, out_dir: Path, rep: Report, files: dict[str, Path])
         curves, files["replay"], ylabel=f"best {runs.get('rank_by', pd.Series(['value'])).iloc[0]} so far"
     )
     rep.add("Best so far against compute", "figure", files["replay"].name)
+
+
+def _leaderboard(done: pd.DataFrame, rep: Report) -> None:
+    """Evaluated RobustBench zoo models: our accuracies against the leaderboard's."""
+    table = leaderboard_comparison(done)
+    if table.empty:
+        return
+    rep.add(
+        "RobustBench leaderboard against our evaluation",
+        "text",
+        "Accuracies in [0, 1]; diff = ours - theirs in points, with the 95% Wilson interval of ours on the "
+        "images we evaluated (the leaderboard's own numbers are on the 10,000 test images). Robust: "
+        "AutoAttack's accuracy where our suite ran it, else the worst case over our attacks, which can "
+        "only be at or above AutoAttack's.",
+    )
+    rep.add("", "table", table)
 
 
 def _claims(sweep_dir: Path, name: str, rep: Report) -> None:

@@ -311,3 +311,36 @@ def mean_interval(
     means = x[np.random.default_rng(seed).integers(0, len(x), size=(2000, len(x)))].mean(axis=1)
     low, high = np.percentile(means, [50 * (1 - level), 50 * (1 + level)])
     return {"value": mean, "low": float(low), "high": float(high), "n": len(x)}
+
+
+def leaderboard_comparison(trials: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
+    """Our numbers against RobustBench's published ones, one row per evaluated zoo model (trials with
+    ``leaderboard_*`` columns): clean accuracy against theirs, and our strongest robust accuracy
+    (AutoAttack's when the suite ran it, else the worst case over the suite's attacks, an upper bound of
+    AutoAttack's) against their AutoAttack accuracy. Each difference (ours - theirs, points) has the
+    Wilson interval of our accuracy on the ``test_eval_examples`` images we used (theirs counted as
+    exact: 10,000 images against our few hundred)."""
+    from scipy.stats import binomtest
+
+    if "leaderboard_clean_acc" not in trials:
+        return pd.DataFrame()
+    rows = []
+    for _, r in trials[trials["leaderboard_clean_acc"].notna()].iterrows():
+        n = int(r.get("test_eval_examples") or 0)
+        robust_col = "test_aa_acc" if pd.notna(r.get("test_aa_acc")) else "test_worst_acc"
+        row: dict[str, Any] = {"model": r.get("checkpoint_label"), "images": n, "robust (ours)": robust_col}
+        for what, ours_col, theirs_col in (
+            ("clean", "test_clean_acc", "leaderboard_clean_acc"),
+            ("robust", robust_col, "leaderboard_autoattack_acc"),
+        ):
+            ours, theirs = r.get(ours_col), r.get(theirs_col)
+            row[f"{what} ours"], row[f"{what} theirs"] = ours, theirs
+            if n and pd.notna(ours) and pd.notna(theirs):
+                ci = binomtest(round(float(ours) * n), n).proportion_ci(level, method="wilson")
+                diff = 100 * (float(ours) - float(theirs))
+                low, high = 100 * (ci.low - float(theirs)), 100 * (ci.high - float(theirs))
+                row[f"{what} diff"] = f"{diff:+.2f} [{low:+.2f}, {high:+.2f}]"
+            else:
+                row[f"{what} diff"] = None
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -71,3 +71,36 @@ def transfer() -> SweepSpec:
             "paper_racl": "cifar10; PGD-10 eps 8/255 crafted on each source itself: RACL Table 3",
         },
     )
+
+
+# RobustBench's CIFAR-10 L-inf leaderboard re-checked with our suite: the smoke fidelity a few hundred
+# test images with PGD-20 (a CPU can run it); the paper fidelity the whole test set with AutoAttack
+# (standard), the leaderboard's own attack, and PGD-20 beside it.
+ZOO_FIDELITIES = {
+    "smoke": {
+        "data": {"dataset": "cifar10", "val_fraction": 0.0},
+        "eval": {"attacks": ("pgd20",), "limit": 200},
+    },
+    "paper": {"data": {"dataset": "cifar10", "val_fraction": 0.0}, "eval": {"attacks": ("pgd20", "aa")}},
+}
+
+
+@register_sweep
+def robustbench_zoo() -> SweepSpec:
+    """One evaluate trial per RobustBench zoo model (all CIFAR-10 L-inf ones unless --checkpoint names
+    some), with the leaderboard's numbers beside ours (--leaderboard)."""
+    return SweepSpec(
+        name="robustbench_zoo",
+        description="re-check RobustBench's leaderboard: evaluate its zoo models (robustbench:...) with the "
+        "attack suite and sanity flags, beside their published numbers",
+        trainable="evaluate",
+        fidelities=ZOO_FIDELITIES,
+        metric="test_worst_acc",
+        rank_by="test_worst_acc",
+        inputs="checkpoints",
+        default_checkpoints=("robustbench:cifar10/Linf/*",),
+        notes={
+            "smoke": "cifar10, first 200 test images; PGD-20 at 8/255 + sanity flags",
+            "paper": "cifar10, the whole test set; PGD-20 and AutoAttack (standard) at 8/255 + sanity flags",
+        },
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from test_tracking import check_mlflow_runs, check_tensorboard_files
+from test_tracking import check_mlflow_runs, check_tensorboard_files, check_wandb_runs
 
 from tune_robust.cli import main
 from tune_robust.results import SCHEMA_VERSION
@@ -35,7 +35,7 @@ def run_cli(capsys, *args: str) -> tuple[int, str, str]:
         (["wrn_depth_grid", "--fidelity", "huge"], "no fidelity 'huge'"),
         (["wrn_depth_grid", "--gpus-per-trial", "0.25"], "this machine has no CUDA GPU"),
         (["wrn_depth_grid", "--max-trials", "0"], "--max-trials must be >= 1"),
-        (["wrn_depth_grid", "--track", "wandb"], "--track: unknown tracker 'wandb'; choose from mlflow"),
+        (["wrn_depth_grid", "--track", "neptune"], "--track: unknown tracker 'neptune'; choose from mlflow"),
     ],
 )
 def test_bad_input_is_one_clear_line_and_exit_2(capsys, tmp_path, args, message):
@@ -52,7 +52,8 @@ def test_dry_run_lists_all_125_depth_configs(capsys):
     assert "model.depths=(9, 7, 1)" in out and "model.depths=(1, 1, 1)" in out
 
 
-def test_max_trials_3_end_to_end_then_refuse_to_overwrite(capsys, tmp_path):
+def test_max_trials_3_end_to_end_then_refuse_to_overwrite(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")  # (Ray starts after this: its workers inherit it)
     code, out, err = run_cli(
         capsys,
         "wrn_depth_grid",
@@ -60,15 +61,17 @@ def test_max_trials_3_end_to_end_then_refuse_to_overwrite(capsys, tmp_path):
         "3",
         "--results-dir",
         str(tmp_path),
-        *("--track", "mlflow", "--track", "tensorboard"),
+        *("--track", "mlflow", "--track", "tensorboard", "--track", "wandb"),
     )
     assert code == 0, err
-    # The console by default: where the dashboard is, one progress line (in a log: its final state),
-    # none of Ray's per-trial tables.
-    assert out.startswith("Ray dashboard")
+    # The console by default: one progress line (in a log: its final state), the warnings and the
+    # summary; none of Ray's per-trial tables, its experiment box, its start-up and token notices.
     final = [line for line in err.splitlines() if line.startswith("trials ")][-1]
     assert final.startswith("trials 3/3 done | 0 running | 0 left | best val_robust_acc 0."), final
-    assert "Trial status" not in out + err and "Trial name" not in out + err
+    for ray_output in ("Trial status", "Trial name", "Configuration for experiment", "View detailed results"):
+        assert ray_output not in out + err, ray_output
+    assert "Token authentication" not in err and "Started a local Ray instance" not in err
+    assert out.startswith("\n3 trials finished, 0 failed"), out[:200]
     d = tmp_path / "wrn_depth_grid"
     trials = pd.read_parquet(d / "trials.parquet")
     epochs = pd.read_parquet(d / "epochs.parquet")
@@ -100,6 +103,7 @@ def test_max_trials_3_end_to_end_then_refuse_to_overwrite(capsys, tmp_path):
     # --track: the same trials as MLflow runs and TensorBoard event files (tests/test_tracking.py)
     check_mlflow_runs(tmp_path, trials, epochs=5)
     check_tensorboard_files(tmp_path, trials, epochs=5)
+    check_wandb_runs(tmp_path, trials, epochs=5)
 
     before = (d / "trials.parquet").read_bytes()
     code, _, err = run_cli(capsys, "wrn_depth_grid", "--max-trials", "3", "--results-dir", str(tmp_path))

@@ -64,6 +64,15 @@ def checkpoint_trial(config: dict[str, Any]) -> tuple[TrialConfig, torch.device,
     return cfg, device, prepare_data(device=device, **dataclasses.asdict(cfg.data))
 
 
+def leaderboard_columns(cfg: TrialConfig) -> dict[str, float]:
+    """The checkpoint's published accuracies, when planning found them (a RobustBench zoo model)."""
+    published = {
+        "leaderboard_clean_acc": cfg.eval.leaderboard_clean_acc,
+        "leaderboard_autoattack_acc": cfg.eval.leaderboard_autoattack_acc,
+    }
+    return {k: v for k, v in published.items() if v is not None}
+
+
 @register_trainable("evaluate")
 def evaluate_checkpoint(config: dict[str, Any]) -> None:
     started = time.time()
@@ -78,6 +87,7 @@ def evaluate_checkpoint(config: dict[str, Any]) -> None:
             "checkpoint": path,
             "checkpoint_label": cfg.eval.label or describe_checkpoint(path),
             "params": count_params(model),
+            **leaderboard_columns(cfg),
             "test_examples": len(data.test),
             **placement(device),
             "trial_seconds": time.time() - started,

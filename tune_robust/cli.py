@@ -27,13 +27,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--track",
         "track",
         "TRACKER",
-        "also log every trial to an experiment tracker: mlflow (needs the [tracking] extra) or "
-        "tensorboard; repeatable",
+        "also log every trial to an experiment tracker: mlflow (needs the [tracking] extra), "
+        "tensorboard, or wandb (the [wandb] extra; WANDB_MODE=offline logs locally); repeatable",
     )
     p.add_argument(
         "--mlflow-uri",
         metavar="URI",
         help="MLflow tracking URI for --track mlflow (default: sqlite:///<results-dir>/mlflow.db)",
+    )
+    p.add_argument(
+        "--wandb-project",
+        metavar="NAME",
+        help="W&B project for --track wandb (default: WANDB_PROJECT, else tune_robust)",
+    )
+    p.add_argument(
+        "--wandb-entity",
+        metavar="NAME",
+        help="W&B entity (team or user) for --track wandb (default: WANDB_ENTITY)",
     )
     p.add_argument(
         "-q", "--quiet", action="store_true", help="no progress line: warnings and the summary only"
@@ -147,8 +157,9 @@ def _checkpoint_arguments(p: argparse.ArgumentParser) -> None:
         "--checkpoint",
         "checkpoints",
         "[LABEL=]PATH",
-        "evaluate/transfer: a checkpoint (a trial's state dir, its model.pt, or a plain state dict "
-        "of a registered architecture named with --set model.arch=...); repeatable",
+        "evaluate/transfer: a checkpoint (a trial's state dir, its model.pt, a plain state dict "
+        "of a registered architecture named with --set model.arch=..., or a RobustBench zoo model "
+        "robustbench:DATASET/THREAT/NAME, also NAME1,NAME2 or *); repeatable",
     )
     _repeatable(
         p,
@@ -174,6 +185,20 @@ def _checkpoint_arguments(p: argparse.ArgumentParser) -> None:
         "(same config, another train.seed); default: the --from-sweep dirs themselves",
     )
     p.add_argument("--top-k", type=int, default=0, help="with --from-sweep: only the best K trials (0 = all)")
+    p.add_argument(
+        "--robustbench-dir",
+        default="models",
+        metavar="DIR",
+        help="robustbench: checkpoints: RobustBench's model directory (its layout, "
+        "DIR/<dataset>/<threat>/<name>.pt; --download fetches missing weights there); default ./models",
+    )
+    p.add_argument(
+        "--leaderboard",
+        metavar="PATH",
+        help="RobustBench's published numbers (a leaderboard snapshot JSON, or the model_info/ folder of "
+        "its repository): an evaluated zoo model's row gets leaderboard_clean_acc and "
+        "leaderboard_autoattack_acc",
+    )
 
 
 def _strategy_arguments(g: Arguments) -> None:

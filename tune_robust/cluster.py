@@ -44,14 +44,22 @@ def version_note() -> str | None:
     )
 
 
-def init_ray(address: str | None, log_to_driver: bool, extra: Mapping[str, Any]) -> Any:
-    """Start a fresh local Ray instance (no ``address``) or join the cluster at ``address``; its context."""
+def init_ray(address: str | None, verbose: int, extra: Mapping[str, Any]) -> Any:
+    """Start a fresh local Ray instance (no ``address``) or join the cluster at ``address``; its context.
+
+    ``verbose`` (the CLI's: 0 quiet, 1 default, 2 -v, 3 -vv): Ray's own driver log shows errors only up to
+    the default (not its start-up notes, nor the token-authentication notice of a local instance, which
+    asks nothing of the user: a refused token is our own one-line error), warnings with -v, everything
+    with -vv, where the trials' output also reaches the console."""
+    import logging
+
     import ray
 
     # Results go to Parquet through our callback. Ray's JSON logger stays (its ResultGrid reads it);
     # the CSV and TensorBoard ones are dropped: they only add files and driver work per report.
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-    kwargs: dict[str, Any] = {"log_to_driver": log_to_driver, **extra}
+    level = {0: logging.ERROR, 1: logging.ERROR, 2: logging.WARNING}.get(verbose, logging.INFO)
+    kwargs: dict[str, Any] = {"log_to_driver": verbose > 2, "logging_level": level, **extra}
     if not address:
         # "local" always starts a fresh instance instead of joining one a killed driver left behind.
         return ray.init(address="local", **kwargs)

@@ -108,6 +108,9 @@ class SweepSpec:
     # Of those default sweeps, only the trials whose columns have these values (e.g. the adversarially
     # trained ones: {"method.name": "pgd_at"}).
     default_where: Mapping[str, Any] = field(default_factory=dict)
+    # For checkpoint inputs: what --checkpoint is when neither it nor --from-sweep is given (e.g.
+    # robustbench:cifar10/Linf/*, every zoo model of a leaderboard).
+    default_checkpoints: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if "smoke" not in self.fidelities:

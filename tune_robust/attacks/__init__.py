@@ -9,6 +9,7 @@ Example:
 from tune_robust.attacks._base import (
     ATTACKS,
     Attack,
+    BatchNote,
     NoAttack,
     Outcome,
     Starts,
@@ -23,6 +24,7 @@ __all__ = [
     "ATTACKS",
     "PRESETS",
     "Attack",
+    "BatchNote",
     "NoAttack",
     "Outcome",
     "Starts",

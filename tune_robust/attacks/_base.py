@@ -16,9 +16,10 @@ examples, in any batch, gives each the start it would get among all of them.
 from __future__ import annotations
 
 import dataclasses
+import re
 import zlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, Literal, TypeVar
 
 import torch
@@ -53,6 +54,17 @@ class Attack(ABC):
     ) -> tuple[torch.Tensor, list[str]]:
         """``perturb`` plus warnings the attack itself raised (AutoAttack's checks); none by default."""
         return self.perturb(model, x, y), []
+
+    def summarize_notes(self, notes: Sequence[BatchNote], evaluated: int) -> list[str]:
+        """One line per kind of warning over a whole evaluation of ``evaluated`` examples (the batches'
+        notes differ in their numbers only): the first batch's text, and in how many batches it came."""
+        groups: dict[str, list[BatchNote]] = {}
+        for note in notes:
+            groups.setdefault(re.sub(r"\d+(\.\d+)?", "#", note.text), []).append(note)
+        return [
+            group[0].text + (f" (in {len(group)} batches)" if len(group) > 1 else "")
+            for group in groups.values()
+        ]
 
     def attack(
         self,
@@ -98,6 +110,16 @@ class Attack(ABC):
     def describe(self) -> str:
         """Short label for result columns, e.g. ``pgd20-linf-eps0.0314-step0.0031``."""
         return self.name
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchNote:
+    """A warning an attack raised on one batch of an evaluation: its text, the batch's index and the
+    number of examples attacked in it."""
+
+    text: str
+    batch: int
+    attacked: int
 
 
 @dataclasses.dataclass

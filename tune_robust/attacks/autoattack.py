@@ -10,16 +10,20 @@ returns them so they land in the results as the ``sanity_autoattack`` flag.
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
 from torch import nn
 
-from tune_robust.attacks._base import Attack, check_eps, register_attack
+from tune_robust.attacks._base import Attack, BatchNote, check_eps, register_attack
 from tune_robust.errors import ConfigError
 
 AA_LOGGER = "auto-attack"
+# pyautoattack's check that Square (black-box) did better than the white-box attacks before it, per call.
+_SQUARE = re.compile(r"Square Attack has decreased the robust accuracy of ([\d.]+)%")
 
 
 class _Collect(logging.Handler):
@@ -54,6 +58,30 @@ class AutoAttackPA(Attack):
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self.perturb_with_notes(model, x, y)[0]
+
+    def summarize_notes(self, notes: Sequence[BatchNote], evaluated: int) -> list[str]:
+        """The Square check as one line with its total over the evaluation (pyautoattack states it per
+        call, i.e. per batch, as a share of that batch's attacked examples); other checks as the base
+        class groups them."""
+        hits = [(n, float(m.group(1))) for n in notes if (m := _SQUARE.search(n.text))]
+        rest = super().summarize_notes([n for n in notes if not _SQUARE.search(n.text)], evaluated)
+        if not hits:
+            return rest
+        flipped = sum(share / 100 * n.attacked for n, share in hits)
+        shares = [share for _, share in hits]
+        batches = (
+            f"in {len(hits)} batches, {min(shares):.2f}% to {max(shares):.2f}% of each one's attacked "
+            "examples"
+            if len(hits) > 1
+            else f"in 1 batch, {shares[0]:.2f}% of its attacked examples"
+        )
+        line = (
+            f"Square Attack (black-box) lowered the robust accuracy below the white-box attacks' by "
+            f"{100 * flipped / max(evaluated, 1):.2f}% of the {evaluated} evaluated examples ({batches}): "
+            f"the gradient-based attacks may be masked; run Square with more queries and restarts, or an "
+            f"adaptive attack"
+        )
+        return [line, *rest]
 
     def perturb_with_notes(
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor

@@ -24,7 +24,7 @@ def _source_model(path: str, device: str) -> nn.Module:
 @register_attack("transfer")
 @dataclass(frozen=True)
 class Transfer(Attack):
-    # A checkpoint of ours (a trial's state dir or its model.pt).
+    # A checkpoint of ours (a trial's state dir or its model.pt) or a robustbench: zoo reference.
     source: str = ""
     eps: float = 8 / 255
     # The white-box attack run on the source (PGD-100 step eps/4 as in RobNet's Table 4 by default).
@@ -36,7 +36,7 @@ class Transfer(Attack):
         check_eps(self.step, "step")
         if not self.source:
             raise ConfigError("attack 'transfer' needs source=<checkpoint path of the source model>")
-        if not Path(self.source).exists():
+        if not self.source.startswith("robustbench:") and not Path(self.source).exists():
             raise ConfigError(f"attack 'transfer': source checkpoint {self.source} does not exist")
 
     @property

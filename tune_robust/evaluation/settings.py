@@ -48,6 +48,10 @@ class EvalConfig:
     input_std: tuple[float, ...] = ()
     # Name of the evaluated checkpoint in the results (the evaluate/transfer sweeps set it).
     label: str = ""
+    # The evaluated checkpoint's published clean and AutoAttack accuracy (RobustBench's leaderboard, set
+    # by planning for a robustbench: checkpoint when --leaderboard is given), reported beside ours.
+    leaderboard_clean_acc: float | None = None
+    leaderboard_autoattack_acc: float | None = None
     # Also run the suite on the last epoch's weights (columns last_test_*, last_stability_*, ...), as
     # Huang et al. Table 2 reports Best and Last; the paper fidelities of their sweeps turn it on.
     last: bool = False

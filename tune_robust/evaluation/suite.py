@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from tune_robust.attacks import Attack, Outcome, Starts, create_attack
+from tune_robust.attacks import Attack, BatchNote, Outcome, Starts, create_attack
 from tune_robust.data import DATASETS, Split, batches
 from tune_robust.evaluation import sanity
 from tune_robust.evaluation.basic import Tally, attack_batch, evaluate
@@ -88,7 +88,7 @@ class _Pass:
 
     tally: Tally
     stable: dict[str, int]
-    notes: dict[str, list[str]]
+    notes: dict[str, list[BatchNote]]
     lipschitz: dict[str, float] | None
     head: dict[str, list[Outcome]]
 
@@ -107,14 +107,15 @@ def _attack_pass(
     done = _Pass(Tally(attacks), dict.fromkeys(attacks, 0), {label: [] for label in attacks}, None, {})
     lip = LipschitzMeter(model) if lip_label else None
     first = 0
-    for x, y in batches(data, cfg.batch_size):
+    for index, (x, y) in enumerate(batches(data, cfg.batch_size)):
         with torch.no_grad():
             pred = model(x).argmax(1)
         done.tally.clean(pred == y)
         starts = Starts.of_batch(first, len(y), cfg.seed)
         for label, attack in attacks.items():
             out = attack_batch(attack, model, x, y, pred == y, starts, full)
-            done.notes[label].extend(m for m in out.notes if m not in done.notes[label])
+            attacked = len(y) if full else int((pred == y).sum())
+            done.notes[label].extend(BatchNote(m, index, attacked) for m in out.notes)
             done.tally.attacked(label, ~out.fooled)
             if full:
                 with torch.no_grad():
@@ -191,13 +192,20 @@ def _sanity_metrics(
     checked = [label for label, a in attacks.items() if a.self_checking]
     flags["autoattack"] = None if not checked else not any(done.notes[label] for label in checked)
     for label in checked:
-        msgs.extend(f"sanity_autoattack failed ({label}): {t}" for t in done.notes[label])
+        lines = attacks[label].summarize_notes(done.notes[label], len(data))
+        msgs.extend(f"sanity_autoattack failed ({label}): {t}" for t in lines)
     flags["bn_unchanged"] = sanity.buffers_unchanged(model, buffers_before)
     if not flags["bn_unchanged"]:
         msgs.append("sanity_bn_unchanged failed: BatchNorm statistics/buffers changed during the attacks")
     m: dict[str, Any] = {f"sanity_{name}": flags.get(name) for name in sanity.ALL_FLAGS}
     m["suspect_gradient_masking"] = sanity.masking_suspected(flags)
     m["sanity_messages"] = " | ".join(msgs) if msgs else None
+    detail = [
+        f"{label} batch {n.batch} ({n.attacked} attacked): {n.text}"
+        for label in checked
+        for n in done.notes[label]
+    ]
+    m["attack_notes"] = " | ".join(detail) if detail else None
     return m, msgs
 
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from tune_robust.models._registry import (
         MODELS,
+        count_macs,
         count_params,
         create_meta_model,
         create_model,
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 
 _HOME = {
     "MODELS": "_registry",
+    "count_macs": "_registry",
     "count_params": "_registry",
     "create_meta_model": "_registry",
     "create_model": "_registry",
@@ -39,6 +41,7 @@ _HOME = {
 __all__ = [
     "MODELS",
     "Reconfiguration",
+    "count_macs",
     "count_params",
     "create_meta_model",
     "create_model",

@@ -47,6 +47,31 @@ class _NoRandomFillsOnMeta(TorchFunctionMode):
         return func(*args, **(kwargs or {}))
 
 
+# Functions whose output has their first argument's shape: a meta forward that only wants shapes skips
+# them (torch runs normalisations on meta through slow Python decompositions: most of a MAC count's time).
+_SHAPE_KEEPING = frozenset(
+    (
+        torch.nn.functional.batch_norm,
+        torch.nn.functional.group_norm,
+        torch.nn.functional.instance_norm,
+        torch.nn.functional.layer_norm,
+        torch.nn.functional.relu,
+        torch.nn.functional.dropout,
+        torch.relu,
+        torch.relu_,
+    )
+)
+
+
+class _ShapesOnlyOnMeta(TorchFunctionMode):
+    """Shape-keeping functions (normalisations, ReLU, dropout) return their meta input unchanged."""
+
+    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        if func in _SHAPE_KEEPING and args and isinstance(args[0], torch.Tensor) and args[0].is_meta:
+            return args[0]
+        return func(*args, **(kwargs or {}))
+
+
 def create_meta_model(name: str, num_classes: int = 10, in_channels: int = 3, **kwargs: Any) -> nn.Module:
     """``create_model`` on the meta device: shapes and structure, no memory, no weights drawn."""
     with torch.device("meta"), _NoRandomFillsOnMeta():
@@ -57,20 +82,40 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
+    """Multiply-accumulates per image of ``model``'s convolutions and linear layers, from one forward
+    pass on the meta device (no memory, nothing computed; ``model`` may be built with
+    ``create_meta_model``). Other operations (activations, pooling, attention products) are not counted."""
+    total = 0
+
+    def conv(m: nn.Conv2d, _i: Any, out: torch.Tensor) -> None:
+        nonlocal total
+        total += out[0].numel() * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
+
+    def linear(m: nn.Linear, _i: Any, out: torch.Tensor) -> None:
+        nonlocal total
+        total += out[0].numel() * m.in_features
+
+    hooks = [
+        m.register_forward_hook(conv if isinstance(m, nn.Conv2d) else linear)  # type: ignore[arg-type]
+        for m in model.modules()
+        if isinstance(m, (nn.Conv2d, nn.Linear))
+    ]
+    was_training = model.training
+    try:
+        with torch.no_grad(), _ShapesOnlyOnMeta():
+            model.to("meta").eval()(torch.empty(1, *input_shape, device="meta"))
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    return total
+
+
 def profile_model(
     name: str, input_shape: tuple[int, int, int], num_classes: int = 10, **kwargs: Any
 ) -> tuple[int, int]:
-    """(parameters, multiply-accumulates per image) of a registered model, built on the meta device.
-
-    No memory is allocated and nothing is computed, so this is cheap even for a 68M-parameter WRN.
-    MACs count convolutions and linear layers (half the FLOPs torch's counter reports for them).
-    """
-    from torch.utils.flop_counter import FlopCounterMode
-
+    """(parameters, multiply-accumulates per image) of a registered model, built on the meta device
+    (``count_macs``): cheap even for a 68M-parameter WRN."""
     model = create_meta_model(name, num_classes=num_classes, in_channels=input_shape[0], **kwargs)
-    with torch.device("meta"):
-        model.eval()
-        counter = FlopCounterMode(display=False)
-        with counter, torch.no_grad():
-            model(torch.empty(1, *input_shape))
-    return count_params(model), counter.get_total_flops() // 2
+    return count_params(model), count_macs(model, input_shape)

@@ -1,6 +1,9 @@
 """Find and load model checkpoints: ours (a trial's state dir or its ``model.pt``) or a plain PyTorch
 state dict of a registered architecture (how a user brings a model trained elsewhere).
 
+A ``robustbench:DATASET/THREAT/NAME`` reference is a RobustBench zoo model
+(:mod:`tune_robust.models.robustbench_zoo`): it names its architecture, like ours.
+
 Plain state dicts may come in a published layout (``layouts``: pytorch-cifar ResNet, the TRADES and
 RobustBench WideResNet, ...), be nested under ``state_dict``/``model``/``model_state_dict``/``net``
 and carry ``module.`` prefixes (DataParallel); all are handled. A model trained on normalised inputs gets its
@@ -18,6 +21,7 @@ import torch
 from torch import nn
 
 from tune_robust.errors import ConfigError
+from tune_robust.models import robustbench_zoo as zoo
 from tune_robust.models._registry import create_model
 from tune_robust.models.layouts import Fitted, fit
 
@@ -48,6 +52,14 @@ def resolve_path(path: str | Path) -> Path:
     if not p.exists():
         raise ConfigError(f"checkpoint {p} does not exist")
     return p
+
+
+def canonical(ref: str | Path) -> str:
+    """A checkpoint reference as runs record it: a zoo reference as written, a path absolute (a trial
+    directory's ``model.pt``)."""
+    if zoo.is_reference(str(ref)):
+        return str(zoo.ZooRef.parse(str(ref)))
+    return str(resolve_path(ref).resolve())
 
 
 def _read(path: Path) -> Any:
@@ -85,7 +97,10 @@ def plain_state_dict(blob: Any, path: Path) -> dict[str, torch.Tensor]:
 
 
 def checkpoint_info(path: str | Path) -> dict[str, Any]:
-    """What a checkpoint of ours was built from (arch, kwargs, classes, channels); {} for plain ones."""
+    """What a checkpoint of ours (or a zoo model) was built from (arch, kwargs, classes, channels); {}
+    for plain ones."""
+    if zoo.is_reference(str(path)):
+        return zoo.ZooRef.parse(str(path)).info()
     blob = _read(resolve_path(path))
     if is_ours(blob):
         return {k: blob[k] for k in ("arch", "kwargs", "num_classes", "in_channels") if k in blob}
@@ -100,6 +115,8 @@ def describe_checkpoint(path: str | Path, others: Sequence[str | Path] = ()) -> 
     """A short label: the trial's ``eval.label`` when its sweep set one (e.g. RobNet's retrain:
     ``published:robnet_large``), else ``wrn depths=9-7-1`` for ours (only options that differ from
     ``others``), the file name for plain state dicts."""
+    if zoo.is_reference(str(path)):
+        return zoo.ZooRef.parse(str(path)).name
     label = _trial_label(path)
     if label:
         return label
@@ -165,8 +182,15 @@ def load_checkpoint(
 
     Ours rebuild themselves; a plain state dict needs ``arch`` (plus its kwargs, classes, channels), in
     our names or a published layout's (``tune_robust.models.layouts``). Mismatching keys or shapes raise
-    one ConfigError naming the architecture the tensors do fit, when one does.
+    one ConfigError naming the architecture the tensors do fit, when one does. A zoo reference is built
+    by RobustBench and normalises its inputs itself.
     """
+    if zoo.is_reference(str(path)):
+        if mean or std:
+            raise ConfigError(
+                f"{path}: zoo models normalise their inputs themselves; drop eval.input_mean/std"
+            )
+        return zoo.load(str(path), device)
     file = resolve_path(path)
     blob = _read(file)
     if is_ours(blob):

@@ -23,7 +23,9 @@ trials.parquet, one row per finished or failed trial, keyed by ``trial_id``:
     Evaluation suite (tune_robust.evaluation.suite, on the best weights): test_clean_acc,
     test_<label>_acc per eval.attacks entry, test_worst_acc, test_eval_examples, eval_attacks,
     attack_grad_passes, eval_suite_seconds, stability_<label>, lipschitz_logits, lipschitz_attack,
-    sanity_<flag> (bool; null = not applicable), suspect_gradient_masking, sanity_messages.
+    sanity_<flag> (bool; null = not applicable), suspect_gradient_masking, sanity_messages (one line per
+    failed check; an attack's own warnings summed over the batches), attack_notes (those warnings batch by
+    batch: label, batch index, examples attacked, the attack's text).
     With eval.last: the same suite columns on the last epoch's weights, prefixed ``last_``
     (last_test_clean_acc, last_test_<label>_acc, last_stability_<label>, last_sanity_<flag>, ...).
     evaluate/transfer sweeps add checkpoint and checkpoint_label (their config has upstream.model or

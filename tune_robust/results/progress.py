@@ -1,6 +1,10 @@
 """The console's one live progress line (Ray Tune callback): trials done, running and left, the time
 left, the best value so far and the failures.
 
+The time left is weighted by each trial's cost when the run layer knows it (``tune_robust.run.cost``:
+MACs x passes over the data x forward-backward passes per example): a grid whose deep configurations
+come last is not estimated from its shallow first trials' pace.
+
 On a terminal the line is rewritten in place (at most once a second); in a log (CI, a notebook, a
 redirected file) it is printed as a new line when something changed, at most every ``every`` seconds,
 and once at the end.
@@ -11,6 +15,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+from collections.abc import Callable, Mapping
 from typing import Any, TextIO
 
 from ray import tune
@@ -22,19 +27,46 @@ def _duration(seconds: float) -> str:
     return f"{h}h{rest // 60:02d}m" if h else f"{rest // 60}m{rest % 60:02d}s"
 
 
+def eta_seconds(elapsed: float, finished: float, running: float, left: float) -> float | None:
+    """Seconds left: the wall time per unit of cost of the trials finished in ``elapsed`` seconds,
+    times the cost still to run (a running trial counts half). Costs are trial counts when every trial
+    costs the same. None before anything has finished."""
+    if finished <= 0:
+        return None
+    return elapsed / finished * (left + running / 2)
+
+
+def _unit_cost(_config: Mapping[str, Any]) -> float:
+    return 1.0
+
+
 class ProgressLine(tune.Callback):
     """``planned`` trials in all (a resumed sweep's earlier trials count as done); ``metric``/``mode``:
-    the value shown as best so far (the sweep's metric, from each trial's latest report)."""
+    the value shown as best so far (the sweep's metric, from each trial's latest report).
 
-    def __init__(self, planned: int, metric: str, mode: str, every: float = 30.0) -> None:
+    ``cost``: a trial config's cost relative to the others, and ``total_cost`` the planned trials'
+    together; without them every trial counts one."""
+
+    def __init__(
+        self,
+        planned: int,
+        metric: str,
+        mode: str,
+        every: float = 30.0,
+        cost: Callable[[Mapping[str, Any]], float] | None = None,
+        total_cost: float | None = None,
+    ) -> None:
         self.planned, self.metric, self.mode, self.every = planned, metric, mode, every
+        self.cost = cost or _unit_cost
+        self.total_cost = float(planned) if total_cost is None or cost is None else total_cost
         self._stream: TextIO | None = None
         self._started = 0.0
-        self._done_at_start: int | None = None
+        self._finished_at_start: set[str] | None = None
+        self._costs: dict[str, float] = {}
         self._shown = ("", 0.0)
 
     def __getstate__(self) -> dict[str, Any]:  # pickled with the experiment state: no stream
-        return self.__dict__ | {"_stream": None, "_done_at_start": None, "_shown": ("", 0.0)}
+        return self.__dict__ | {"_stream": None, "_finished_at_start": None, "_shown": ("", 0.0)}
 
     @property
     def stream(self) -> TextIO:
@@ -43,17 +75,30 @@ class ProgressLine(tune.Callback):
     def setup(self, **info: Any) -> None:  # type: ignore[override]
         self._started = time.monotonic()
 
+    def trial_cost(self, trial: Any) -> float:
+        if trial.trial_id not in self._costs:
+            self._costs[trial.trial_id] = self.cost(trial.config)
+        return self._costs[trial.trial_id]
+
+    def eta(self, trials: list, now: float) -> float | None:
+        """Seconds left by the cost of what finished since this driver started and what is left."""
+        finished = [t for t in trials if t.status in ("TERMINATED", "ERROR")]
+        if self._finished_at_start is None:
+            self._finished_at_start = {t.trial_id for t in finished}
+        running = sum(self.trial_cost(t) for t in trials if t.status == "RUNNING")
+        spent = sum(self.trial_cost(t) for t in finished)
+        here = sum(self.trial_cost(t) for t in finished if t.trial_id not in self._finished_at_start)
+        left = max(0.0, self.total_cost - spent - running)
+        return eta_seconds(now - self._started, here, running, left)
+
     def line(self, trials: list, now: float) -> str:
         status = [t.status for t in trials]
         done, failed, running = status.count("TERMINATED"), status.count("ERROR"), status.count("RUNNING")
-        if self._done_at_start is None:
-            self._done_at_start = done + failed
         left = max(0, self.planned - done - failed - running)
         parts = [f"trials {done + failed}/{self.planned} done", f"{running} running", f"{left} left"]
-        finished_here = done + failed - self._done_at_start
-        if finished_here and left + running:
-            per_trial = (now - self._started) / finished_here
-            parts.append(f"ETA {_duration(per_trial * (left + running / 2))}")
+        eta = self.eta(trials, now)
+        if eta is not None and left + running:
+            parts.append(f"ETA {_duration(eta)}")
         best = self.best(trials)
         if best is not None:
             parts.append(f"best {self.metric} {best:.4f}")

@@ -49,8 +49,11 @@ EVAL_KEYS = (
     "eval_attacks",
     "attack_grad_passes",
     "eval_suite_seconds",
+    "attack_notes",
     "checkpoint",
     "checkpoint_label",
+    "leaderboard_clean_acc",
+    "leaderboard_autoattack_acc",
     # A searched architecture's versioned record (JSON), and whether the FSP screen rejected it.
     "arch",
     "screened_out",

@@ -6,6 +6,11 @@ last report) the final evaluation suite.
   results directory (``sqlite:///<results-dir>/mlflow.db``; MLflow 3 keeps its file store in
   maintenance mode); ``--mlflow-uri`` names a server (``http://HOST:5000``) or another store. Needs the
   ``[tracking]`` extra (mlflow-skinny with SQLAlchemy). The experiment is the sweep's name.
+- ``wandb``: Ray's ``WandbLoggerCallback`` (one W&B run per trial, grouped by sweep). Project and entity
+  from ``--wandb-project`` / ``--wandb-entity``, else W&B's ``WANDB_PROJECT`` / ``WANDB_ENTITY``, else
+  the project ``tune_robust``; ``WANDB_MODE=offline`` (or ``wandb offline``) writes the runs locally
+  for a later ``wandb sync``. Run files go to ``<results-dir>/<sweep>/wandb/``. Needs the ``[wandb]``
+  extra and, online, a key (``wandb login`` or ``WANDB_API_KEY``).
 - ``tensorboard``: Ray's ``TBXLoggerCallback``: ``events.out.tfevents.*`` in each trial's directory under
   ``<results-dir>/<sweep>/tune/`` (``tensorboard --logdir <results-dir>/<sweep>/tune``).
 
@@ -19,7 +24,10 @@ from typing import Any
 
 from tune_robust.errors import ConfigError
 
-TRACKERS = ("mlflow", "tensorboard")
+TRACKERS = ("mlflow", "tensorboard", "wandb")
+DEFAULT_WANDB_PROJECT = "tune_robust"
+# Per-trial tables (eval curves, Lipschitz per block) stay in Parquet: W&B logs scalars per step.
+_NOT_LOGGED = ["eval_tables"]
 
 
 def default_mlflow_uri(results_dir: str | Path) -> str:
@@ -40,14 +48,26 @@ def check_tracking(track: tuple[str, ...]) -> None:
                 f"--track mlflow needs the [tracking] extra ({e.name} is missing): "
                 "pip install -e '.[tracking]'"
             ) from None
+    if "wandb" in track:
+        try:
+            import wandb  # noqa: F401
+        except ImportError:
+            raise ConfigError("--track wandb needs the [wandb] extra: pip install -e '.[wandb]'") from None
 
 
 def tracking_callbacks(
-    track: tuple[str, ...], mlflow_uri: str | None, results_dir: str | Path, sweep: str, fidelity: str
+    track: tuple[str, ...],
+    mlflow_uri: str | None,
+    results_dir: str | Path,
+    sweep: str,
+    fidelity: str,
+    wandb: tuple[str | None, str | None] = (None, None),
 ) -> list[Any]:
-    """Ray Tune logger callbacks for the requested trackers."""
+    """Ray Tune logger callbacks for the requested trackers (``wandb``: project and entity options)."""
     check_tracking(track)
     out: list[Any] = []
+    if "wandb" in track:
+        out.append(wandb_callback(results_dir, sweep, fidelity, *wandb))
     if "tensorboard" in track:
         from ray.tune.logger import TBXLoggerCallback
 
@@ -63,3 +83,25 @@ def tracking_callbacks(
             )
         )
     return out
+
+
+def wandb_callback(
+    results_dir: str | Path, sweep: str, fidelity: str, project: str | None, entity: str | None
+) -> Any:
+    """Ray's W&B callback: one run per trial in ``project`` (option, else ``WANDB_PROJECT``, else
+    ``tune_robust``), grouped by sweep, tagged with the fidelity, its files under the sweep's folder."""
+    import os
+
+    from ray.air.integrations.wandb import WandbLoggerCallback
+
+    folder = Path(results_dir).expanduser().resolve() / sweep  # W&B writes its wandb/ folder in it
+    folder.mkdir(parents=True, exist_ok=True)
+    extra: dict[str, Any] = {"entity": entity} if entity else {}
+    return WandbLoggerCallback(
+        project=project or os.environ.get("WANDB_PROJECT") or DEFAULT_WANDB_PROJECT,
+        group=sweep,
+        excludes=_NOT_LOGGED,
+        tags=[sweep, fidelity],
+        dir=str(folder),
+        **extra,
+    )

@@ -3,7 +3,9 @@ only read; the results land in ``plan.sweep_dir`` (``tune_robust.analysis.summar
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from tune_robust import cluster, snapshot
@@ -42,10 +44,10 @@ def _run(p: Plan, trainable: Callable[[dict[str, Any]], None], command: str, res
 
     from tune_robust.plugins import with_plugins
 
-    ctx = cluster.init_ray(p.options.address, p.options.verbose > 2, p.options.extra_ray_init)
+    ctx = cluster.init_ray(p.options.address, p.options.verbose, p.options.extra_ray_init)
     dashboard: str | None = getattr(ctx, "dashboard_url", None)
     try:
-        if p.options.verbose:
+        if (dashboard and p.options.verbose) or p.options.verbose > 1:
             print(cluster.dashboard_line(dashboard, bool(p.options.address)), flush=True)
         cluster.check_resources(p.needs)  # before anything is written
         p.sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -53,19 +55,43 @@ def _run(p: Plan, trainable: Callable[[dict[str, Any]], None], command: str, res
         if not (p.sweep_dir / SWEEP_FILE).exists():
             resume.write_state(p, command)
         resourced = tune.with_resources(with_plugins(trainable, p.options.plugins), p.resources)
-        if restoring:
-            tune.Tuner.restore(
-                str(p.sweep_dir / TUNE_DIR),
-                resourced,
-                resume_unfinished=True,
-                resume_errored=False,
-                restart_errored=False,
-            ).fit()
-        else:
-            new_tuner(p, resourced).fit()
+        with tune_console(p.options.verbose):
+            if restoring:
+                tune.Tuner.restore(
+                    str(p.sweep_dir / TUNE_DIR),
+                    resourced,
+                    resume_unfinished=True,
+                    resume_errored=False,
+                    restart_errored=False,
+                ).fit()
+            else:
+                new_tuner(p, resourced).fit()
     finally:
         ray.shutdown()
     return dashboard
+
+
+@contextmanager
+def tune_console(verbose: int) -> Iterator[None]:
+    """Up to the default verbosity the console is our progress line: Ray Tune's output engine prints its
+    "Configuration for experiment" box and results path at every verbosity, so it is switched to the
+    legacy engine (Ray's documented ``RAY_AIR_NEW_OUTPUT=0``), which prints nothing at RunConfig
+    verbose 0, for the run and restored after it."""
+    if verbose > 1:
+        yield
+        return
+    before = os.environ.get(_NEW_OUTPUT)
+    os.environ[_NEW_OUTPUT] = "0"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(_NEW_OUTPUT, None)
+        else:
+            os.environ[_NEW_OUTPUT] = before
+
+
+_NEW_OUTPUT = "RAY_AIR_NEW_OUTPUT"
 
 
 def build_search(p: Plan) -> tuple[Any, Any, list[Any]]:
@@ -82,12 +108,15 @@ def build_search(p: Plan) -> tuple[Any, Any, list[Any]]:
 
 
 def console_callbacks(p: Plan) -> list[Any]:
-    """The live progress line, at the default verbosity."""
+    """The live progress line, at the default verbosity, its ETA weighted by each trial's cost."""
     from tune_robust.results.progress import ProgressLine
+    from tune_robust.run.cost import TrialCost
 
     if p.options.verbose != 1:
         return []
-    return [ProgressLine(p.num_trials, p.spec.metric, p.spec.mode)]
+    cost = TrialCost(p.macs)
+    total = cost.total(p.configs, p.num_trials)
+    return [ProgressLine(p.num_trials, p.spec.metric, p.spec.mode, cost=cost, total_cost=total)]
 
 
 def new_tuner(p: Plan, trainable: Any) -> Any:
@@ -103,7 +132,9 @@ def new_tuner(p: Plan, trainable: Any) -> Any:
     callback = ParquetCallback(p.sweep_dir, p.spec.name, p.options.fidelity, columns)
     search_alg, scheduler, extra_callbacks = build_search(p)
     o = p.options
-    tracking = tracking_callbacks(o.track, o.mlflow_uri, o.results_dir, p.spec.name, o.fidelity)
+    tracking = tracking_callbacks(
+        o.track, o.mlflow_uri, o.results_dir, p.spec.name, o.fidelity, (o.wandb_project, o.wandb_entity)
+    )
     return tune.Tuner(
         trainable,
         param_space={},

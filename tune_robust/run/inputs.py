@@ -12,7 +12,8 @@ from typing import Any
 
 from tune_robust.config import UpstreamInputs
 from tune_robust.errors import ConfigError
-from tune_robust.models.checkpoint import MODEL_FILE, describe_checkpoint, resolve_path
+from tune_robust.models import robustbench_zoo as zoo
+from tune_robust.models.checkpoint import MODEL_FILE, canonical, describe_checkpoint, resolve_path
 from tune_robust.run.options import RunOptions
 from tune_robust.sweeps import SweepSpec
 
@@ -32,12 +33,12 @@ def checkpoint_list(
     """``{label: absolute path}`` from --checkpoint and --from-sweep, labels unique (``first_seed_only``:
     a sweep's other seeds of one config are copies, not checkpoints of their own; ``where``: only the
     --from-sweep trials whose columns have these values)."""
-    items = [labelled(item) for item in options.checkpoints]
+    items = [named for item in options.checkpoints for named in _expanded(labelled(item))]
     for d in options.from_sweeps:
         found = sweep_checkpoints(d, options.top_k, first_seed_only=first_seed_only, where=where)
         items.extend((None, p) for p in found)
     out: dict[str, str] = {}
-    paths = [str(resolve_path(path).resolve()) for _, path in items]
+    paths = [canonical(path) for _, path in items]
     for (given, _), resolved in zip(items, paths, strict=True):
         name = given or describe_checkpoint(resolved, [p for p in paths if p != resolved])
         base, i = name, 2
@@ -45,6 +46,17 @@ def checkpoint_list(
             name, i = f"{base} #{i}", i + 1
         out[name] = resolved
     return out
+
+
+def _expanded(item: tuple[str | None, str]) -> list[tuple[str | None, str]]:
+    """A zoo list or wildcard (``robustbench:cifar10/Linf/A,B`` or ``.../*``) as one item per model."""
+    label, path = item
+    if not zoo.is_reference(path):
+        return [item]
+    refs = zoo.expand(path)
+    if label and len(refs) > 1:
+        raise ConfigError(f"--checkpoint {label}={path}: a label names one checkpoint, not {len(refs)}")
+    return [(label, ref) for ref in refs]
 
 
 def checkpoint_points(spec: SweepSpec, options: RunOptions, base: dict[str, Any]) -> list[dict[str, Any]]:
@@ -55,6 +67,8 @@ def checkpoint_points(spec: SweepSpec, options: RunOptions, base: dict[str, Any]
             "sweep transfer and --set eval.transfer_protocol=independent_copy (its paper fidelity)"
         )
     where: Mapping[str, Any] = {}
+    if spec.default_checkpoints and not (options.checkpoints or options.from_sweeps):
+        options = replace(options, checkpoints=spec.default_checkpoints)
     if spec.default_from and not (options.checkpoints or options.from_sweeps):
         where = spec.default_where
         results = options.results_path
@@ -96,7 +110,7 @@ def crafting_copies(options: RunOptions, found: dict[str, str]) -> dict[str, str
                 f"--craft-on {item!r}: give SOURCE_LABEL=PATH with one of the sources' labels "
                 f"({', '.join(sorted(found))})"
             )
-        copies[label] = str(resolve_path(path).resolve())
+        copies[label] = canonical(path)
     if options.from_sweeps or options.craft_on_sweeps:
         wanted = [p for lb, p in found.items() if lb not in copies]
         by_path = seed_copies(wanted, options.from_sweeps, options.craft_on_sweeps)

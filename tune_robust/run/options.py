@@ -41,6 +41,9 @@ class RunOptions:
     # (default: sqlite:///<results_dir>/mlflow.db).
     track: tuple[str, ...] = ()
     mlflow_uri: str | None = None
+    # --track wandb: W&B project and entity (default: WANDB_PROJECT / WANDB_ENTITY, else tune_robust).
+    wandb_project: str | None = None
+    wandb_entity: str | None = None
     # Checkpoints for the evaluate/transfer sweeps: "PATH" or "LABEL=PATH"; --from-sweep directories
     # add their finished trials (best top_k by best_robust_acc; 0 = all).
     checkpoints: tuple[str, ...] = ()
@@ -50,6 +53,11 @@ class RunOptions:
     # on, "LABEL=PATH", or found in these sweeps (same config, another train.seed).
     craft_on: tuple[str, ...] = ()
     craft_on_sweeps: tuple[str, ...] = ()
+    # robustbench:DATASET/THREAT/NAME checkpoints: RobustBench's model directory (its own layout,
+    # <dir>/<dataset>/<threat>/<name>.pt; filled with --download), and its published numbers (a snapshot
+    # JSON or the model_info/ folder of the RobustBench repository) for the leaderboard columns.
+    robustbench_dir: str = "models"
+    leaderboard: str | None = None
     # Imported plugins (tune_robust.plugins.Plugin), re-imported in every trial before its config.
     plugins: tuple[Any, ...] = ()
     # Search strategy (tune_robust.run.strategy): which configs run and which a scheduler stops early.
@@ -120,6 +128,9 @@ class Plan:
     cpus: float
     gpus: float
     strategy: Strategy
+    # Multiply-accumulates per image of each distinct trial model (tune_robust.run.cost.model_key), counted
+    # on the meta device while the models were checked: the progress line's trial costs.
+    macs: Mapping[str, float] = field(default_factory=dict)
     # Notes planning has for the user (an optional upstream sweep that was not run, a resume that keeps
     # its recorded trials); printed by the dry run and by a real run before it starts.
     notes: tuple[str, ...] = ()

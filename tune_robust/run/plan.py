@@ -17,6 +17,7 @@ from tune_robust.run.inputs import SEED_KEY
 from tune_robust.run.options import Plan, RunOptions
 from tune_robust.run.strategy import search_method
 from tune_robust.run.validate import check_writable, validate
+from tune_robust.run.zoo import resolve_zoo
 from tune_robust.sweeps import SweepSpec, Variants, get_sweep, set_dotted
 
 
@@ -41,18 +42,20 @@ def plan(name: str, options: RunOptions) -> Plan:
     configs = _configs(spec, options, base, sets, points)
     strategy.check_options(spec, options)  # cheap checks first: the next steps read data, build models
     resolved = upstream.resolve(spec, options, base, configs)
-    chosen = strategy.resolve(spec, options, resolved.configs)
-    final = validate(resolved.configs)
+    with_zoo, zoo_notes = resolve_zoo(resolved.configs, options)
+    chosen = strategy.resolve(spec, options, with_zoo)
+    checked = validate(with_zoo)
     return Plan(
         spec=spec,
         options=options,
         base=base,
         points=tuple(points),
-        configs=tuple(final),
+        configs=tuple(checked.configs),
         cpus=cpus,
         gpus=gpus,
         strategy=chosen,
-        notes=tuple(resolved.notes),
+        macs=checked.macs,
+        notes=(*resolved.notes, *zoo_notes),
     )
 
 

@@ -36,8 +36,12 @@ def resolve(
     notes: list[str] = []
     recorded = recorded_configs(spec, options)
     added: list[Config] = []
+    given = base.get("upstream", {})
     for up in spec.upstream:
         if up.kind == "architectures" and recorded is not None:
+            continue
+        if up.kind == "checkpoint" and up.name in given:
+            notes.append(f"upstream.{up.name} is given (--set): sweep {up.sweep!r} is not read for it")
             continue
         df = upstream_rows(spec, options, up, notes)
         if df is None:

@@ -6,11 +6,13 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tune_robust.config import TrialConfig, UpstreamInputs
 from tune_robust.errors import ConfigError
+from tune_robust.run.cost import count_model_macs, model_key
 
 
 def check_writable(results: Path) -> None:
@@ -36,27 +38,35 @@ def check_writable(results: Path) -> None:
         ) from None
 
 
-def validate(configs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Build every distinct model on the meta device, check every upstream checkpoint against the trial
-    that loads it and read every dataset once (downloading it when asked): what a trial would fail on,
-    found before Ray starts. Returns the configs as trials get them (the driver downloaded what was
-    needed; trials only read)."""
+@dataclass(frozen=True)
+class Checked:
+    """The configs as trials get them, and each distinct model's MACs per image (``run.cost``)."""
+
+    configs: list[dict[str, Any]]
+    macs: dict[str, float | None]
+
+
+def validate(configs: Sequence[Mapping[str, Any]]) -> Checked:
+    """Build every distinct model on the meta device (counting its MACs), check every upstream checkpoint
+    against the trial that loads it and read every dataset once (downloading it when asked): what a
+    trial would fail on, found before Ray starts. The configs come back as trials get them (the driver
+    downloaded what was needed; trials only read)."""
     from tune_robust.data import DATASETS, load_dataset
     from tune_robust.models import create_meta_model
     from tune_robust.models.checkpoint import checkpoint_info
 
-    seen_models: set[str] = set()
+    macs: dict[str, float | None] = {}
     seen_data: set[tuple[str, str | None]] = set()
     seen_checkpoints: set[str] = set()
     infos: dict[str, dict[str, Any]] = {}  # each checkpoint file is read once (a supernet for 300 trials)
     for cfg in configs:
         tc = TrialConfig.from_dict(dict(cfg))
-        key = json.dumps([tc.model.name, tc.model.kwargs], default=str, sort_keys=True)
-        if key not in seen_models:  # build once on the meta device: catches bad depths/widths cheaply
-            seen_models.add(key)
+        key = model_key(tc)
+        if key not in macs:  # build once on the meta device: catches bad depths/widths cheaply
             info = DATASETS.get(tc.data.dataset)
             model = create_meta_model(tc.model.name, info.num_classes, info.shape[0], **tc.model.kwargs)
             check_screen(tc, model)
+            macs[key] = count_model_macs(tc, model)
         for key, path in tc.upstream.items():
             if path not in infos:
                 infos[path] = checkpoint_info(path)
@@ -73,7 +83,7 @@ def validate(configs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     out = copy.deepcopy([dict(c) for c in configs])
     for cfg in out:
         cfg.get("data", {}).pop("download", None)
-    return out
+    return Checked(out, macs)
 
 
 def check_screen(tc: TrialConfig, model: Any) -> None:
