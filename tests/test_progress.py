@@ -5,11 +5,16 @@ from __future__ import annotations
 import io
 from types import SimpleNamespace
 
-from tune_robust.results.progress import ProgressLine
+from tune_robust.results.progress import ProgressLine, eta_seconds
 
 
-def trial(status, value=None):
-    return SimpleNamespace(status=status, last_result={} if value is None else {"val_robust_acc": value})
+def trial(status, value=None, trial_id=None, cost=1.0):
+    return SimpleNamespace(
+        status=status,
+        last_result={} if value is None else {"val_robust_acc": value},
+        trial_id=trial_id or f"t{id(object())}",
+        config={"cost": cost},
+    )
 
 
 class Tty(io.StringIO):
@@ -20,11 +25,17 @@ class Tty(io.StringIO):
 def test_the_line_counts_trials_estimates_the_time_left_and_shows_the_best_and_failures():
     bar = ProgressLine(planned=10, metric="val_robust_acc", mode="max")
     bar._started = 0.0
-    start = [trial("TERMINATED", 0.5), trial("RUNNING", 0.2), trial("PENDING")]
+    start = [trial("TERMINATED", 0.5, "a"), trial("RUNNING", 0.2, "b"), trial("PENDING", None, "c")]
     assert bar.line(start, now=5.0) == (
         "trials 1/10 done | 1 running | 8 left | best val_robust_acc 0.5000 | elapsed 0m05s"
     )
-    later = [trial("TERMINATED", 0.5), trial("TERMINATED", 0.7), trial("ERROR"), trial("RUNNING", 0.9)]
+    # ("a" finished before this driver started: a resumed sweep's trial does not set the pace)
+    later = [
+        trial("TERMINATED", 0.5, "a"),
+        trial("TERMINATED", 0.7, "b"),
+        trial("ERROR"),
+        trial("RUNNING", 0.9),
+    ]
     # 2 trials finished in this driver in 100 s: 50 s each, for 6 left and half of the running one
     assert bar.line(later, now=100.0) == (
         "trials 3/10 done | 1 running | 6 left | ETA 5m25s | best val_robust_acc 0.9000 | 1 FAILED | "
@@ -32,6 +43,28 @@ def test_the_line_counts_trials_estimates_the_time_left_and_shows_the_best_and_f
     )
     low = ProgressLine(planned=2, metric="val_robust_acc", mode="min")
     assert low.best(later) == 0.5
+
+
+def test_the_eta_weights_trials_by_their_cost():
+    assert eta_seconds(100.0, finished=2.0, running=1.0, left=6.0) == 325.0
+    assert eta_seconds(100.0, finished=0.0, running=1.0, left=6.0) is None
+    # Two cheap trials (cost 1) took 100 s; what is left costs 4 + 8 + 8 (running one counts half):
+    # 50 s per unit of cost, for 4/2 + 16 units, where counting trials would say 50 s x 2.5.
+    bar = ProgressLine(4, "val_robust_acc", "max", cost=lambda config: config["cost"], total_cost=22.0)
+    bar._started = 0.0
+    first = [trial("PENDING", trial_id=i) for i in "abcd"]
+    bar.line(first, now=0.0)
+    trials = [
+        trial("TERMINATED", 0.5, "a", 1.0),
+        trial("TERMINATED", 0.6, "b", 1.0),
+        trial("RUNNING", None, "c", 4.0),
+        trial("PENDING", None, "d", 16.0),
+    ]
+    assert bar.eta(trials, now=100.0) == 50.0 * (4 / 2 + 16)
+    unweighted = ProgressLine(4, "val_robust_acc", "max")
+    unweighted._started = 0.0
+    unweighted.line(first, now=0.0)
+    assert unweighted.eta(trials, now=100.0) == 50.0 * (1 / 2 + 1)
 
 
 def test_a_log_gets_a_line_when_something_changed_at_most_every_interval_a_terminal_one_line():

@@ -73,7 +73,7 @@ def test_task_mismatches_are_refused():
     eps = 8 / 255
     zoo.check_task(ref, "cifar10", {"linf"}, {eps}, eps)
     cases = [
-        (("digits", {"linf"}, {eps}, eps), "is a cifar10 model, but the sweep evaluates 'digits'"),
+        (("digits", {"linf"}, {eps}, eps), "is a cifar10 model, but the sweep runs on 'digits'"),
         (
             ("cifar10", {"l2"}, {0.5}, eps),
             "ranked under the Linf threat model, but the sweep's attacks use l2",
@@ -142,7 +142,7 @@ def test_zoo_reference_on_the_wrong_dataset_is_one_line_before_ray(capsys, tmp_p
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1, err
     assert err.startswith(
-        "error: robustbench:cifar10/Linf/Huang2021Exploring is a cifar10 model, but the sweep evaluates "
+        "error: robustbench:cifar10/Linf/Huang2021Exploring is a cifar10 model, but the sweep runs on "
         "'digits'"
     )
     assert not (tmp_path / "evaluate").exists()
@@ -165,7 +165,7 @@ def test_without_the_package_the_error_says_how_to_install_it(capsys, tmp_path, 
     )
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1, err
-    assert "needs the robustbench package" in err and "make robustbench" in err
+    assert "need the robustbench package" in err and "make robustbench" in err
 
 
 # --- with the robustbench package -----------------------------------------------------------------------

@@ -83,7 +83,9 @@ def check_wandb_runs(results: Path, trials: pd.DataFrame, epochs: int) -> None:
     for f in files:
         records = read_wandb_records(f)
         kinds = [r.WhichOneof("record_type") for r in records]
-        config = {i.key: json.loads(i.value_json) for r in records if r.HasField("config") for i in r.config.update}
+        config = {
+            i.key: json.loads(i.value_json) for r in records if r.HasField("config") for i in r.config.update
+        }
         history = [
             {i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in r.history.item}
             for r in records

@@ -433,7 +433,12 @@ def valid_keys(cfg: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def apply_override(cfg: dict[str, Any], key: str, raw: Any) -> None:
-    """Set dotted ``key`` in nested ``cfg`` to ``raw`` parsed by the key's type (in place)."""
+    """Set dotted ``key`` in nested ``cfg`` to ``raw`` parsed by the key's type (in place).
+    ``upstream.ROLE`` names a trial input by hand (a checkpoint path or a robustbench: reference, e.g.
+    RNAS-CL's ``upstream.teacher``), in place of the earlier sweep that would give it."""
+    if key.startswith("upstream.") and key.count(".") == 1 and key != "upstream.":
+        cfg.setdefault("upstream", {})[key.split(".", 1)[1]] = str(raw)
+        return
     keys = valid_keys(cfg)
     if key not in keys:
         raise ConfigError(

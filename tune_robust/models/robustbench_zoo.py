@@ -133,8 +133,8 @@ def check_task(
     """The sweep's dataset and threat model must be the ones the zoo model was trained and ranked for."""
     if ref.dataset != dataset:
         raise ConfigError(
-            f"{ref.key} is a {ref.dataset} model, but the sweep evaluates {dataset!r}; pass --dataset "
-            f"{ref.dataset} (and --data-dir), or pick a {dataset} model"
+            f"{ref.key} is a {ref.dataset} model, but the sweep runs on {dataset!r}; pass --dataset "
+            f"{ref.dataset} (and --data-dir)"
         )
     if ref.dataset not in INPUT_SHAPE:
         raise ConfigError(

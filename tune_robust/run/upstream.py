@@ -36,14 +36,17 @@ def resolve(
     notes: list[str] = []
     recorded = recorded_configs(spec, options)
     added: list[Config] = []
+    # An input given by hand (--set upstream.ROLE=...) replaces the sweep that would give it, and makes
+    # that sweep's other roles optional (RNAS-CL's searches read teacher and teacher_r18 alike).
     given = base.get("upstream", {})
+    by_hand = {up.sweep for up in spec.upstream if up.name in given}
     for up in spec.upstream:
         if up.kind == "architectures" and recorded is not None:
             continue
         if up.kind == "checkpoint" and up.name in given:
             notes.append(f"upstream.{up.name} is given (--set): sweep {up.sweep!r} is not read for it")
             continue
-        df = upstream_rows(spec, options, up, notes)
+        df = upstream_rows(spec, options, up, notes, optional=up.optional or up.sweep in by_hand)
         if df is None:
             continue
         if up.kind == "checkpoint":
@@ -84,17 +87,22 @@ def _check_finished(spec: SweepSpec, up: Upstream, directory: Path, n_rows: int)
         )
 
 
-def upstream_rows(spec: SweepSpec, options: RunOptions, up: Upstream, notes: list[str]) -> Any:
+def upstream_rows(
+    spec: SweepSpec, options: RunOptions, up: Upstream, notes: list[str], optional: bool = False
+) -> Any:
     """The upstream sweep's finished rows with a checkpoint and ``up.metric`` (None, with a note: an
-    optional one that has not been run)."""
+    ``optional`` one that has not been run)."""
     import pandas as pd
 
     table = options.results_path / up.sweep / "trials.parquet"
     if not table.exists():
-        if up.optional:
-            notes.append(
-                f"sweep {up.sweep!r} has no results in {table.parent}: its architectures are not added"
+        if optional:
+            what = (
+                "its architectures are not added"
+                if up.kind == "architectures"
+                else f"upstream.{up.name} is unset"
             )
+            notes.append(f"sweep {up.sweep!r} has no results in {table.parent}: {what}")
             return None
         raise ConfigError(
             f"sweep {spec.name!r} starts from the best checkpoint of sweep {up.sweep!r}, "
