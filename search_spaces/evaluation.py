@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from tune_robust.sweeps import SweepSpec, register_sweep
 
 # A checkpoint from elsewhere gets the seeds' strongest common suite; smoke runs on the embedded digits.
@@ -76,7 +78,7 @@ def transfer() -> SweepSpec:
 # RobustBench's CIFAR-10 L-inf leaderboard re-checked with our suite: the smoke fidelity a few hundred
 # test images with PGD-20 (a CPU can run it); the paper fidelity the whole test set with AutoAttack
 # (standard), the leaderboard's own attack, and PGD-20 beside it.
-ZOO_FIDELITIES = {
+ZOO_FIDELITIES: dict[str, dict[str, Any]] = {
     "smoke": {
         "data": {"dataset": "cifar10", "val_fraction": 0.0},
         "eval": {"attacks": ("pgd20",), "limit": 200},

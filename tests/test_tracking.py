@@ -3,8 +3,8 @@ event reader and (W&B offline) the run files' records, carrying the trial's conf
 metrics and the final evaluation suite.
 
 The sweep these read is the one of tests/test_sweep_cli.py's end-to-end test (run there once, with
-``--track mlflow --track tensorboard --track wandb``, to keep the default run short); an unknown tracker is among its
-bad-input cases.
+``--track mlflow --track tensorboard --track wandb``, to keep the default run short); an unknown tracker
+is among its bad-input cases.
 """
 
 from __future__ import annotations

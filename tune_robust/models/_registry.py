@@ -97,7 +97,7 @@ def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
         total += out[0].numel() * m.in_features
 
     hooks = [
-        m.register_forward_hook(conv if isinstance(m, nn.Conv2d) else linear)  # type: ignore[arg-type]
+        m.register_forward_hook(conv if isinstance(m, nn.Conv2d) else linear)
         for m in model.modules()
         if isinstance(m, (nn.Conv2d, nn.Linear))
     ]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import difflib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
@@ -234,7 +235,7 @@ def _read_json(path: Path) -> Any:
         raise ConfigError(f"--leaderboard {path}: not JSON ({e})") from None
 
 
-def published(entries: dict[str, Any], ref: ZooRef) -> dict[str, float | None] | None:
+def published(entries: Mapping[str, Any], ref: ZooRef) -> dict[str, float | None] | None:
     """The leaderboard's numbers for ``ref`` (accuracies in [0, 1], eps as a number); None if absent."""
     entry = entries.get(ref.dataset, {}).get(ref.threat, {}).get(ref.name)
     if entry is None:

@@ -130,7 +130,7 @@ class Plan:
     strategy: Strategy
     # Multiply-accumulates per image of each distinct trial model (tune_robust.run.cost.model_key), counted
     # on the meta device while the models were checked: the progress line's trial costs.
-    macs: Mapping[str, float] = field(default_factory=dict)
+    macs: Mapping[str, float | None] = field(default_factory=dict)
     # Notes planning has for the user (an optional upstream sweep that was not run, a resume that keeps
     # its recorded trials); printed by the dry run and by a real run before it starts.
     notes: tuple[str, ...] = ()
