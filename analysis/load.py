@@ -183,7 +183,7 @@ def finished_trials(trials: pd.DataFrame) -> pd.DataFrame:
     if not len(trials) or "status" not in trials:
         return trials.iloc[0:0]
     done = trials[trials["status"].astype(str) == "TERMINATED"]
-    if "best_robust_acc" in done:
+    if "best_robust_acc" in done and done["best_robust_acc"].notna().any():  # (evaluate sweeps: none)
         done = done.dropna(subset=["best_robust_acc"])
     if "stopped_by_scheduler" in done:
         done = done[~done["stopped_by_scheduler"].fillna(False).astype(bool)]

@@ -122,7 +122,7 @@ def write_report(
             f"{totals['attack_passes']:.4g} attack forward-backward passes (per example, summed).",
         )
     keys = [k for k in config_keys(trials) if not k.startswith("upstream.")] if len(trials) else []
-    if len(done) and "best_robust_acc" in done:
+    if len(done) and "best_robust_acc" in done and done["best_robust_acc"].notna().any():
         cols = [*keys, "params", "best_clean_acc", "best_robust_acc"]
         cols += [c for c in done if c.startswith("test_") and c.endswith("_acc") and c != "test_clean_acc"]
         cols = [c for c in dict.fromkeys(cols) if c in done]
@@ -350,7 +350,7 @@ def _leaderboard(done: pd.DataFrame, rep: Report) -> None:
     if table.empty:
         return
     rep.add(
-        "RobustBench leaderboard against our evaluation",
+        "Published accuracies (RobustBench leaderboard) against ours",
         "text",
         "Accuracies in [0, 1]; diff = ours - theirs in points, with the 95% Wilson interval of ours on the "
         "images we evaluated (the leaderboard's own numbers are on the 10,000 test images). Robust: "

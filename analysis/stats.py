@@ -328,7 +328,11 @@ def leaderboard_comparison(trials: pd.DataFrame, level: float = 0.95) -> pd.Data
     for _, r in trials[trials["leaderboard_clean_acc"].notna()].iterrows():
         n = int(r.get("test_eval_examples") or 0)
         robust_col = "test_aa_acc" if pd.notna(r.get("test_aa_acc")) else "test_worst_acc"
-        row: dict[str, Any] = {"model": r.get("checkpoint_label"), "images": n, "robust (ours)": robust_col}
+        row: dict[str, Any] = {
+            "model": r.get("checkpoint_label"),
+            "images": n,
+            "our robust column": robust_col,
+        }
         for what, ours_col, theirs_col in (
             ("clean", "test_clean_acc", "leaderboard_clean_acc"),
             ("robust", robust_col, "leaderboard_autoattack_acc"),

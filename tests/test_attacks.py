@@ -204,6 +204,49 @@ def test_autoattack_at_least_as_strong_as_pgd_and_reports_flags():
         aa.perturb(small_cnn(classes=3), torch.rand(2, 1, 6, 6), torch.tensor([0, 1]))
 
 
+def _square_note(decrease: float) -> str:
+    """pyautoattack's own Square check, as it logs it for one call (one evaluated batch)."""
+    import logging
+
+    from pyautoattack.checks import check_square_sr
+
+    records: list[str] = []
+    logger = logging.getLogger("square-note-test")
+    handler = logging.Handler()
+    handler.emit = lambda record: records.append(record.getMessage())  # type: ignore[method-assign]
+    logger.addHandler(handler)
+    check_square_sr({"apgd-ce": 0.5, "apgd-t": 0.5, "square": 0.5 - decrease}, logger=logger)
+    logger.removeHandler(handler)
+    return records[0]
+
+
+def test_autoattack_square_warnings_become_one_line_with_their_total():
+    from tune_robust.attacks import BatchNote
+
+    aa = create_attack("autoattack", eps=0.3)
+    # four batches of a real MNIST evaluation: Square's decrease per batch, as a share of the examples
+    # attacked in that batch (those correct clean)
+    notes = [
+        BatchNote(_square_note(d), batch, attacked)
+        for batch, (d, attacked) in enumerate([(0.0039, 256), (0.0391, 256), (0.0078, 256), (0.0117, 256)])
+    ]
+    assert "Square Attack has decreased the robust accuracy of 0.39%" in notes[0].text
+    other = BatchNote(
+        "there are 3 points with zero gradient! This might lead to unreliable evaluation", 1, 256
+    )
+    lines = aa.summarize_notes(
+        [*notes, other, BatchNote(other.text.replace("3", "5"), 2, 256)], evaluated=1024
+    )
+    assert len(lines) == 2
+    flipped = 256 * (0.0039 + 0.0391 + 0.0078 + 0.0117)  # examples Square turned, of the 1024 evaluated
+    assert lines[0].startswith(
+        f"Square Attack (black-box) lowered the robust accuracy below the white-box attacks' by "
+        f"{100 * flipped / 1024:.2f}% of the 1024 evaluated examples (in 4 batches, 0.39% to 3.91%"
+    )
+    assert lines[1] == other.text + " (in 2 batches)"
+    assert aa.summarize_notes([], evaluated=10) == []
+
+
 def test_presets_resolve_on_every_dataset():
     for dataset, eps in (("digits", 0.1), ("cifar10", 8 / 255), ("mnist", 0.3)):
         specs = dict(eval_attack_specs(EvalConfig(attacks=tuple(PRESETS)), dataset))

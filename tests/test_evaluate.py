@@ -39,6 +39,8 @@ def test_evaluate_our_checkpoints_matches_training_suite(capsys, sweep_dir):
         str(sweep_dir / "wrn_depth_grid"),
         "--results-dir",
         str(sweep_dir),
+        # published numbers to compare with (what --leaderboard fills in for a RobustBench model)
+        *("--set", "eval.leaderboard_clean_acc=0.9", "--set", "eval.leaderboard_autoattack_acc=0.5"),
         "-q",
     )
     assert code == 0, err
@@ -55,6 +57,15 @@ def test_evaluate_our_checkpoints_matches_training_suite(capsys, sweep_dir):
     assert (merged["test_clean_acc"] == merged["test_clean_acc_train"]).all()
     assert (ev["test_worst_acc"] <= ev["test_pgd20_acc"]).all()
     assert "top configs by test_worst_acc" in out
+    # the published numbers ride along, and the report sets ours against them
+    assert (ev["leaderboard_clean_acc"] == 0.9).all() and (ev["leaderboard_autoattack_acc"] == 0.5).all()
+    code, _, err = run_cli(capsys, "report", "evaluate", "--results-dir", str(sweep_dir))
+    assert code == 0, err
+    summary = (sweep_dir / "evaluate" / "report" / "summary.md").read_text()
+    section = summary.split("Published accuracies (RobustBench leaderboard) against ours", 1)[1]
+    for _, row in ev.iterrows():
+        diff = 100 * (row["test_clean_acc"] - 0.9)
+        assert f"{row['checkpoint_label']}" in section and f"{diff:+.2f} [" in section
 
 
 @pytest.fixture(scope="module")

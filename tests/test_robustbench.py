@@ -121,7 +121,7 @@ def test_leaderboard_comparison_difference_and_wilson_interval():
     )
     table = leaderboard_comparison(trials).set_index("model")
     # A: no AutoAttack in our suite, so the worst case over our attacks stands in; B: AutoAttack's own
-    assert list(table["robust (ours)"]) == ["test_worst_acc", "test_aa_acc"]
+    assert list(table["our robust column"]) == ["test_worst_acc", "test_aa_acc"]
     diff, interval = table.loc["A", "clean diff"].split(" ", 1)
     low, high = (float(v) for v in interval.strip("[]").split(", "))
     assert float(diff) == pytest.approx(-0.56) and low < -0.56 < high
