@@ -302,3 +302,41 @@ def test_zoo_model_teaches_an_rnascl_search_and_is_a_transfer_source(capsys, tmp
     assert code == 0, capsys.readouterr().err
     matrix = pd.read_parquet(tmp_path / "results" / "transfer" / "trials.parquet")
     assert len(matrix) == 1 and matrix["status"].eq("TERMINATED").all()
+
+
+@needs_robustbench
+def test_robustbench_zoo_sweep_runs_named_models_and_defaults_to_the_whole_zoo(
+    capsys, tmp_path, cifar_dir, board
+):
+    names = sorted(zoo.zoo_entries("cifar10", "Linf"))
+    assert "Huang2021Exploring" in names and "Rice2020Overfitting" in names
+    assert zoo.expand("robustbench:cifar10/Linf/*") == [f"robustbench:cifar10/Linf/{n}" for n in names]
+    _save_initial_weights(tmp_path / "models", "cifar10", "Linf", "Wong2020Fast")
+    common = ["--data-dir", str(cifar_dir), "--results-dir", str(tmp_path / "results"), "-q"]
+    code = main(
+        [
+            "robustbench_zoo",
+            "--checkpoint",
+            "robustbench:cifar10/Linf/Wong2020Fast",
+            *common,
+            "--robustbench-dir",
+            str(tmp_path / "models"),
+            "--leaderboard",
+            str(board),
+            "--set",
+            "eval.limit=16",
+            "--set",
+            "eval.sanity=false",
+            "--set",
+            "eval.metrics=false",
+        ]
+    )
+    assert code == 0, capsys.readouterr().err
+    row = pd.read_parquet(tmp_path / "results" / "robustbench_zoo" / "trials.parquet").iloc[0]
+    published = json.loads(board.read_text())["entries"]["cifar10"]["Linf"]["Wong2020Fast"]
+    assert row["leaderboard_clean_acc"] == pytest.approx(float(published["clean_acc"]) / 100)
+    assert row["test_eval_examples"] == 16 and row["eval_attacks"].startswith("pgd20=pgd20-linf-eps0.03137")
+    # without --checkpoint: every zoo model, each needing its weights (here none: refused, one line)
+    code = main(["robustbench_zoo", *common, "--robustbench-dir", str(tmp_path / "empty")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "pass --download to fetch them" in err, err
