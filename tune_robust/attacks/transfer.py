@@ -36,7 +36,9 @@ class Transfer(Attack):
         check_eps(self.step, "step")
         if not self.source:
             raise ConfigError("attack 'transfer' needs source=<checkpoint path of the source model>")
-        if not self.source.startswith("robustbench:") and not Path(self.source).exists():
+        from tune_robust.models.robustbench_zoo import is_reference
+
+        if not is_reference(self.source) and not Path(self.source).exists():
             raise ConfigError(f"attack 'transfer': source checkpoint {self.source} does not exist")
 
     @property

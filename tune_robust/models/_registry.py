@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Any
 
@@ -84,8 +85,11 @@ def count_params(model: nn.Module) -> int:
 
 def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     """Multiply-accumulates per image of ``model``'s convolutions and linear layers, from one forward
-    pass on the meta device (no memory, nothing computed; ``model`` may be built with
-    ``create_meta_model``). Other operations (activations, pooling, attention products) are not counted."""
+    pass on the meta device (no memory, nothing computed). A model built with ``create_meta_model`` is
+    used as it is, any other one through a meta copy. Other operations (activations, pooling, attention
+    products) are not counted."""
+    if not all(t.is_meta for t in (*model.parameters(), *model.buffers())):
+        model = copy.deepcopy(model).to("meta")
     total = 0
 
     def conv(m: nn.Conv2d, _i: Any, out: torch.Tensor) -> None:
@@ -104,7 +108,7 @@ def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     was_training = model.training
     try:
         with torch.no_grad(), _ShapesOnlyOnMeta():
-            model.to("meta").eval()(torch.empty(1, *input_shape, device="meta"))
+            model.eval()(torch.empty(1, *input_shape, device="meta"))
     finally:
         for h in hooks:
             h.remove()
