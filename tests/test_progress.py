@@ -84,3 +84,16 @@ def test_a_log_gets_a_line_when_something_changed_at_most_every_interval_a_termi
     bar._stream, bar._started = tty, 0.0
     bar.show(trials, final=True)
     assert tty.getvalue().startswith("\rtrials 1/2 done") and tty.getvalue().count("\n") == 1
+
+
+def test_the_line_says_when_no_trial_could_start_for_a_minute():
+    bar = ProgressLine(planned=3, metric="val_robust_acc", mode="max")
+    bar._started = 0.0
+    waiting = [trial("TERMINATED", 0.5, "a"), trial("PENDING", None, "b"), trial("PENDING", None, "c")]
+    assert "no trial could start" not in bar.line(waiting, now=10.0)
+    assert bar.line(waiting, now=75.0).endswith(
+        "| no trial could start for 1m05s: no free CPUs/GPUs for one (see `ray status`) | elapsed 1m15s"
+    )
+    running = [trial("TERMINATED", 0.5, "a"), trial("RUNNING", None, "b"), trial("PENDING", None, "c")]
+    assert "no trial could start" not in bar.line(running, now=80.0)
+    assert "no trial could start" not in bar.line(waiting, now=100.0)  # the clock starts again

@@ -36,6 +36,10 @@ def eta_seconds(elapsed: float, finished: float, running: float, left: float) ->
     return elapsed / finished * (left + running / 2)
 
 
+# Seconds without a running trial while some are left before the line says so.
+IDLE_WARNING = 60.0
+
+
 def _unit_cost(_config: Mapping[str, Any]) -> float:
     return 1.0
 
@@ -63,6 +67,7 @@ class ProgressLine(tune.Callback):
         self._started = 0.0
         self._finished_at_start: set[str] | None = None
         self._costs: dict[str, float] = {}
+        self._idle_since: float | None = None
         self._shown = ("", 0.0)
 
     def __getstate__(self) -> dict[str, Any]:  # pickled with the experiment state: no stream
@@ -104,8 +109,24 @@ class ProgressLine(tune.Callback):
             parts.append(f"best {self.metric} {best:.4f}")
         if failed:
             parts.append(f"{failed} FAILED")
+        waiting = self.waiting(running, left, now)
+        if waiting:
+            parts.append(waiting)
         parts.append(f"elapsed {_duration(now - self._started)}")
         return " | ".join(parts)
+
+    def waiting(self, running: int, left: int, now: float) -> str:
+        """What Ray Tune's own "no trial has started" warning says (hidden at the default verbosity), in
+        the line: trials are left but none has run for a minute, so the cluster has nothing free."""
+        if running or not left:
+            self._idle_since = None
+            return ""
+        if self._idle_since is None:
+            self._idle_since = now
+        idle = now - self._idle_since
+        if idle < IDLE_WARNING:
+            return ""
+        return f"no trial could start for {_duration(idle)}: no free CPUs/GPUs for one (see `ray status`)"
 
     def best(self, trials: list) -> float | None:
         values = [
