@@ -354,8 +354,8 @@ def _leaderboard(done: pd.DataFrame, rep: Report) -> None:
         "text",
         "Accuracies in [0, 1]; diff = ours - theirs in points, with the 95% Wilson interval of ours on the "
         "images we evaluated (the leaderboard's own numbers are on the 10,000 test images). Robust: "
-        "AutoAttack's accuracy where our suite ran it, else the worst case over our attacks, which can "
-        "only be at or above AutoAttack's.",
+        "AutoAttack's (standard) accuracy where our suite ran it, else the worst case over our attacks, "
+        "usually at or above AutoAttack's.",
     )
     rep.add("", "table", table)
 

@@ -314,10 +314,10 @@ def mean_interval(
 
 
 def leaderboard_comparison(trials: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
-    """Our numbers against RobustBench's published ones, one row per evaluated zoo model (trials with
-    ``leaderboard_*`` columns): clean accuracy against theirs, and our strongest robust accuracy
-    (AutoAttack's when the suite ran it, else the worst case over the suite's attacks, an upper bound of
-    AutoAttack's) against their AutoAttack accuracy. Each difference (ours - theirs, points) has the
+    """Our numbers against published ones (RobustBench's leaderboard), one row per evaluated checkpoint
+    with ``leaderboard_*`` columns: clean accuracy against theirs, and our robust accuracy against their
+    AutoAttack accuracy: our standard AutoAttack's where the suite ran it, else the worst case over the
+    suite's attacks (usually at or above AutoAttack's). Each difference (ours - theirs, points) has the
     Wilson interval of our accuracy on the ``test_eval_examples`` images we used (theirs counted as
     exact: 10,000 images against our few hundred)."""
     from scipy.stats import binomtest
@@ -326,8 +326,8 @@ def leaderboard_comparison(trials: pd.DataFrame, level: float = 0.95) -> pd.Data
         return pd.DataFrame()
     rows = []
     for _, r in trials[trials["leaderboard_clean_acc"].notna()].iterrows():
-        n = int(r.get("test_eval_examples") or 0)
-        robust_col = "test_aa_acc" if pd.notna(r.get("test_aa_acc")) else "test_worst_acc"
+        n = int(r["test_eval_examples"]) if pd.notna(r.get("test_eval_examples")) else 0
+        robust_col = _autoattack_column(r) or "test_worst_acc"
         row: dict[str, Any] = {
             "model": r.get("checkpoint_label"),
             "images": n,
@@ -348,3 +348,14 @@ def leaderboard_comparison(trials: pd.DataFrame, level: float = 0.95) -> pd.Data
                 row[f"{what} diff"] = None
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _autoattack_column(row: pd.Series) -> str | None:
+    """The ``test_<label>_acc`` column of the suite's standard AutoAttack, read from the row's
+    ``eval_attacks`` ("label=description; ..."; AutoAttack describes itself as ``aa-standard-...``)."""
+    for part in str(row.get("eval_attacks") or "").split("; "):
+        label, _, description = part.partition("=")
+        column = f"test_{label}_acc"
+        if description.startswith("aa-standard") and pd.notna(row.get(column)):
+            return column
+    return None

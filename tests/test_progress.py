@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import io
+import itertools
 from types import SimpleNamespace
 
 from tune_robust.results.progress import ProgressLine, eta_seconds
+
+_IDS = itertools.count()
 
 
 def trial(status, value=None, trial_id=None, cost=1.0):
     return SimpleNamespace(
         status=status,
         last_result={} if value is None else {"val_robust_acc": value},
-        trial_id=trial_id or f"t{id(object())}",
+        trial_id=trial_id or f"t{next(_IDS)}",
         config={"cost": cost},
     )
 
@@ -48,8 +51,8 @@ def test_the_line_counts_trials_estimates_the_time_left_and_shows_the_best_and_f
 def test_the_eta_weights_trials_by_their_cost():
     assert eta_seconds(100.0, finished=2.0, running=1.0, left=6.0) == 325.0
     assert eta_seconds(100.0, finished=0.0, running=1.0, left=6.0) is None
-    # Two cheap trials (cost 1) took 100 s; what is left costs 4 + 8 + 8 (running one counts half):
-    # 50 s per unit of cost, for 4/2 + 16 units, where counting trials would say 50 s x 2.5.
+    # Two cheap trials (cost 1) took 100 s: 50 s per unit of cost, for the running trial's 4 (counted
+    # half) and the pending one's 16, where counting trials says 50 s x (1/2 + 1).
     bar = ProgressLine(4, "val_robust_acc", "max", cost=lambda config: config["cost"], total_cost=22.0)
     bar._started = 0.0
     first = [trial("PENDING", trial_id=i) for i in "abcd"]
@@ -97,3 +100,19 @@ def test_the_line_says_when_no_trial_could_start_for_a_minute():
     running = [trial("TERMINATED", 0.5, "a"), trial("RUNNING", None, "b"), trial("PENDING", None, "c")]
     assert "no trial could start" not in bar.line(running, now=80.0)
     assert "no trial could start" not in bar.line(waiting, now=100.0)  # the clock starts again
+
+
+def test_a_line_pickled_before_the_costs_existed_still_works_on_resume():
+    import pickle
+
+    bar = ProgressLine(planned=3, metric="val_robust_acc", mode="max")
+    state = pickle.loads(pickle.dumps(bar)).__dict__  # what an experiment state holds
+    for newer in ("cost", "total_cost", "_costs", "_idle_since"):  # absent from an older version's
+        state.pop(newer)
+    old = ProgressLine.__new__(ProgressLine)
+    old.__setstate__(state)
+    old._started = 0.0
+    trials = [trial("TERMINATED", 0.5, "a"), trial("RUNNING", None, "b"), trial("PENDING", None, "c")]
+    old.line(trials, now=1.0)  # (the finished trial was done before this driver: no pace yet)
+    trials[1] = trial("TERMINATED", 0.6, "b")
+    assert " | ETA 0m11s | " in old.line(trials, now=11.0)  # 11 s for the one finished here, one left

@@ -115,6 +115,7 @@ def test_leaderboard_comparison_difference_and_wilson_interval():
             "test_clean_acc": [0.9, 0.5],
             "test_worst_acc": [0.6, 0.3],
             "test_aa_acc": [math.nan, 0.25],
+            "eval_attacks": ["pgd20=pgd20-linf-eps0.03137-step0.003137", "aa=aa-standard-linf-eps0.03137"],
             "leaderboard_clean_acc": [0.9056, 0.5],
             "leaderboard_autoattack_acc": [0.6156, 0.2],
         }

@@ -100,3 +100,23 @@ def check_wandb_runs(results: Path, trials: pd.DataFrame, epochs: int) -> None:
         seen = [h["val_robust_acc"] for h in history if "val_robust_acc" in h]
         assert len(seen) >= epochs  # every epoch (the last report repeats the last epoch)
         assert history[-1]["test_pgd20_acc"] == pytest.approx(row["test_pgd20_acc"])
+
+
+def test_wandb_online_without_a_key_is_refused_before_anything_is_written(capsys, tmp_path, monkeypatch):
+    from tune_robust.cli import main
+
+    for var in ("WANDB_API_KEY", "WANDB_MODE", "WANDB_BASE_URL", "WANDB_DIR"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))
+    monkeypatch.chdir(tmp_path)
+    args = ["wrn_depth_grid", "--track", "wandb", "--results-dir", str(tmp_path / "results")]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --track wandb: no W&B key") and err.count("\n") == 1
+    assert not (tmp_path / "results" / "wrn_depth_grid").exists()
+    # `wandb login` writes the key into the netrc file; then planning goes on (a dry run here)
+    (tmp_path / "netrc").write_text("machine api.wandb.ai\n  login user\n  password x" + "0" * 39 + "\n")
+    (tmp_path / "netrc").chmod(0o600)
+    assert main([*args, "--dry-run"]) == 0
+    capsys.readouterr()

@@ -38,7 +38,12 @@ class Transfer(Attack):
             raise ConfigError("attack 'transfer' needs source=<checkpoint path of the source model>")
         from tune_robust.models.robustbench_zoo import is_reference
 
-        if not is_reference(self.source) and not Path(self.source).exists():
+        if is_reference(self.source):
+            raise ConfigError(
+                f"attack 'transfer': source={self.source} is a zoo model; give it to the transfer sweep "
+                f"(--checkpoint {self.source}), where its weights are found and checked before Ray starts"
+            )
+        if not Path(self.source).exists():
             raise ConfigError(f"attack 'transfer': source checkpoint {self.source} does not exist")
 
     @property

@@ -94,6 +94,8 @@ def expand(text: str) -> list[str]:
         names = sorted(zoo_entries(ref.dataset, ref.threat))
     else:
         names = [n.strip() for n in ref.name.split(",") if n.strip()]
+    if not names:
+        raise ConfigError(f"{text!r}: names no zoo model under {ref.dataset}/{ref.threat}")
     return [str(replace(ref, name=n)) for n in names]
 
 

@@ -73,6 +73,12 @@ class ProgressLine(tune.Callback):
     def __getstate__(self) -> dict[str, Any]:  # pickled with the experiment state: no stream
         return self.__dict__ | {"_stream": None, "_finished_at_start": None, "_shown": ("", 0.0)}
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """A resumed sweep's line, as pickled by this or an earlier version (which had no costs)."""
+        defaults: dict[str, Any] = {"cost": _unit_cost, "_costs": {}, "_idle_since": None}
+        self.__dict__.update(defaults | state | {"_stream": None, "_finished_at_start": None})
+        self.__dict__.setdefault("total_cost", float(self.planned))
+
     @property
     def stream(self) -> TextIO:
         return self._stream or sys.stderr

@@ -53,6 +53,42 @@ def check_tracking(track: tuple[str, ...]) -> None:
             import wandb  # noqa: F401
         except ImportError:
             raise ConfigError("--track wandb needs the [wandb] extra: pip install -e '.[wandb]'") from None
+        if not wandb_can_log():
+            raise ConfigError(
+                "--track wandb: no W&B key (no WANDB_API_KEY, no `wandb login` entry in ~/.netrc); run "
+                "`wandb login`, set WANDB_API_KEY, or log locally with WANDB_MODE=offline"
+            )
+
+
+def wandb_can_log() -> bool:
+    """Whether W&B runs will start without asking: offline or disabled (WANDB_MODE, or ``wandb offline``
+    in W&B's settings files), a key in WANDB_API_KEY, or the ``~/.netrc`` entry ``wandb login`` writes
+    for its host. Checked before anything is written, not in Ray's callback after the sweep began."""
+    import configparser
+    import netrc
+    import os
+    from urllib.parse import urlparse
+
+    quiet = ("offline", "disabled", "dryrun")
+    if os.environ.get("WANDB_MODE", "").lower() in quiet or os.environ.get("WANDB_API_KEY"):
+        return True
+    config_dir = os.environ.get("WANDB_CONFIG_DIR") or str(Path("~/.config/wandb").expanduser())
+    for settings in (
+        Path(config_dir) / "settings",
+        Path(os.environ.get("WANDB_DIR", ".")) / "wandb" / "settings",
+    ):
+        parser = configparser.ConfigParser()
+        try:
+            parser.read(settings)
+        except configparser.Error:
+            continue
+        if parser.get("default", "mode", fallback="").lower() in quiet:
+            return True
+    host = urlparse(os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai").hostname
+    try:
+        return netrc.netrc(os.environ.get("NETRC")).authenticators(host or "") is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
 
 
 def tracking_callbacks(

@@ -30,31 +30,25 @@ def count_model_macs(tc: TrialConfig, model: Any) -> float | None:
 
 
 class TrialCost:
-    """``cost(config)`` for trial configs as Ray Tune passes them, from the plan's MAC counts."""
+    """``cost(config)`` for trial configs as Ray Tune passes them, from the plan's MAC counts. A model
+    whose MACs could not be counted (None) or that planning did not see costs the mean of the counted
+    ones (all alike: 1), times its own passes."""
 
     def __init__(self, macs: Mapping[str, float | None]) -> None:
         self.macs = dict(macs)
-        self._known: list[float] = []
+        known = [m for m in self.macs.values() if m is not None]
+        self.mean_macs = sum(known) / len(known) if known else 1.0
 
     def __call__(self, config: Mapping[str, Any]) -> float:
-        value = self.exact(config)
-        if value is not None:
-            return value
-        return sum(self._known) / len(self._known) if self._known else 1.0
-
-    def exact(self, config: Mapping[str, Any]) -> float | None:
         from tune_robust.attacks import create_attack
         from tune_robust.training import create_method
 
         tc = TrialConfig.from_dict(dict(config))
         macs = self.macs.get(model_key(tc))
-        if macs is None:
-            return None
         method = create_method(tc.method.name, **tc.method.kwargs)
         attack = create_attack(tc.attack.name, **tc.attack.kwargs)
-        value = macs * method.epochs_to_run(tc.train.epochs) * (1 + method.attack_passes(attack))
-        self._known.append(value)
-        return value
+        passes = method.epochs_to_run(tc.train.epochs) * (1 + method.attack_passes(attack))
+        return (self.mean_macs if macs is None else macs) * passes
 
     def total(self, configs: Sequence[Mapping[str, Any]], trials: int) -> float:
         """The expected cost of ``trials`` trials drawn from ``configs`` (all of them, for a grid run

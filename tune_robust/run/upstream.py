@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from tune_robust.errors import ConfigError
+from tune_robust.models.checkpoint import canonical
 from tune_robust.run.options import RunOptions
 from tune_robust.run.resume import read_state
 from tune_robust.sweeps import SweepSpec, Upstream
@@ -38,7 +39,9 @@ def resolve(
     added: list[Config] = []
     # An input given by hand (--set upstream.ROLE=...) replaces the sweep that would give it, and makes
     # that sweep's other roles optional (RNAS-CL's searches read teacher and teacher_r18 alike).
-    given = base.get("upstream", {})
+    given = {role: canonical(str(ref)) for role, ref in base.get("upstream", {}).items()}
+    for cfg in out:  # trials start in their own directories: a path given by hand goes in absolute
+        cfg.setdefault("upstream", {}).update(given)
     by_hand = {up.sweep for up in spec.upstream if up.name in given}
     for up in spec.upstream:
         if up.kind == "architectures" and recorded is not None:

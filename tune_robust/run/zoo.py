@@ -10,7 +10,7 @@ import copy
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from tune_robust.config import TrialConfig
+from tune_robust.config import TARGET_PREFIX, TrialConfig
 from tune_robust.errors import ConfigError
 from tune_robust.models import robustbench_zoo as zoo
 from tune_robust.run.options import RunOptions
@@ -55,7 +55,7 @@ def _resolve_one(
         )
     ref = zoo.ZooRef.parse(text)
     numbers = zoo.published(entries, ref) if entries is not None else None
-    check(ref, cfg, numbers)
+    check(ref, cfg, numbers, evaluated=role == "model" or role.startswith(TARGET_PREFIX))
     if text not in resolved:
         resolved[text] = zoo.resolve(text, options.robustbench_dir, options.download)
     if role == "model" and numbers is not None:
@@ -67,11 +67,17 @@ def _resolve_one(
     return str(resolved[text])
 
 
-def check(ref: zoo.ZooRef, cfg: Mapping[str, Any], numbers: Mapping[str, Any] | None) -> None:
-    """The trial's dataset and evaluation attacks against the zoo model's task."""
+def check(
+    ref: zoo.ZooRef, cfg: Mapping[str, Any], numbers: Mapping[str, Any] | None, evaluated: bool = True
+) -> None:
+    """The trial's dataset against the zoo model's, and for a model the trial evaluates (``evaluated``:
+    not a teacher or a transfer source) its attacks against the threat model it is ranked under."""
     from tune_robust.evaluation.suite import build_attacks
 
     tc = TrialConfig.from_dict(dict(cfg))
+    if not evaluated:
+        zoo.check_task(ref, tc.data.dataset, set(), set(), None)
+        return
     attacks = build_attacks(tc.eval, tc.data.dataset).values()
     norms = {str(getattr(a, "norm", "linf")) for a in attacks if getattr(a, "eps", None) is not None}
     eps = {float(a.eps) for a in attacks if getattr(a, "eps", None) is not None}  # type: ignore[attr-defined]

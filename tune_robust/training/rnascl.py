@@ -32,6 +32,7 @@ from torch import nn
 from tune_robust.attacks import Attack
 from tune_robust.errors import ConfigError
 from tune_robust.models.checkpoint import load_checkpoint
+from tune_robust.models.robustbench_zoo import is_reference
 from tune_robust.training._base import Method, register_method
 from tune_robust.training.trades import kl_rows, pgd_attack_settings, trades_adversary
 
@@ -139,6 +140,12 @@ class RNASCL(Method):
         for ok, msg in checks:
             if not ok:
                 raise ConfigError(f"method 'rnascl': {msg}")
+        if is_reference(self.teacher):
+            raise ConfigError(
+                f"method.teacher={self.teacher}: name a zoo teacher as an upstream input, --set "
+                f"upstream.teacher={self.teacher} (method.teacher names that role), so the driver finds "
+                f"and checks its weights before Ray starts"
+            )
         # the TRADES finetune perturbs its inputs: its attack passes count, its best epoch is robust
         self.adversarial = self.trades_beta > 0  # type: ignore[misc]
 
