@@ -1,5 +1,6 @@
 """RobustBench's model zoo as checkpoints: ``robustbench:DATASET/THREAT/NAME`` (e.g.
-``robustbench:cifar10/Linf/Huang2021Exploring``), wherever a checkpoint is accepted.
+``robustbench:cifar10/Linf/Huang2021Exploring``), wherever a trial takes a checkpoint as an input
+(``--checkpoint``, ``--craft-on``, ``--set upstream.ROLE=...``; not ``upstream.init``).
 
 The ``robustbench`` package (the ``[robustbench]`` extra) defines every zoo architecture and knows where
 its weights live; this module only names, checks and loads through its public API
