@@ -203,7 +203,7 @@ def test_paper_sweeps_plan_each_config_once_and_validate(name, fidelity, trials,
         if not up.optional and not (tmp_path / up.sweep).exists():
             _upstream_results(tmp_path, up.sweep, UPSTREAM_ROWS[up.sweep])
     options = RunOptions(
-        fidelity=fidelity, data_dir=str(data_dir) if data_dir else None, results_dir=str(tmp_path)
+        fidelity=fidelity, data_dir=str(data_dir) if data_dir else None, results_dir=str(tmp_path), verbose=0
     )
     p = plan(name, options)  # every trial config is validated here (model kwargs, method vs attack)
     # The paper's number of configs, each a different trial (no grid point twice, none lost), except

@@ -105,7 +105,7 @@ def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
         for m in model.modules()
         if isinstance(m, (nn.Conv2d, nn.Linear))
     ]
-    was_training = model.training
+    was_training = model.training  # (eval: a train-mode forward may take other paths, e.g. an aux head)
     try:
         with torch.no_grad(), _ShapesOnlyOnMeta():
             model.eval()(torch.empty(1, *input_shape, device="meta"))

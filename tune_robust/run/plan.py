@@ -44,7 +44,8 @@ def plan(name: str, options: RunOptions) -> Plan:
     resolved = upstream.resolve(spec, options, base, configs)
     with_zoo, zoo_notes = resolve_zoo(resolved.configs, options)
     chosen = strategy.resolve(spec, options, with_zoo)
-    checked = validate(with_zoo)
+    # MACs only where the progress line will weight its ETA by them (a run at the default verbosity)
+    checked = validate(with_zoo, count_macs=options.verbose == 1 and not options.dry_run)
     return Plan(
         spec=spec,
         options=options,

@@ -46,11 +46,11 @@ class Checked:
     macs: dict[str, float | None]
 
 
-def validate(configs: Sequence[Mapping[str, Any]]) -> Checked:
-    """Build every distinct model on the meta device (counting its MACs), check every upstream checkpoint
-    against the trial that loads it and read every dataset once (downloading it when asked): what a
-    trial would fail on, found before Ray starts. The configs come back as trials get them (the driver
-    downloaded what was needed; trials only read)."""
+def validate(configs: Sequence[Mapping[str, Any]], count_macs: bool = True) -> Checked:
+    """Build every distinct model on the meta device (counting its MACs with ``count_macs``: the progress
+    line's trial costs), check every upstream checkpoint against the trial that loads it and read every
+    dataset once (downloading it when asked): what a trial would fail on, found before Ray starts. The
+    configs come back as trials get them (the driver downloaded what was needed; trials only read)."""
     from tune_robust.data import DATASETS, load_dataset
     from tune_robust.models import create_meta_model
     from tune_robust.models.checkpoint import checkpoint_info
@@ -66,7 +66,7 @@ def validate(configs: Sequence[Mapping[str, Any]]) -> Checked:
             info = DATASETS.get(tc.data.dataset)
             model = create_meta_model(tc.model.name, info.num_classes, info.shape[0], **tc.model.kwargs)
             check_screen(tc, model)
-            macs[key] = count_model_macs(tc, model)
+            macs[key] = count_model_macs(tc, model) if count_macs else None
         for key, path in tc.upstream.items():
             if path not in infos:
                 infos[path] = checkpoint_info(path)
