@@ -116,3 +116,19 @@ def test_a_line_pickled_before_the_costs_existed_still_works_on_resume():
     old.line(trials, now=1.0)  # (the finished trial was done before this driver: no pace yet)
     trials[1] = trial("TERMINATED", 0.6, "b")
     assert " | ETA 0m11s | " in old.line(trials, now=11.0)  # 11 s for the one finished here, one left
+
+
+def test_planning_counts_each_model_macs_only_where_the_line_uses_them(tmp_path):
+    from tune_robust.models import profile_model
+    from tune_robust.run import RunOptions, plan
+    from tune_robust.run.cost import TrialCost
+
+    p = plan("wrn_depth_grid", RunOptions(max_trials=3, results_dir=str(tmp_path)))
+    depths = [c["model"]["depths"] for c in p.configs]
+    expected = [profile_model("wrn", (1, 8, 8), 10, depths=d, widths=(0.5, 0.5, 0.5))[1] for d in depths]
+    assert sorted(p.macs.values()) == sorted(expected)  # the digits grid: 8x8 images, widths x0.5
+    cost = TrialCost(p.macs)
+    epochs, steps = p.configs[0]["train"]["epochs"], p.configs[0]["attack"]["steps"]
+    assert [cost(c) for c in p.configs] == [m * epochs * (1 + steps) for m in expected]
+    dry = plan("wrn_depth_grid", RunOptions(max_trials=3, results_dir=str(tmp_path), dry_run=True))
+    assert set(dry.macs.values()) == {None} and TrialCost(dry.macs)(dry.configs[0]) == epochs * (1 + steps)
