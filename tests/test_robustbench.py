@@ -172,6 +172,11 @@ def test_without_the_package_the_error_says_how_to_install_it(capsys, tmp_path, 
 # --- with the robustbench package -----------------------------------------------------------------------
 
 
+def _set(*items: str) -> list[str]:
+    """``--set`` before each KEY=VALUE."""
+    return [arg for item in items for arg in ("--set", item)]
+
+
 def _save_initial_weights(models: Path, dataset: str, threat: str, name: str) -> torch.nn.Module:
     """The architecture's own initial weights in RobustBench's directory layout (no download here)."""
     entry = zoo.zoo_entries(dataset, threat)[name]
@@ -206,14 +211,7 @@ def test_zoo_model_evaluates_offline_like_the_package_with_the_leaderboard_colum
             *common,
             "--leaderboard",
             str(board),
-            "--set",
-            "eval.limit=8",
-            "--set",
-            "eval.attacks=fgsm",
-            "--set",
-            "eval.sanity=false",
-            "--set",
-            "eval.metrics=false",
+            *_set("eval.limit=8", "eval.attacks=fgsm", "eval.sanity=false", "eval.metrics=false"),
             "--results-dir",
             str(tmp_path / "results"),
             "-q",
@@ -283,23 +281,14 @@ def test_zoo_model_teaches_an_rnascl_search_and_is_a_transfer_source(capsys, tmp
     code = main(
         [
             "rnascl_search",
-            "--set",
-            f"upstream.teacher={ref}",
-            "--set",
-            "data.train_limit=64",
-            "--set",
-            "data.test_limit=16",
-            "--set",
-            "train.epochs=1",
+            *_set(f"upstream.teacher={ref}", "data.train_limit=64", "data.test_limit=16", "train.epochs=1"),
             *common,
         ]
     )
     assert code == 0, capsys.readouterr().err
     row = pd.read_parquet(tmp_path / "results" / "rnascl_search" / "trials.parquet").iloc[0]
     assert row["status"] == "TERMINATED" and row["upstream.teacher"].startswith(ref + "@")
-    code = main(
-        ["transfer", "--checkpoint", ref, "--set", "eval.limit=8", "--set", "eval.attacks=pgd20", *common]
-    )
+    code = main(["transfer", "--checkpoint", ref, *_set("eval.limit=8", "eval.attacks=pgd20"), *common])
     assert code == 0, capsys.readouterr().err
     matrix = pd.read_parquet(tmp_path / "results" / "transfer" / "trials.parquet")
     assert len(matrix) == 1 and matrix["status"].eq("TERMINATED").all()
@@ -324,12 +313,7 @@ def test_robustbench_zoo_sweep_runs_named_models_and_defaults_to_the_whole_zoo(
             str(tmp_path / "models"),
             "--leaderboard",
             str(board),
-            "--set",
-            "eval.limit=16",
-            "--set",
-            "eval.sanity=false",
-            "--set",
-            "eval.metrics=false",
+            *_set("eval.limit=16", "eval.sanity=false", "eval.metrics=false"),
         ]
     )
     assert code == 0, capsys.readouterr().err
