@@ -171,13 +171,18 @@ def weight_files(ref: ZooRef, entry: Any) -> list[Path]:
     return [base]
 
 
+def missing_weights(ref: ZooRef) -> list[Path]:
+    """The weight files of ``ref`` (a zoo name, checked) not in its directory."""
+    entries = zoo_entries(ref.dataset, ref.threat)
+    check_name(ref, sorted(entries))
+    return [p for p in weight_files(ref, entries[ref.name]) if not p.is_file()]
+
+
 def resolve(text: str, model_dir: str | Path, download: bool) -> ZooRef:
     """``text`` with its directory (absolute), checked: the name exists and its weights are there (or,
     with ``download``, fetched there now by the robustbench package)."""
     ref = replace(ZooRef.parse(text), model_dir=str(Path(model_dir).expanduser().resolve()))
-    entries = zoo_entries(ref.dataset, ref.threat)
-    check_name(ref, sorted(entries))
-    missing = [p for p in weight_files(ref, entries[ref.name]) if not p.is_file()]
+    missing = missing_weights(ref)
     if missing and not download:
         raise ConfigError(
             f"{ref.key}: no weights at {missing[0]}; pass --download to fetch them there (needs the "
@@ -196,12 +201,9 @@ def load(ref: ZooRef | str, device: Any = "cpu", allow_download: bool = False) -
     if not ref.model_dir:
         raise ConfigError(f"{ref.key}: no RobustBench model directory (--robustbench-dir)")
     _, utils = _package()
-    if not allow_download:
-        entries = zoo_entries(ref.dataset, ref.threat)
-        check_name(ref, sorted(entries))
-        missing = [p for p in weight_files(ref, entries[ref.name]) if not p.is_file()]
-        if missing:
-            raise ConfigError(f"{ref.key}: no weights at {missing[0]} (the driver checked them before)")
+    missing = [] if allow_download else missing_weights(ref)
+    if missing:
+        raise ConfigError(f"{ref.key}: no weights at {missing[0]} (the driver checked them before)")
     model = utils.load_model(ref.name, model_dir=ref.model_dir, dataset=ref.dataset, threat_model=ref.threat)
     return model.to(device).eval()
 
